@@ -1,0 +1,90 @@
+"""The ASGI application."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Litestar, Request, get
+from litestar.middleware import DefineMiddleware
+from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+import loyalty
+from loyalty.customers.endpoints import CustomerController
+from loyalty.db.engine import Database
+from loyalty.http.auth import PUBLIC_OPT_KEY, BearerAuthMiddleware, require_scope
+from loyalty.http.errors import EXCEPTION_HANDLERS
+from loyalty.http.health import healthz, readyz
+from loyalty.http.observability import request_id_middleware
+from loyalty.ledger.endpoints import TransactionController
+from loyalty.logs import configure_logging
+from loyalty.rewards.endpoints import RedeemableController
+from loyalty.settings import Settings
+
+
+@get(
+    "/openapi.json",
+    opt={PUBLIC_OPT_KEY: True},
+    include_in_schema=False,
+    media_type="application/vnd.oai.openapi+json",
+)
+async def openapi_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """The OpenAPI document at the root (also served at /docs/openapi.json)."""
+    return request.app.openapi_schema.to_schema()
+
+
+def create_app(settings: Settings | None = None, database: Database | None = None) -> Litestar:
+    settings = settings or Settings.from_env()
+    configure_logging(settings.log_level)
+    owns_database = database is None
+
+    async def on_startup(app: Litestar) -> None:
+        app.state.database = database or Database(settings)
+        app.state.settings = settings
+
+    async def on_shutdown(app: Litestar) -> None:
+        if owns_database:
+            await app.state.database.dispose()
+
+    openapi = OpenAPIConfig(
+        title="Loyalty API",
+        version=loyalty.__version__,
+        description=(
+            "Points ledger, customers and rewards. Errors always answer "
+            '`{"error": {"code", "message", "details"}}`.'
+        ),
+        path="/docs",
+        render_plugins=[SwaggerRenderPlugin(path="/")],
+        components=Components(
+            security_schemes={
+                "BearerAuth": SecurityScheme(
+                    type="http", scheme="bearer", description="An API key: `lk_...`"
+                )
+            }
+        ),
+        security=[{"BearerAuth": []}],
+    )
+    auth = DefineMiddleware(
+        BearerAuthMiddleware,
+        exclude_from_auth_key=PUBLIC_OPT_KEY,
+        exclude=["^/docs"],
+    )
+    return Litestar(
+        route_handlers=[
+            CustomerController,
+            TransactionController,
+            RedeemableController,
+            healthz,
+            readyz,
+            openapi_json,
+        ],
+        middleware=[request_id_middleware, auth],
+        guards=[require_scope],
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=openapi,
+        on_startup=[on_startup],
+        on_shutdown=[on_shutdown],
+        request_max_body_size=settings.request_body_bytes_max,
+        debug=False,
+    )

@@ -1,0 +1,118 @@
+"""API keys: creation (shown once), listing, revocation and authentication."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from loyalty.auth import repository, tokens
+from loyalty.auth.schemas import ApiKey, CreatedApiKey, Principal
+from loyalty.auth.scopes import parse_scopes
+from loyalty.db.types import utc_now
+from loyalty.errors import NotFoundError, UnauthorizedError, ValidationFailedError
+from loyalty.ids import new_id
+from loyalty.merchants import service as merchants_service
+
+KEY_NAME_CHARS_MAX = 200
+RATE_LIMIT_AMOUNT_MAX = 1_000_000
+_RATE_LIMIT_PATTERN = re.compile(r"^([1-9][0-9]{0,6})/(second|minute|hour)$")
+
+
+class ApiKeyNotFoundError(NotFoundError):
+    code = "api_key_not_found"
+
+
+def parse_rate_limit(text: str) -> str:
+    """Validate ``N/second|minute|hour`` (1 <= N <= 1,000,000) and return it normalised."""
+    match = _RATE_LIMIT_PATTERN.match(text.strip().lower())
+    if match is None or int(match.group(1)) > RATE_LIMIT_AMOUNT_MAX:
+        raise ValidationFailedError.for_field(
+            "rate_limit", f"must look like 100/minute (N from 1 to {RATE_LIMIT_AMOUNT_MAX:,})"
+        )
+    return f"{int(match.group(1))}/{match.group(2)}"
+
+
+async def create_key(
+    connection: AsyncConnection,
+    *,
+    merchant_id: uuid.UUID,
+    scopes: str,
+    name: str | None = None,
+    rate_limit: str | None = None,
+) -> CreatedApiKey:
+    await merchants_service.get_merchant(connection, merchant_id)
+    try:
+        scope_list = parse_scopes(scopes)
+    except ValueError as error:
+        raise ValidationFailedError.for_field("scopes", str(error)) from error
+    key_name = (name or "").strip() or "API key"
+    if len(key_name) > KEY_NAME_CHARS_MAX:
+        raise ValidationFailedError.for_field("name", f"at most {KEY_NAME_CHARS_MAX} characters")
+    normalised_limit = parse_rate_limit(rate_limit) if rate_limit is not None else None
+    prefix, token = tokens.generate_token()
+    key = ApiKey(
+        id=new_id(),
+        merchant_id=merchant_id,
+        name=key_name,
+        prefix=prefix,
+        scopes=scope_list,
+        rate_limit=normalised_limit,
+        created_at=utc_now(),
+        revoked_at=None,
+    )
+    await repository.insert_key(connection, key, tokens.hash_token(token))
+    return CreatedApiKey(
+        id=key.id,
+        merchant_id=key.merchant_id,
+        name=key.name,
+        prefix=key.prefix,
+        token=token,
+        scopes=key.scopes,
+        rate_limit=key.rate_limit,
+        created_at=key.created_at,
+    )
+
+
+async def list_keys(connection: AsyncConnection, merchant_id: uuid.UUID) -> list[ApiKey]:
+    await merchants_service.get_merchant(connection, merchant_id)
+    return await repository.list_keys(connection, merchant_id)
+
+
+async def revoke_key(connection: AsyncConnection, reference: str) -> ApiKey:
+    """Revoke by id or prefix; effective for the very next request."""
+    found = await repository.find_by_id_or_prefix(connection, reference.strip())
+    if len(found) != 1:
+        raise ApiKeyNotFoundError(f"No API key with id or prefix {reference!r}.")
+    key = found[0]
+    revoked_at = await repository.mark_revoked(connection, key, utc_now())
+    return ApiKey(
+        id=key.id,
+        merchant_id=key.merchant_id,
+        name=key.name,
+        prefix=key.prefix,
+        scopes=key.scopes,
+        rate_limit=key.rate_limit,
+        created_at=key.created_at,
+        revoked_at=revoked_at,
+    )
+
+
+async def authenticate(connection: AsyncConnection, token: str) -> Principal:
+    """Resolve a token to its principal; any failure is the same 401."""
+    prefix = tokens.token_prefix(token)
+    found = await repository.find_by_prefix(connection, prefix) if prefix else None
+    if found is None:
+        # Hash anyway so that unknown and wrong tokens take the same time.
+        tokens.token_matches(token, "0" * 64)
+        raise UnauthorizedError("The API key is missing, invalid or revoked.")
+    key, stored_hash = found
+    if not tokens.token_matches(token, stored_hash) or key.revoked_at is not None:
+        raise UnauthorizedError("The API key is missing, invalid or revoked.")
+    return Principal(
+        merchant_id=key.merchant_id,
+        key_id=key.id,
+        scopes=frozenset(key.scopes),
+        rate_limit=key.rate_limit,
+    )

@@ -1,0 +1,258 @@
+"""The ``loyalty`` command line: serve, migrate, merchants, API keys, worker."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from loyalty.auth import service as auth_service
+from loyalty.db.engine import Database, DatabaseURLError
+from loyalty.db.migrate import upgrade_to_head
+from loyalty.errors import LoyaltyError
+from loyalty.idempotency import service as idempotency_service
+from loyalty.merchants import repository as merchants_repository
+from loyalty.merchants import service as merchants_service
+from loyalty.settings import Settings
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="Loyalty-points platform: API server, worker and administration.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+merchants_app = typer.Typer(help="Merchants (tenants).", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(merchants_app, name="merchants")
+app.add_typer(keys_app, name="keys")
+
+console = Console()
+error_console = Console(stderr=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(msgspec.json.encode(value).decode() + "\n")
+
+
+def _fail(error: LoyaltyError, as_json: bool) -> None:
+    if as_json:
+        _print_json(error.to_body())
+    else:
+        error_console.print(f"[red]error[/red] {error.code}: {error.message}")
+    raise typer.Exit(code=1)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ValueError as error:
+        error_console.print(f"[red]error[/red] {error}")
+        raise typer.Exit(code=2) from error
+
+
+def _migrate(settings: Settings) -> None:
+    try:
+        upgrade_to_head(settings.database_url)
+    except DatabaseURLError as error:
+        error_console.print(f"[red]error[/red] {error}")
+        raise typer.Exit(code=2) from error
+
+
+def _run_write(work: Callable[[AsyncConnection], Awaitable[T]], as_json: bool) -> T:
+    """Migrate if needed, then run ``work`` in one transaction."""
+    settings = _settings()
+    _migrate(settings)
+
+    async def _main() -> T:
+        database = Database(settings, pool_size=1)
+        try:
+            return await database.transaction(work)
+        finally:
+            await database.dispose()
+
+    try:
+        return asyncio.run(_main())
+    except LoyaltyError as error:
+        _fail(error, as_json)
+        raise AssertionError("unreachable") from error
+
+
+def _merchant_uuid(value: str, as_json: bool) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        _fail(merchants_service.MerchantNotFoundError(f"No merchant {value!r}."), as_json)
+        raise AssertionError("unreachable") from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+) -> None:
+    """Run the API server (migrates the database first)."""
+    import uvicorn
+
+    settings = _settings()
+    _migrate(settings)
+    uvicorn.run(
+        "loyalty.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (the same on SQLite and Postgres)."""
+    settings = _settings()
+    _migrate(settings)
+    console.print("database is up to date")
+
+
+@app.command()
+def worker(
+    once: Annotated[bool, typer.Option("--once", help="Run every due job once and exit.")] = False,
+    interval_seconds: Annotated[float, typer.Option(min=1.0, help="Pause between runs.")] = 60.0,
+) -> None:
+    """Run scheduled jobs (today: purging idempotency records past their retention)."""
+    settings = _settings()
+    _migrate(settings)
+
+    async def _main() -> None:
+        database = Database(settings, pool_size=2)
+        try:
+            while True:
+                purged = await idempotency_service.purge_expired(
+                    database, settings.idempotency_retention_days
+                )
+                console.print(f"purged {purged} idempotency record(s)")
+                if once:
+                    return
+                await asyncio.sleep(interval_seconds)
+        finally:
+            await database.dispose()
+
+    asyncio.run(_main())
+
+
+@merchants_app.command("create")
+def merchants_create(name: str, as_json: JsonOption = False) -> None:
+    """Create a merchant."""
+
+    async def work(connection: AsyncConnection) -> Any:
+        return await merchants_service.create_merchant(connection, name)
+
+    merchant = _run_write(work, as_json)
+    if as_json:
+        _print_json(merchant)
+    else:
+        console.print(f"merchant [bold]{merchant.name}[/bold] created: {merchant.id}")
+
+
+@merchants_app.command("list")
+def merchants_list(as_json: JsonOption = False) -> None:
+    """List merchants."""
+
+    async def work(connection: AsyncConnection) -> Any:
+        return await merchants_repository.list_merchants(connection)
+
+    merchants = _run_write(work, as_json)
+    if as_json:
+        _print_json({"data": merchants})
+        return
+    table = Table("id", "name", "created_at")
+    for merchant in merchants:
+        table.add_row(str(merchant.id), merchant.name, merchant.created_at.isoformat())
+    console.print(table)
+
+
+@keys_app.command("create")
+def keys_create(
+    merchant: Annotated[str, typer.Option(help="Merchant id.")],
+    scopes: Annotated[str, typer.Option(help="Comma-separated scopes, or 'all'.")],
+    name: Annotated[str | None, typer.Option(help="A name to recognise the key by.")] = None,
+    rate_limit: Annotated[
+        str | None, typer.Option(help="Per-key limit, e.g. 100/minute (second|minute|hour).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create an API key. The token is printed once and never stored."""
+    merchant_id = _merchant_uuid(merchant, as_json)
+
+    async def work(connection: AsyncConnection) -> Any:
+        return await auth_service.create_key(
+            connection, merchant_id=merchant_id, scopes=scopes, name=name, rate_limit=rate_limit
+        )
+
+    key = _run_write(work, as_json)
+    if as_json:
+        _print_json(key)
+    else:
+        console.print(f"key {key.prefix} created with scopes {', '.join(key.scopes)}")
+        console.print("token (shown once, store it now):")
+        console.print(key.token, soft_wrap=True)
+
+
+@keys_app.command("list")
+def keys_list(
+    merchant: Annotated[str, typer.Option(help="Merchant id.")], as_json: JsonOption = False
+) -> None:
+    """List a merchant's API keys by prefix (tokens are never shown again)."""
+    merchant_id = _merchant_uuid(merchant, as_json)
+
+    async def work(connection: AsyncConnection) -> Any:
+        return await auth_service.list_keys(connection, merchant_id)
+
+    keys = _run_write(work, as_json)
+    if as_json:
+        _print_json({"data": keys})
+        return
+    table = Table("id", "prefix", "name", "scopes", "rate_limit", "revoked_at")
+    for key in keys:
+        table.add_row(
+            str(key.id),
+            key.prefix,
+            key.name,
+            ",".join(key.scopes),
+            key.rate_limit or "default",
+            key.revoked_at.isoformat() if key.revoked_at else "",
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(id_or_prefix: str, as_json: JsonOption = False) -> None:
+    """Revoke a key by id or prefix; it stops working at once."""
+
+    async def work(connection: AsyncConnection) -> Any:
+        return await auth_service.revoke_key(connection, id_or_prefix)
+
+    key = _run_write(work, as_json)
+    if as_json:
+        _print_json(key)
+    else:
+        console.print(f"key {key.prefix} revoked")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from loyalty.db.dialect import upsert_insert
+from loyalty.db.tables import customer_balances, customers
+
+_CUSTOMER_WITH_BALANCES = select(
+    customers,
+    customer_balances.c.points_balance_minor,
+    customer_balances.c.pending_points_minor,
+    customer_balances.c.lifetime_points_minor,
+    customer_balances.c.points_spent_minor,
+    customer_balances.c.points_expired_minor,
+    customer_balances.c.store_credit_balance_minor,
+).join(
+    customer_balances,
+    (customer_balances.c.merchant_id == customers.c.merchant_id)
+    & (customer_balances.c.customer_id == customers.c.id),
+)
+
+
+async def find_by_external_id(
+    connection: AsyncConnection, merchant_id: uuid.UUID, external_id: str
+) -> Any | None:
+    statement = _CUSTOMER_WITH_BALANCES.where(
+        customers.c.merchant_id == merchant_id, customers.c.external_id == external_id
+    )
+    return (await connection.execute(statement)).one_or_none()
+
+
+async def find_by_email(
+    connection: AsyncConnection, merchant_id: uuid.UUID, email: str
+) -> Any | None:
+    statement = _CUSTOMER_WITH_BALANCES.where(
+        customers.c.merchant_id == merchant_id, customers.c.email == email
+    )
+    return (await connection.execute(statement)).one_or_none()
+
+
+async def find_id_by_email(
+    connection: AsyncConnection, merchant_id: uuid.UUID, email: str
+) -> tuple[uuid.UUID, str] | None:
+    row = (
+        await connection.execute(
+            select(customers.c.id, customers.c.external_id).where(
+                customers.c.merchant_id == merchant_id, customers.c.email == email
+            )
+        )
+    ).one_or_none()
+    return (row.id, row.external_id) if row else None
+
+
+async def find_id_by_external_id(
+    connection: AsyncConnection, merchant_id: uuid.UUID, external_id: str
+) -> uuid.UUID | None:
+    return (
+        await connection.execute(
+            select(customers.c.id).where(
+                customers.c.merchant_id == merchant_id, customers.c.external_id == external_id
+            )
+        )
+    ).scalar_one_or_none()
+
+
+async def insert_customer(
+    connection: AsyncConnection,
+    *,
+    merchant_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    external_id: str,
+    profile: dict[str, Any],
+    now: datetime,
+) -> bool:
+    """Insert a customer and its zero balances; False if the external id exists."""
+    insert = upsert_insert(connection, customers).values(
+        merchant_id=merchant_id,
+        id=customer_id,
+        external_id=external_id,
+        status="active",
+        created_at=now,
+        updated_at=now,
+        **profile,
+    )
+    statement = insert.on_conflict_do_nothing(
+        index_elements=[customers.c.merchant_id, customers.c.external_id]
+    ).returning(customers.c.id)
+    inserted = (await connection.execute(statement)).scalar_one_or_none()
+    if inserted is None:
+        return False
+    await connection.execute(
+        customer_balances.insert().values(
+            merchant_id=merchant_id, customer_id=customer_id, updated_at=now
+        )
+    )
+    return True
+
+
+async def update_profile(
+    connection: AsyncConnection,
+    *,
+    merchant_id: uuid.UUID,
+    external_id: str,
+    profile: dict[str, Any],
+    now: datetime,
+) -> None:
+    await connection.execute(
+        customers.update()
+        .where(customers.c.merchant_id == merchant_id, customers.c.external_id == external_id)
+        .values(updated_at=now, **profile)
+    )
+
+
+def profile_values(
+    email: str | object | None,
+    first_name: str | object | None,
+    last_name: str | object | None,
+    date_of_birth: date | object | None,
+    unset: object,
+) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, value in (
+        ("email", email),
+        ("first_name", first_name),
+        ("last_name", last_name),
+        ("date_of_birth", date_of_birth),
+    ):
+        if value is not unset:
+            values[name] = value
+    return values

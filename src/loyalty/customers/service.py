@@ -1,0 +1,233 @@
+"""Customers: enrolment (upsert by platform id), look-up by id or email."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import msgspec
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from loyalty.customers import repository
+from loyalty.customers.schemas import Customer, EnrolCustomer
+from loyalty.db.types import utc_now
+from loyalty.errors import ConflictError, NotFoundError, ValidationFailedError
+from loyalty.events import repository as events
+from loyalty.ids import new_id
+from loyalty.points import format_points
+from loyalty.text import strip_html
+
+_EMAIL_PATTERN = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;.]{2,}$")
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+DATE_OF_BIRTH_YEAR_MIN = 1900
+
+
+class CustomerNotFoundError(NotFoundError):
+    code = "customer_not_found"
+
+
+class CustomerEmailTakenError(ConflictError):
+    code = "customer_email_taken"
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerRef:
+    """How a request names a customer: platform id or email (exactly one)."""
+
+    customer_id: str | None = None
+    customer_email: str | None = None
+
+
+def normalise_email(email: str, field: str = "email") -> str:
+    normalised = email.strip().lower()
+    if not _EMAIL_PATTERN.match(normalised):
+        raise ValidationFailedError.for_field(field, "must be a valid email address")
+    return normalised
+
+
+def normalise_external_id(external_id: str, field: str = "customer_id") -> str:
+    normalised = external_id.strip()
+    if not normalised:
+        raise ValidationFailedError.for_field(field, "must not be blank")
+    if _CONTROL_CHARACTERS.search(normalised):
+        raise ValidationFailedError.for_field(field, "must not contain control characters")
+    return normalised
+
+
+def _clean_name(value: str | None, field: str) -> str | None:
+    if value is None:
+        return None
+    if _CONTROL_CHARACTERS.search(value):
+        raise ValidationFailedError.for_field(field, "must not contain control characters")
+    return strip_html(value) or None
+
+
+def _check_date_of_birth(value: date | None) -> date | None:
+    if value is None:
+        return None
+    if value.year < DATE_OF_BIRTH_YEAR_MIN or value > utc_now().date():
+        raise ValidationFailedError.for_field(
+            "date_of_birth", f"must be between {DATE_OF_BIRTH_YEAR_MIN}-01-01 and today"
+        )
+    return value
+
+
+def to_customer(row: Any) -> Customer:
+    return Customer(
+        id=row.id,
+        customer_id=row.external_id,
+        email=row.email,
+        first_name=row.first_name,
+        last_name=row.last_name,
+        date_of_birth=row.date_of_birth,
+        status=row.status,
+        points_balance=format_points(row.points_balance_minor),
+        pending_points=format_points(row.pending_points_minor),
+        lifetime_points=format_points(row.lifetime_points_minor),
+        points_spent=format_points(row.points_spent_minor),
+        points_expired=format_points(row.points_expired_minor),
+        store_credit_balance=format_points(row.store_credit_balance_minor),
+        expiring_points=0,
+        points_expire_at=None,
+        tier=None,
+        total_spent=format_points(row.total_spent_minor),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+async def enrol_customer(
+    connection: AsyncConnection, merchant_id: uuid.UUID, data: EnrolCustomer
+) -> tuple[Customer, bool]:
+    """Enrol or update; returns the customer and whether it was created.
+
+    Enrolment never moves points.
+    """
+    external_id = normalise_external_id(data.customer_id)
+    email = data.email
+    if isinstance(email, str):
+        email = normalise_email(email)
+    first_name = data.first_name
+    if isinstance(first_name, str) or first_name is None:
+        first_name = _clean_name(first_name, "first_name")
+    last_name = data.last_name
+    if isinstance(last_name, str) or last_name is None:
+        last_name = _clean_name(last_name, "last_name")
+    date_of_birth = data.date_of_birth
+    if not isinstance(date_of_birth, msgspec.UnsetType):
+        date_of_birth = _check_date_of_birth(date_of_birth)
+    profile = repository.profile_values(
+        email, first_name, last_name, date_of_birth, unset=msgspec.UNSET
+    )
+    if isinstance(email, str):
+        holder = await repository.find_id_by_email(connection, merchant_id, email)
+        if holder is not None and holder[1] != external_id:
+            raise _email_taken(email)
+    now = utc_now()
+    savepoint = await connection.begin_nested()
+    try:
+        created = await repository.insert_customer(
+            connection,
+            merchant_id=merchant_id,
+            customer_id=new_id(),
+            external_id=external_id,
+            profile=profile,
+            now=now,
+        )
+        if not created and profile:
+            await repository.update_profile(
+                connection,
+                merchant_id=merchant_id,
+                external_id=external_id,
+                profile=profile,
+                now=now,
+            )
+        await savepoint.commit()
+    except IntegrityError as error:
+        # Two requests raced to give one email to two customers.
+        await savepoint.rollback()
+        raise _email_taken(str(email)) from error
+    row = await repository.find_by_external_id(connection, merchant_id, external_id)
+    customer = to_customer(row)
+    await events.record(
+        connection,
+        merchant_id=merchant_id,
+        event_type="customer.created" if created else "customer.updated",
+        subject_id=customer.id,
+        payload={"customer": msgspec.to_builtins(customer)},
+        now=now,
+    )
+    return customer, created
+
+
+def _email_taken(email: str) -> CustomerEmailTakenError:
+    return CustomerEmailTakenError(
+        "Another customer of this programme already has this email.", {"email": email}
+    )
+
+
+def check_ref(ref: CustomerRef) -> CustomerRef:
+    """Exactly one of customer_id / customer_email, normalised."""
+    if (ref.customer_id is None) == (ref.customer_email is None):
+        raise ValidationFailedError(
+            "Give exactly one of customer_id or customer_email.",
+            [
+                {
+                    "field": "customer_id",
+                    "location": "query",
+                    "message": "exactly one of customer_id or customer_email is required",
+                }
+            ],
+        )
+    if ref.customer_id is not None:
+        return CustomerRef(customer_id=normalise_external_id(ref.customer_id))
+    assert ref.customer_email is not None
+    return CustomerRef(customer_email=normalise_email(ref.customer_email, "customer_email"))
+
+
+def _not_found(ref: CustomerRef) -> CustomerNotFoundError:
+    if ref.customer_id is not None:
+        return CustomerNotFoundError(
+            f"No enrolled customer with customer_id {ref.customer_id!r}.",
+            {"customer_id": ref.customer_id},
+        )
+    return CustomerNotFoundError(
+        "No enrolled customer with this email.", {"customer_email": ref.customer_email}
+    )
+
+
+async def get_customer(
+    connection: AsyncConnection, merchant_id: uuid.UUID, ref: CustomerRef
+) -> Customer:
+    ref = check_ref(ref)
+    if ref.customer_id is not None:
+        row = await repository.find_by_external_id(connection, merchant_id, ref.customer_id)
+    else:
+        assert ref.customer_email is not None
+        row = await repository.find_by_email(connection, merchant_id, ref.customer_email)
+    if row is None:
+        raise _not_found(ref)
+    return to_customer(row)
+
+
+async def resolve_customer_id(
+    connection: AsyncConnection, merchant_id: uuid.UUID, ref: CustomerRef
+) -> uuid.UUID:
+    """The customer's internal UUID, or 404 ``customer_not_found``."""
+    ref = check_ref(ref)
+    customer_uuid: uuid.UUID | None
+    if ref.customer_id is not None:
+        customer_uuid = await repository.find_id_by_external_id(
+            connection, merchant_id, ref.customer_id
+        )
+    else:
+        assert ref.customer_email is not None
+        found = await repository.find_id_by_email(connection, merchant_id, ref.customer_email)
+        customer_uuid = found[0] if found else None
+    if customer_uuid is None:
+        raise _not_found(ref)
+    return customer_uuid

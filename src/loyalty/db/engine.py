@@ -1,0 +1,143 @@
+"""Engine and transactions.
+
+``Database.transaction(fn)`` is the one way writes happen: it runs ``fn`` in a
+transaction, commits, and retries transient failures (Postgres deadlocks and
+serialisation failures, SQLite's busy lock) so contention never reaches a
+client as an error. On SQLite, writers of this process queue on an asyncio
+lock and open their transaction with ``BEGIN IMMEDIATE`` so that writers of
+other processes wait on SQLite's own lock (busy timeout) instead of failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import structlog
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from loyalty.settings import Settings
+
+T = TypeVar("T")
+log = structlog.get_logger(__name__)
+
+TRANSIENT_RETRIES_MAX = 8
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+_POSTGRES_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01"})
+
+
+class DatabaseURLError(ValueError):
+    """The database URL names no supported database."""
+
+
+def async_url(url: str) -> str:
+    """Turn the user's SQLAlchemy URL into one with our async driver."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
+    if backend == "postgresql":
+        return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+    raise DatabaseURLError(f"unsupported database URL {url!r}: use sqlite:/// or postgresql://")
+
+
+def _is_transient(error: BaseException) -> bool:
+    if isinstance(error, OperationalError) and "database is locked" in str(error):
+        return True
+    if isinstance(error, DBAPIError):
+        original = error.orig
+        sqlstate = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+        if sqlstate in _POSTGRES_TRANSIENT_SQLSTATES:
+            return True
+        cause = getattr(original, "__cause__", None)
+        if getattr(cause, "sqlstate", None) in _POSTGRES_TRANSIENT_SQLSTATES:
+            return True
+    return False
+
+
+class Database:
+    def __init__(self, settings: Settings, *, pool_size: int | None = None) -> None:
+        self.url = async_url(settings.database_url)
+        self.dialect = make_url(self.url).get_backend_name()
+        size = pool_size or settings.database_pool_size
+        self.is_sqlite = self.dialect == "sqlite"
+        options: dict[str, Any] = {"pool_pre_ping": False}
+        if self.is_sqlite:
+            options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        else:
+            options.update(pool_size=size, max_overflow=size, pool_timeout=60)
+        self.engine: AsyncEngine = create_async_engine(self.url, **options)
+        self._write_lock: asyncio.Lock | None = None
+        if self.is_sqlite:
+            _configure_sqlite(self.engine, settings.sqlite_synchronous)
+
+    @property
+    def write_lock(self) -> asyncio.Lock:
+        if self._write_lock is None:
+            self._write_lock = asyncio.Lock()
+        return self._write_lock
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only transaction (one consistent snapshot on both databases)."""
+        async with self.engine.connect() as connection, connection.begin():
+            yield connection
+
+    async def transaction(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run ``work`` in one write transaction and commit; retry transient failures."""
+        for attempt in range(TRANSIENT_RETRIES_MAX + 1):
+            try:
+                if self.is_sqlite:
+                    async with self.write_lock:
+                        return await self._run_once(work, write=True)
+                return await self._run_once(work, write=False)
+            except DBAPIError as error:
+                if attempt == TRANSIENT_RETRIES_MAX or not _is_transient(error):
+                    raise
+                log.warning("transaction_retry", attempt=attempt + 1, reason=str(error.orig))
+                await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))
+        raise AssertionError("unreachable")
+
+    async def _run_once(self, work: Callable[[AsyncConnection], Awaitable[T]], *, write: bool) -> T:
+        async with self.engine.connect() as connection:
+            if write:
+                connection = await connection.execution_options(loyalty_write=True)
+            async with connection.begin():
+                return await work(connection)
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _configure_sqlite(engine: AsyncEngine, synchronous: str) -> None:
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let us issue BEGIN ourselves (the driver's implicit BEGIN is DEFERRED).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        mode = (
+            "IMMEDIATE" if connection.get_execution_options().get("loyalty_write") else "DEFERRED"
+        )
+        connection.exec_driver_sql(f"BEGIN {mode}")

@@ -1,0 +1,179 @@
+"""The schema, as SQLAlchemy Core tables.
+
+Rules: every table carries ``merchant_id`` in its primary key and in every
+unique key, so the data can be distributed by merchant. Points are BIGINT
+minor units (hundredths of a point, see ``loyalty.points``). Ledger entries
+are immutable: rows are only ever inserted.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+
+from loyalty.db.types import UTCDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+merchants = Table(
+    "merchants",
+    metadata,
+    Column("id", Uuid, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("id"),
+)
+
+program_settings = Table(
+    "program_settings",
+    metadata,
+    Column("merchant_id", Uuid, nullable=False),
+    Column("points_decimals", Integer, nullable=False, server_default="0"),
+    Column("default_description", String(255), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("merchant_id"),
+    ForeignKeyConstraint(["merchant_id"], ["merchants.id"]),
+    CheckConstraint("points_decimals BETWEEN 0 AND 2", name="points_decimals_range"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("merchant_id", Uuid, nullable=False),
+    Column("id", Uuid, nullable=False),
+    Column("name", String(200), nullable=False),
+    # The public, non-secret part of the token, used to find the key.
+    Column("prefix", String(16), nullable=False),
+    # SHA-256 of the whole token (tokens carry 190 random bits, so a fast
+    # hash is safe; passwords, which are guessable, use argon2 instead).
+    Column("token_sha256", String(64), nullable=False),
+    Column("scopes", Text, nullable=False),
+    Column("rate_limit", String(32), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    PrimaryKeyConstraint("merchant_id", "id"),
+    ForeignKeyConstraint(["merchant_id"], ["merchants.id"]),
+    UniqueConstraint("merchant_id", "prefix"),
+    # Authentication looks a key up by prefix alone (the merchant is not yet
+    # known); api_keys is small and would be a reference table on Citus.
+    Index("ix_api_keys_prefix", "prefix"),
+)
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("merchant_id", Uuid, nullable=False),
+    Column("id", Uuid, nullable=False),
+    # The shop platform's customer id (e.g. Shopify's), the API's customer_id.
+    Column("external_id", String(255), nullable=False),
+    Column("email", String(254), nullable=True),
+    Column("first_name", String(100), nullable=True),
+    Column("last_name", String(100), nullable=True),
+    Column("date_of_birth", Date, nullable=True),
+    Column("status", String(32), nullable=False, server_default="active"),
+    Column("total_spent_minor", BigInteger, nullable=False, server_default="0"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "id"),
+    ForeignKeyConstraint(["merchant_id"], ["merchants.id"]),
+    UniqueConstraint("merchant_id", "external_id"),
+    UniqueConstraint("merchant_id", "email"),
+)
+
+customer_balances = Table(
+    "customer_balances",
+    metadata,
+    Column("merchant_id", Uuid, nullable=False),
+    Column("customer_id", Uuid, nullable=False),
+    Column("points_balance_minor", BigInteger, nullable=False, server_default="0"),
+    Column("pending_points_minor", BigInteger, nullable=False, server_default="0"),
+    Column("lifetime_points_minor", BigInteger, nullable=False, server_default="0"),
+    Column("points_spent_minor", BigInteger, nullable=False, server_default="0"),
+    Column("points_expired_minor", BigInteger, nullable=False, server_default="0"),
+    Column("store_credit_balance_minor", BigInteger, nullable=False, server_default="0"),
+    # Sequence of the customer's last ledger entry; entries are numbered 1, 2, 3...
+    Column("last_sequence", BigInteger, nullable=False, server_default="0"),
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "customer_id"),
+    ForeignKeyConstraint(["merchant_id", "customer_id"], ["customers.merchant_id", "customers.id"]),
+    CheckConstraint("points_balance_minor >= 0", name="points_balance_not_negative"),
+    CheckConstraint("pending_points_minor >= 0", name="pending_points_not_negative"),
+    CheckConstraint("lifetime_points_minor >= 0", name="lifetime_points_not_negative"),
+)
+
+ledger_entries = Table(
+    "ledger_entries",
+    metadata,
+    Column("merchant_id", Uuid, nullable=False),
+    Column("id", Uuid, nullable=False),
+    Column("customer_id", Uuid, nullable=False),
+    Column("sequence", BigInteger, nullable=False),
+    Column("points_minor", BigInteger, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("description", String(255), nullable=False),
+    Column("internal_note", String(500), nullable=True),
+    Column("visible_to_customer", Boolean, nullable=False),
+    Column("apply_to_lifetime", Boolean, nullable=False),
+    # What this entry changed lifetime_points by (lifetime never goes below 0).
+    Column("lifetime_delta_minor", BigInteger, nullable=False),
+    Column("balance_after_minor", BigInteger, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "id"),
+    ForeignKeyConstraint(["merchant_id", "customer_id"], ["customers.merchant_id", "customers.id"]),
+    UniqueConstraint("merchant_id", "customer_id", "sequence"),
+    CheckConstraint("points_minor <> 0", name="points_not_zero"),
+    CheckConstraint("balance_after_minor >= 0", name="balance_after_not_negative"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("merchant_id", Uuid, nullable=False),
+    # UUIDv7: ordered by creation time.
+    Column("id", Uuid, nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("subject_id", Uuid, nullable=True),
+    Column("payload", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "id"),
+    ForeignKeyConstraint(["merchant_id"], ["merchants.id"]),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("merchant_id", Uuid, nullable=False),
+    Column("key", String(255), nullable=False),
+    # SHA-256 over method, path, query and canonical body.
+    Column("request_fingerprint", String(64), nullable=False),
+    Column("response_status", Integer, nullable=False),
+    Column("response_body", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "key"),
+    ForeignKeyConstraint(["merchant_id"], ["merchants.id"]),
+    Index("ix_idempotency_keys_created_at", "created_at"),
+)

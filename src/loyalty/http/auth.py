@@ -1,0 +1,59 @@
+"""Bearer authentication middleware and the scope guard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+
+from loyalty.auth import service as auth_service
+from loyalty.auth.schemas import Principal
+from loyalty.db.engine import Database
+from loyalty.errors import InsufficientScopeError, UnauthorizedError
+
+PUBLIC_OPT_KEY = "public"
+
+
+def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    header = connection.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise UnauthorizedError("Send your API key as 'Authorization: Bearer <key>'.")
+    return token.strip()
+
+
+class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
+    async def authenticate_request(
+        self, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> AuthenticationResult:
+        token = bearer_token(connection)
+        database: Database = connection.app.state.database
+        async with database.read() as db:
+            principal = await auth_service.authenticate(db, token)
+        return AuthenticationResult(user=principal, auth=token)
+
+
+def require_scope(
+    connection: ASGIConnection[Any, Any, Any, Any], route_handler: BaseRouteHandler
+) -> None:
+    """Guard: the key must hold the scope the route declares in ``opt["scope"]``."""
+    scope = route_handler.opt.get("scope")
+    if scope is None:
+        return
+    principal = connection.user
+    if not isinstance(principal, Principal):
+        raise UnauthorizedError("Send your API key as 'Authorization: Bearer <key>'.")
+    if scope not in principal.scopes:
+        raise InsufficientScopeError(
+            f"This API key lacks the '{scope}' scope this endpoint needs.",
+            {"required_scope": scope},
+        )
+
+
+def current_principal(request: Any) -> Principal:
+    principal = request.user
+    if not isinstance(principal, Principal):
+        raise UnauthorizedError("Send your API key as 'Authorization: Bearer <key>'.")
+    return principal

@@ -1,0 +1,106 @@
+"""Rendering of every error as ``{"error": {"code", "message", "details"}}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions.base_exceptions import SerializationException
+from litestar.types import ExceptionHandlersMap
+
+from loyalty.errors import InvalidJSONError, LoyaltyError, UnauthorizedError
+from loyalty.http.body import field_named
+
+log = structlog.get_logger("loyalty.http")
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+WWW_AUTHENTICATE = 'Bearer realm="loyalty"'
+
+
+def error_response(
+    status_code: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
+) -> Response[bytes]:
+    body = msgspec.json.encode({"error": {"code": code, "message": message, "details": details}})
+    all_headers = dict(headers or {})
+    if status_code == 401:
+        all_headers.setdefault("WWW-Authenticate", WWW_AUTHENTICATE)
+    return Response(
+        content=body, status_code=status_code, media_type="application/json", headers=all_headers
+    )
+
+
+def _loyalty_error(_request: Request[Any, Any, Any], error: LoyaltyError) -> Response[bytes]:
+    headers = None
+    if isinstance(error, UnauthorizedError):
+        headers = {"WWW-Authenticate": f'{WWW_AUTHENTICATE}, error="invalid_token"'}
+    return error_response(error.status_code, error.code, error.message, error.details, headers)
+
+
+def _validation_details(extra: Any) -> list[dict[str, str]]:
+    details: list[dict[str, str]] = []
+    for item in extra if isinstance(extra, list) else []:
+        if isinstance(item, dict):
+            message = str(item.get("message") or "is invalid")
+            source = item.get("source") or "body"
+            details.append(
+                {
+                    "field": field_named(message, str(item.get("key") or "")),
+                    "location": str(getattr(source, "value", source)),
+                    "message": message,
+                }
+            )
+    return details
+
+
+def _http_exception(request: Request[Any, Any, Any], error: HTTPException) -> Response[bytes]:
+    if isinstance(error, ValidationException):
+        details = _validation_details(error.extra)
+        fields = ", ".join(sorted({item["field"] for item in details})) or "request"
+        message = details[0]["message"] if len(details) == 1 else "The request is invalid."
+        return error_response(422, "validation_error", f"Invalid {fields}: {message}", details)
+    if isinstance(error.__cause__, SerializationException) or (
+        error.status_code == 400 and "JSON" in str(error.detail)
+    ):
+        text = str(error.detail)
+        if "out of range" in text:
+            return error_response(
+                422,
+                "validation_error",
+                "A number in the body is out of range.",
+                [{"field": "body", "location": "body", "message": text}],
+            )
+        invalid = InvalidJSONError("The request body is not valid JSON.", {"reason": text})
+        return _loyalty_error(request, invalid)
+    code = _STATUS_CODES.get(error.status_code, "error")
+    if error.status_code >= 500:
+        return _unexpected(request, error)
+    return error_response(error.status_code, code, str(error.detail), None, error.headers)
+
+
+def _unexpected(request: Request[Any, Any, Any], error: Exception) -> Response[bytes]:
+    log.exception("unhandled_error", path=request.url.path, method=request.method)
+    return error_response(500, "internal_error", "An unexpected error occurred.")
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    LoyaltyError: _loyalty_error,
+    HTTPException: _http_exception,
+    Exception: _unexpected,
+}

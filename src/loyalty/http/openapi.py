@@ -1,0 +1,31 @@
+"""OpenAPI helpers: every route lists the errors it can answer."""
+
+from __future__ import annotations
+
+from litestar.openapi.datastructures import ResponseSpec
+
+from loyalty.http.schemas import ErrorEnvelope
+
+_DESCRIPTIONS = {
+    400: "`invalid_json`: the body is not valid JSON.",
+    401: "`unauthorized`: the API key is missing, invalid or revoked (see WWW-Authenticate).",
+    403: "`insufficient_scope`: the key lacks the scope this endpoint needs.",
+    404: "`customer_not_found` (or another `*_not_found`): unknown or another merchant's object.",
+    409: "`idempotency_request_in_progress` or another conflict (e.g. `customer_email_taken`).",
+    413: "`payload_too_large`: the body exceeds the size limit.",
+    422: (
+        "`validation_error` (details name each field and why), `idempotency_key_reused`, "
+        "or a business rule such as `insufficient_points`."
+    ),
+    429: "`rate_limited`: too many requests for this key; see Retry-After.",
+}
+
+
+def error_responses(*status_codes: int) -> dict[int, ResponseSpec]:
+    codes = sorted({401, 403, *status_codes})
+    return {
+        code: ResponseSpec(
+            data_container=ErrorEnvelope, description=_DESCRIPTIONS[code], generate_examples=False
+        )
+        for code in codes
+    }

@@ -1,0 +1,53 @@
+"""The one way an endpoint performs a write: idempotently, in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from loyalty.auth.schemas import Principal
+from loyalty.db.engine import Database
+from loyalty.idempotency import service as idempotency
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode(value: Any) -> bytes:
+    return _encoder.encode(value)
+
+
+async def idempotent_write(
+    request: Request[Any, Any, Any],
+    principal: Principal,
+    operation: Callable[[AsyncConnection], Awaitable[tuple[int, Any]]],
+) -> Response[Any]:
+    """Run ``operation`` (returning status and a body object) under the request's key."""
+    raw_key = request.headers.get(IDEMPOTENCY_HEADER)
+    key = idempotency.check_key(raw_key) if raw_key is not None else None
+    body = await request.body()
+    request_fingerprint = idempotency.fingerprint(
+        request.method, request.url.path, request.url.query or "", body
+    )
+
+    async def _encoded(connection: AsyncConnection) -> tuple[int, bytes]:
+        status_code, value = await operation(connection)
+        return status_code, encode(value)
+
+    database: Database = request.app.state.database
+    result = await idempotency.execute(
+        database, principal.merchant_id, key, request_fingerprint, _encoded
+    )
+    headers = {REPLAYED_HEADER: "true"} if result.replayed else {}
+    return Response(
+        content=result.body,
+        status_code=result.status_code,
+        media_type="application/json",
+        headers=headers,
+    )

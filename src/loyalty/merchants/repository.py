@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from loyalty.db.tables import merchants, program_settings
+from loyalty.merchants.schemas import Merchant, ProgramSettings
+
+DEFAULT_DESCRIPTION = "Points adjustment"
+
+
+async def insert_merchant(connection: AsyncConnection, merchant: Merchant) -> None:
+    await connection.execute(
+        merchants.insert().values(
+            id=merchant.id, name=merchant.name, created_at=merchant.created_at
+        )
+    )
+    await connection.execute(
+        program_settings.insert().values(
+            merchant_id=merchant.id,
+            points_decimals=0,
+            default_description=DEFAULT_DESCRIPTION,
+            updated_at=merchant.created_at,
+        )
+    )
+
+
+async def get_merchant(connection: AsyncConnection, merchant_id: uuid.UUID) -> Merchant | None:
+    row = (
+        await connection.execute(select(merchants).where(merchants.c.id == merchant_id))
+    ).one_or_none()
+    if row is None:
+        return None
+    return Merchant(id=row.id, name=row.name, created_at=row.created_at)
+
+
+async def list_merchants(connection: AsyncConnection) -> list[Merchant]:
+    rows = await connection.execute(select(merchants).order_by(merchants.c.created_at))
+    return [Merchant(id=row.id, name=row.name, created_at=row.created_at) for row in rows]
+
+
+async def get_program_settings(
+    connection: AsyncConnection, merchant_id: uuid.UUID
+) -> ProgramSettings:
+    row = (
+        await connection.execute(
+            select(program_settings).where(program_settings.c.merchant_id == merchant_id)
+        )
+    ).one()
+    return ProgramSettings(
+        merchant_id=row.merchant_id,
+        points_decimals=row.points_decimals,
+        default_description=row.default_description,
+    )
+
+
+async def set_points_decimals(
+    connection: AsyncConnection, merchant_id: uuid.UUID, decimals: int, now: datetime
+) -> None:
+    await connection.execute(
+        program_settings.update()
+        .where(program_settings.c.merchant_id == merchant_id)
+        .values(points_decimals=decimals, updated_at=now)
+    )

@@ -1,0 +1,51 @@
+"""One settings class, read from the environment (``LOYALTY_*``)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+DEFAULT_DATABASE_URL = "sqlite:///loyalty.db"
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as error:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from error
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Runtime configuration. Names carry their units."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str | None = None
+    database_pool_size: int = 20
+    # Idempotency records are kept at least this long (the contract says 7 days).
+    idempotency_retention_days: int = 7
+    # Largest request body accepted, in bytes; larger bodies answer 413.
+    request_body_bytes_max: int = 64 * 1024
+    # SQLite durability: FULL fsyncs every commit; NORMAL is faster but may lose
+    # the last commits on power loss (never on a process crash).
+    sqlite_synchronous: str = "FULL"
+    log_level: str = "info"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        sqlite_synchronous = os.environ.get("LOYALTY_SQLITE_SYNCHRONOUS", "FULL").upper()
+        if sqlite_synchronous not in {"FULL", "NORMAL"}:
+            raise ValueError("LOYALTY_SQLITE_SYNCHRONOUS must be FULL or NORMAL")
+        return cls(
+            database_url=os.environ.get("LOYALTY_DATABASE_URL") or DEFAULT_DATABASE_URL,
+            redis_url=os.environ.get("LOYALTY_REDIS_URL") or None,
+            database_pool_size=_int_env("LOYALTY_DATABASE_POOL_SIZE", 20),
+            idempotency_retention_days=_int_env("LOYALTY_IDEMPOTENCY_RETENTION_DAYS", 7),
+            request_body_bytes_max=_int_env("LOYALTY_REQUEST_BODY_BYTES_MAX", 64 * 1024),
+            sqlite_synchronous=sqlite_synchronous,
+            log_level=os.environ.get("LOYALTY_LOG_LEVEL", "info").lower(),
+        )
