@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.params import Parameter
+from litestar.params import JSONBody, Parameter
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.customers import service
@@ -16,13 +16,11 @@ from loyalty.http.openapi import error_responses
 from loyalty.http.writes import idempotent_write
 
 CUSTOMER_ID_PARAMETER = Parameter(
-    query="customer_id",
     description="The platform customer id, e.g. a Shopify customer id.",
     required=False,
     max_length=255,
 )
 CUSTOMER_EMAIL_PARAMETER = Parameter(
-    query="customer_email",
     description="Alternative to customer_id: the customer's email (case-insensitive).",
     required=False,
     max_length=254,
@@ -45,7 +43,7 @@ class CustomerController(Controller):
         responses=error_responses(400, 409, 422),
     )
     async def enrol(
-        self, request: Request[Any, Any, Any], data: EnrolCustomer
+        self, request: Request[Any, Any, Any], data: JSONBody[EnrolCustomer]
     ) -> Response[CustomerEnvelope]:
         principal = current_principal(request)
         data = await strict_body(request, EnrolCustomer)

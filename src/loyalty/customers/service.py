@@ -42,19 +42,23 @@ class CustomerRef:
     customer_email: str | None = None
 
 
-def normalise_email(email: str, field: str = "email") -> str:
+def normalise_email(email: str, field: str = "email", location: str = "body") -> str:
     normalised = email.strip().lower()
     if not _EMAIL_PATTERN.match(normalised):
-        raise ValidationFailedError.for_field(field, "must be a valid email address")
+        raise ValidationFailedError.for_field(field, "must be a valid email address", location)
     return normalised
 
 
-def normalise_external_id(external_id: str, field: str = "customer_id") -> str:
+def normalise_external_id(
+    external_id: str, field: str = "customer_id", location: str = "body"
+) -> str:
     normalised = external_id.strip()
     if not normalised:
-        raise ValidationFailedError.for_field(field, "must not be blank")
+        raise ValidationFailedError.for_field(field, "must not be blank", location)
     if _CONTROL_CHARACTERS.search(normalised):
-        raise ValidationFailedError.for_field(field, "must not contain control characters")
+        raise ValidationFailedError.for_field(
+            field, "must not contain control characters", location
+        )
     return normalised
 
 
@@ -184,9 +188,11 @@ def check_ref(ref: CustomerRef) -> CustomerRef:
             ],
         )
     if ref.customer_id is not None:
-        return CustomerRef(customer_id=normalise_external_id(ref.customer_id))
+        return CustomerRef(customer_id=normalise_external_id(ref.customer_id, location="query"))
     assert ref.customer_email is not None
-    return CustomerRef(customer_email=normalise_email(ref.customer_email, "customer_email"))
+    return CustomerRef(
+        customer_email=normalise_email(ref.customer_email, "customer_email", location="query")
+    )
 
 
 def _not_found(ref: CustomerRef) -> CustomerNotFoundError:

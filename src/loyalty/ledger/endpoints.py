@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.params import Parameter
+from litestar.params import JSONBody, Parameter
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.customers.endpoints import CUSTOMER_EMAIL_PARAMETER, CUSTOMER_ID_PARAMETER
@@ -36,7 +36,7 @@ class TransactionController(Controller):
     async def create_transaction(
         self,
         request: Request[Any, Any, Any],
-        data: CreateTransaction,
+        data: JSONBody[CreateTransaction],
         customer_id: str | None = CUSTOMER_ID_PARAMETER,
         customer_email: str | None = CUSTOMER_EMAIL_PARAMETER,
     ) -> Response[TransactionEnvelope]:
@@ -63,12 +63,10 @@ class TransactionController(Controller):
         customer_id: str | None = CUSTOMER_ID_PARAMETER,
         customer_email: str | None = CUSTOMER_EMAIL_PARAMETER,
         limit: int = Parameter(
-            query="limit",
             default=service.PAGE_LIMIT_DEFAULT,
             description=f"Page size, 1 to {service.PAGE_LIMIT_MAX}.",
         ),
         cursor: str | None = Parameter(
-            query="cursor",
             required=False,
             max_length=200,
             description="The `next_cursor` of the previous page.",

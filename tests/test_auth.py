@@ -1,0 +1,157 @@
+"""API keys: bearer auth, scopes, revocation, hashing, tenant isolation."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from loyalty.auth import service as auth_service
+from loyalty.auth.scopes import ALL_SCOPES
+from loyalty.db.tables import api_keys
+from tests.conftest import Tenant
+
+CUSTOMERS = "/api/v1/public/customers"
+TRANSACTIONS = "/api/v1/public/customers/transactions"
+
+
+def assert_unauthorized(response: httpx.Response) -> None:
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    error = response.json()["error"]
+    assert error["code"] == "unauthorized"
+    assert set(error) == {"code", "message", "details"}
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "",
+        "Bearer",
+        "Basic abc",
+        "Bearer lk_nosuchkey_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "Bearer not-a-key",
+        "Bearer " + "x" * 5000,
+    ],
+)
+async def test_missing_or_invalid_key_is_401(
+    client: httpx.AsyncClient, authorization: str | None
+) -> None:
+    headers = {} if authorization is None else {"Authorization": authorization}
+    response = await client.get(CUSTOMERS, params={"customer_id": "1"}, headers=headers)
+    assert_unauthorized(response)
+
+
+async def test_right_prefix_wrong_secret_is_401(tenant: Tenant) -> None:
+    forged = tenant.token[:-4] + ("AAAA" if not tenant.token.endswith("AAAA") else "BBBB")
+    response = await tenant.client.get(
+        CUSTOMERS, params={"customer_id": "1"}, headers={"Authorization": f"Bearer {forged}"}
+    )
+    assert_unauthorized(response)
+
+
+async def test_revocation_is_immediate(tenant: Tenant, unique_id: str) -> None:
+    await tenant.enrol(unique_id)
+    assert (await tenant.adjust(unique_id, 10)).status_code == 201
+
+    async def revoke(connection: AsyncConnection) -> None:
+        prefix = tenant.token.split("_")[1]
+        await auth_service.revoke_key(connection, prefix)
+
+    await tenant.database.transaction(revoke)
+    response = await tenant.adjust(unique_id, 10)
+    assert_unauthorized(response)
+    # The refused request moved nothing.
+    tenant.token = await tenant.new_key("all")
+    assert (await tenant.customer(unique_id))["points_balance"] == 10
+
+
+async def test_insufficient_scope_names_the_scope(tenant: Tenant, unique_id: str) -> None:
+    await tenant.enrol(unique_id)
+    read_only = await tenant.new_key("customers:read,transactions:read")
+    response = await tenant.client.post(
+        TRANSACTIONS,
+        params={"customer_id": unique_id},
+        json={"points": 5, "description": "x"},
+        headers={"Authorization": f"Bearer {read_only}"},
+    )
+    assert response.status_code == 403
+    error = response.json()["error"]
+    assert error["code"] == "insufficient_scope"
+    assert error["details"] == {"required_scope": "transactions:write"}
+    assert "transactions:write" in error["message"]
+    # The read scope works with the same key.
+    response = await tenant.client.get(
+        CUSTOMERS,
+        params={"customer_id": unique_id},
+        headers={"Authorization": f"Bearer {read_only}"},
+    )
+    assert response.status_code == 200
+    assert (await tenant.customer(unique_id))["points_balance"] == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "scope"),
+    [
+        ("POST", CUSTOMERS, "customers:write"),
+        ("GET", CUSTOMERS, "customers:read"),
+        ("POST", TRANSACTIONS, "transactions:write"),
+        ("GET", TRANSACTIONS, "transactions:read"),
+        ("GET", "/api/v1/public/customers/rewards/redeemable", "rewards:read"),
+    ],
+)
+async def test_every_endpoint_enforces_its_scope(
+    tenant: Tenant, method: str, path: str, scope: str
+) -> None:
+    every_other = ",".join(s for s in ALL_SCOPES if s != scope)
+    token = await tenant.new_key(every_other)
+    response = await tenant.client.request(
+        method,
+        path,
+        params={"customer_id": "1"},
+        json={"customer_id": "1"} if method == "POST" else None,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 403
+    assert response.json()["error"]["details"] == {"required_scope": scope}
+
+
+async def test_tokens_are_stored_only_as_hashes(tenant: Tenant) -> None:
+    async with tenant.database.read() as connection:
+        rows = (
+            await connection.execute(
+                select(api_keys).where(api_keys.c.merchant_id == tenant.merchant_id)
+            )
+        ).all()
+    assert rows
+    secret = tenant.token.rsplit("_", 1)[1]
+    for row in rows:
+        assert secret not in " ".join(str(value) for value in row)
+        assert len(row.token_sha256) == 64
+
+
+async def test_foreign_customer_is_404_never_403(
+    tenant: Tenant, other_tenant: Tenant, unique_id: str
+) -> None:
+    await tenant.enrol(unique_id, email=f"{unique_id}@example.com")
+    assert (await tenant.adjust(unique_id, 50)).status_code == 201
+    # The other merchant's key sees nothing and moves nothing.
+    for response in (
+        await other_tenant.get(CUSTOMERS, params={"customer_id": unique_id}),
+        await other_tenant.get(CUSTOMERS, params={"customer_email": f"{unique_id}@example.com"}),
+        await other_tenant.get(TRANSACTIONS, params={"customer_id": unique_id}),
+        await other_tenant.get(
+            "/api/v1/public/customers/rewards/redeemable", params={"customer_id": unique_id}
+        ),
+        await other_tenant.adjust(unique_id, -50),
+        await other_tenant.adjust(unique_id, 50),
+    ):
+        assert response.status_code == 404, response.text
+        assert response.json()["error"]["code"] == "customer_not_found"
+    assert (await tenant.customer(unique_id))["points_balance"] == 50
+    # Enrolling the same platform id under the other merchant is a different customer.
+    theirs = await other_tenant.enrol(unique_id)
+    assert theirs["points_balance"] == 0
+    assert theirs["id"] != (await tenant.customer(unique_id))["id"]
