@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import httpx
@@ -97,7 +97,7 @@ def app(settings: Settings, database: Database) -> Litestar:
 
 @pytest.fixture
 async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
+    transport = httpx.ASGITransport(app=cast("Any", app))
     async with httpx.AsyncClient(transport=transport, base_url="http://loyalty.test") as client:
         yield client
 
@@ -181,5 +181,5 @@ async def other_tenant(database: Database, client: httpx.AsyncClient) -> Tenant:
 
 
 @pytest.fixture
-def unique_id() -> Iterator[str]:
-    yield uuid.uuid4().hex[:16]
+def unique_id() -> str:
+    return uuid.uuid4().hex[:16]

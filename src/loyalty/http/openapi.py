@@ -7,7 +7,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from loyalty.http.schemas import ErrorEnvelope
 
 _DESCRIPTIONS = {
-    400: "`invalid_json`: the body is not valid JSON.",
+    400: "`invalid_json`: the request body is not valid JSON (`bad_request` otherwise).",
     401: "`unauthorized`: the API key is missing, invalid or revoked (see WWW-Authenticate).",
     403: "`insufficient_scope`: the key lacks the scope this endpoint needs.",
     404: "`customer_not_found` (or another `*_not_found`): unknown or another merchant's object.",
@@ -22,7 +22,8 @@ _DESCRIPTIONS = {
 
 
 def error_responses(*status_codes: int) -> dict[int, ResponseSpec]:
-    codes = sorted({401, 403, *status_codes})
+    # 400 is always listed so that our error shape replaces the framework's default.
+    codes = sorted({400, 401, 403, *status_codes})
     return {
         code: ResponseSpec(
             data_container=ErrorEnvelope, description=_DESCRIPTIONS[code], generate_examples=False

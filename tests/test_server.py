@@ -1,0 +1,181 @@
+"""End to end: a real ``loyalty serve`` process on a database created on first use.
+
+Covers the README path (CLI creates merchant and key, seed 000 over HTTP) and
+correctness across processes (``--workers 2``, 64 clients on one customer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import _postgres_admin, postgres_url_for
+
+pytestmark = pytest.mark.slow
+STARTUP_SECONDS_MAX = 30
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A database that does not exist yet (SQLite) or is empty (Postgres)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    name = f"loyalty_e2e_{uuid.uuid4().hex[:12]}"
+    await _postgres_admin(f'CREATE DATABASE "{name}"')
+    try:
+        yield postgres_url_for(name)
+    finally:
+        await _postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def environment(database_url: str) -> dict[str, str]:
+    return {**os.environ, "LOYALTY_DATABASE_URL": database_url, "LOYALTY_LOG_LEVEL": "warning"}
+
+
+def cli_json(database_url: str, *args: str) -> dict[str, Any]:
+    completed = subprocess.run(
+        [sys.executable, "-m", "loyalty", *args, "--json"],
+        env=environment(database_url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr + completed.stdout
+    parsed: dict[str, Any] = json.loads(completed.stdout)
+    return parsed
+
+
+@contextmanager
+def running_server(database_url: str, cwd: Path, workers: int = 1) -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "loyalty", "serve", "--port", str(port), "--workers", str(workers)],
+        env=environment(database_url),
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS_MAX
+        while True:
+            try:
+                if httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                stderr = process.stderr.read().decode() if process.stderr else ""
+                pytest.fail(f"server did not become ready: {stderr[-2000:]}")
+            time.sleep(0.1)
+        yield base_url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+async def test_readme_path_seed_000(fresh_database_url: str, tmp_path: Path) -> None:
+    merchant = cli_json(fresh_database_url, "merchants", "create", "Yuko Shop")
+    key = cli_json(
+        fresh_database_url, "keys", "create", "--merchant", merchant["id"], "--scopes", "all"
+    )
+    headers = {"Authorization": f"Bearer {key['token']}"}
+    with running_server(fresh_database_url, tmp_path) as base_url:
+        async with httpx.AsyncClient(base_url=base_url, headers=headers) as client:
+            enrolled = await client.post(
+                "/api/v1/public/customers",
+                json={"customer_id": "9049402769586", "email": "ada@example.com"},
+            )
+            assert enrolled.status_code == 201
+            response = await client.post(
+                "/api/v1/public/customers/transactions",
+                params={"customer_id": "9049402769586"},
+                json={"points": 100, "description": "Bonus points for completing a survey"},
+            )
+            assert response.status_code == 201
+            data = response.json()["data"]
+            assert data["customer_id"] == enrolled.json()["data"]["id"]
+            assert (data["points"], data["type"]) == (100, "credit")
+            customer = await client.get(
+                "/api/v1/public/customers", params={"customer_id": "9049402769586"}
+            )
+            assert customer.json()["data"]["points_balance"] == 100
+            assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_two_workers_64_clients_one_customer(fresh_database_url: str, tmp_path: Path) -> None:
+    merchant = cli_json(fresh_database_url, "merchants", "create", "Busy Shop")
+    key = cli_json(
+        fresh_database_url, "keys", "create", "--merchant", merchant["id"], "--scopes", "all"
+    )
+    headers = {"Authorization": f"Bearer {key['token']}"}
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    with running_server(fresh_database_url, tmp_path, workers=2) as base_url:
+        async with httpx.AsyncClient(
+            base_url=base_url, headers=headers, limits=limits, timeout=60
+        ) as client:
+            await client.post("/api/v1/public/customers", json={"customer_id": "hot"})
+            credit = await client.post(
+                "/api/v1/public/customers/transactions",
+                params={"customer_id": "hot"},
+                json={"points": 40, "description": "start"},
+            )
+            assert credit.status_code == 201
+
+            async def debit(index: int) -> httpx.Response:
+                return await client.post(
+                    "/api/v1/public/customers/transactions",
+                    params={"customer_id": "hot"},
+                    json={"points": -1, "description": f"debit {index}"},
+                    headers={"Idempotency-Key": f"debit-{index}"},
+                )
+
+            responses = await asyncio.gather(*(debit(index) for index in range(64)))
+            statuses = [response.status_code for response in responses]
+            assert statuses.count(201) == 40, statuses
+            assert statuses.count(422) == 24
+            # Retrying every request with its key changes nothing.
+            retries = await asyncio.gather(*(debit(index) for index in range(64)))
+            assert [r.status_code for r in retries] == statuses
+            assert all(r.headers.get("Idempotent-Replayed") == "true" for r in retries)
+
+            customer = await client.get("/api/v1/public/customers", params={"customer_id": "hot"})
+            assert customer.json()["data"]["points_balance"] == 0
+            entries = await client.get(
+                "/api/v1/public/customers/transactions",
+                params={"customer_id": "hot", "limit": 100},
+            )
+            assert len(entries.json()["data"]) == 41
+            print(
+                f"\n2 workers, 64 concurrent debits of 1 against 40 points: "
+                f"{statuses.count(201)} succeeded, {statuses.count(422)} insufficient_points, "
+                f"final balance 0, 41 ledger entries; 64 keyed retries all replayed"
+            )
