@@ -47,6 +47,16 @@ async def test_public_paths_need_no_key(client: httpx.AsyncClient, path: str) ->
     assert response.status_code == 200
 
 
+async def test_docs_assets_are_served_locally(client: httpx.AsyncClient) -> None:
+    page = (await client.get("/docs")).text
+    assert "/static/swagger-ui/swagger-ui-bundle.js" in page
+    assert "cdn." not in page
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "swagger-ui-standalone-preset.js"):
+        response = await client.get(f"/static/swagger-ui/{asset}")
+        assert response.status_code == 200
+        assert len(response.content) > 10_000
+
+
 async def test_health_bodies(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     assert (await client.get("/readyz")).json() == {"status": "ready"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from litestar import Litestar, Request, get
@@ -9,6 +10,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.static_files import create_static_files_router
 
 import loyalty
 from loyalty.customers.endpoints import CustomerController
@@ -21,6 +23,10 @@ from loyalty.ledger.endpoints import TransactionController
 from loyalty.logs import configure_logging
 from loyalty.rewards.endpoints import RedeemableController
 from loyalty.settings import Settings
+
+STATIC_DIRECTORY = Path(__file__).parent / "static"
+# Swagger UI is vendored (no CDN) so the docs work on a machine without internet.
+SWAGGER_ASSETS = "/static/swagger-ui"
 
 
 @get(
@@ -55,7 +61,15 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             '`{"error": {"code", "message", "details"}}`.'
         ),
         path="/docs",
-        render_plugins=[SwaggerRenderPlugin(path="/")],
+        render_plugins=[
+            SwaggerRenderPlugin(
+                path="/",
+                js_url=f"{SWAGGER_ASSETS}/swagger-ui-bundle.js",
+                css_url=f"{SWAGGER_ASSETS}/swagger-ui.css",
+                standalone_preset_js_url=f"{SWAGGER_ASSETS}/swagger-ui-standalone-preset.js",
+                favicon=f"<link rel='icon' href='{SWAGGER_ASSETS}/favicon-32x32.png'>",
+            )
+        ],
         components=Components(
             security_schemes={
                 "BearerAuth": SecurityScheme(
@@ -78,6 +92,12 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             healthz,
             readyz,
             openapi_json,
+            create_static_files_router(
+                path="/static",
+                directories=[STATIC_DIRECTORY],
+                opt={PUBLIC_OPT_KEY: True},
+                include_in_schema=False,
+            ),
         ],
         middleware=[request_id_middleware, auth],
         guards=[require_scope],
