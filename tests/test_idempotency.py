@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import httpx
 import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loyalty.db.tables import idempotency_keys
+from loyalty.db.types import utc_now
+from loyalty.idempotency import repository
+from loyalty.idempotency import service as idempotency_service
 from tests.conftest import Tenant
 from tests.test_transactions import TRANSACTIONS, ledger_count
 
@@ -155,3 +162,31 @@ async def test_concurrent_duplicates_apply_once(tenant: Tenant, unique_id: str) 
         f"({sum(r.headers.get('Idempotent-Replayed') == 'true' for r in created)} replayed), "
         f"{statuses.count(409)} x 409, ledger entries 1"
     )
+
+
+async def test_records_are_kept_seven_days_then_purged(tenant: Tenant) -> None:
+    now = utc_now()
+
+    async def store(connection: AsyncConnection) -> None:
+        for key, age_days in (("old", 8), ("recent", 6)):
+            await repository.claim(
+                connection, tenant.merchant_id, key, "f" * 64, now - timedelta(days=age_days)
+            )
+            await repository.complete(connection, tenant.merchant_id, key, 201, "{}")
+
+    await tenant.database.transaction(store)
+    # A retention shorter than the contract's 7 days is raised to 7.
+    await idempotency_service.purge_expired(tenant.database, retention_days=1)
+    async with tenant.database.read() as connection:
+        kept = (
+            (
+                await connection.execute(
+                    select(idempotency_keys.c.key).where(
+                        idempotency_keys.c.merchant_id == tenant.merchant_id
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert kept == ["recent"]

@@ -16,6 +16,7 @@ import loyalty
 from loyalty.customers.endpoints import CustomerController
 from loyalty.db.engine import Database
 from loyalty.http.auth import PUBLIC_OPT_KEY, BearerAuthMiddleware, require_scope
+from loyalty.http.dependencies import DEPENDENCIES
 from loyalty.http.errors import EXCEPTION_HANDLERS
 from loyalty.http.health import healthz, readyz
 from loyalty.http.observability import request_id_middleware
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         ],
         middleware=[request_id_middleware, auth],
         guards=[require_scope],
+        dependencies=DEPENDENCIES,
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi,
         on_startup=[on_startup],

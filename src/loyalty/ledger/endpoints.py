@@ -6,11 +6,12 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import JSONBody, Parameter
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from loyalty.customers.endpoints import CUSTOMER_EMAIL_PARAMETER, CUSTOMER_ID_PARAMETER
-from loyalty.customers.service import CustomerRef
-from loyalty.db.engine import Database
-from loyalty.http.auth import current_principal
 from loyalty.http.body import strict_body
+from loyalty.http.dependencies import (
+    CurrentPrincipal,
+    CustomerRefQuery,
+    DatabaseDependency,
+)
 from loyalty.http.openapi import error_responses
 from loyalty.http.writes import idempotent_write
 from loyalty.ledger import service
@@ -31,21 +32,21 @@ class TransactionController(Controller):
             "rejected; a debit beyond the balance answers 422 `insufficient_points` and moves "
             "nothing. Send an `Idempotency-Key` header to make retries safe."
         ),
-        responses=error_responses(400, 404, 409, 422),
+        responses=error_responses(404, 409, 422),
     )
     async def create_transaction(
         self,
         request: Request[Any, Any, Any],
+        principal: CurrentPrincipal,
+        customer_ref: CustomerRefQuery,
         data: JSONBody[CreateTransaction],
-        customer_id: str | None = CUSTOMER_ID_PARAMETER,
-        customer_email: str | None = CUSTOMER_EMAIL_PARAMETER,
     ) -> Response[TransactionEnvelope]:
-        principal = current_principal(request)
         data = await strict_body(request, CreateTransaction)
-        ref = CustomerRef(customer_id=customer_id, customer_email=customer_email)
 
         async def operation(connection: AsyncConnection) -> tuple[int, Any]:
-            transaction = await service.adjust_points(connection, principal.merchant_id, ref, data)
+            transaction = await service.adjust_points(
+                connection, principal.merchant_id, customer_ref, data
+            )
             return 201, TransactionEnvelope(data=transaction)
 
         return await idempotent_write(request, principal, operation)
@@ -59,9 +60,9 @@ class TransactionController(Controller):
     )
     async def list_transactions(
         self,
-        request: Request[Any, Any, Any],
-        customer_id: str | None = CUSTOMER_ID_PARAMETER,
-        customer_email: str | None = CUSTOMER_EMAIL_PARAMETER,
+        principal: CurrentPrincipal,
+        database: DatabaseDependency,
+        customer_ref: CustomerRefQuery,
         limit: int = Parameter(
             default=service.PAGE_LIMIT_DEFAULT,
             description=f"Page size, 1 to {service.PAGE_LIMIT_MAX}.",
@@ -72,10 +73,7 @@ class TransactionController(Controller):
             description="The `next_cursor` of the previous page.",
         ),
     ) -> TransactionPage:
-        principal = current_principal(request)
-        database: Database = request.app.state.database
-        ref = CustomerRef(customer_id=customer_id, customer_email=customer_email)
         async with database.read() as connection:
             return await service.list_transactions(
-                connection, principal.merchant_id, ref, limit=limit, cursor=cursor
+                connection, principal.merchant_id, customer_ref, limit=limit, cursor=cursor
             )

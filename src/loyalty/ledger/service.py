@@ -13,6 +13,7 @@ import binascii
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any, Literal
 
 import msgspec
@@ -96,42 +97,24 @@ async def move_points(connection: AsyncConnection, movement: PointsMovement) -> 
         now=now,
     )
     invariant(changed == 1, "the locked balance row is updated exactly once")
-    entry_id = new_id()
-    sequence = locked.last_sequence + 1
-    await repository.insert_entry(
-        connection,
-        {
-            "merchant_id": movement.merchant_id,
-            "id": entry_id,
-            "customer_id": movement.customer_id,
-            "sequence": sequence,
-            "points_minor": movement.points_minor,
-            "kind": movement.kind,
-            "description": movement.description,
-            "internal_note": movement.internal_note,
-            "visible_to_customer": movement.visible_to_customer,
-            "apply_to_lifetime": movement.apply_to_lifetime,
-            "lifetime_delta_minor": lifetime_delta,
-            "balance_after_minor": balance_after,
-            "expires_at": movement.expires_at,
-            "created_at": now,
-        },
-    )
-    transaction = Transaction(
-        transaction_id=entry_id,
-        customer_id=movement.customer_id,
-        points=format_points(movement.points_minor),
-        type="credit" if movement.points_minor > 0 else "debit",
-        kind=movement.kind,
-        description=movement.description,
-        internal_note=movement.internal_note,
-        visible_to_customer=movement.visible_to_customer,
-        apply_to_lifetime=movement.apply_to_lifetime,
-        points_balance=format_points(balance_after),
-        sequence=sequence,
-        expires_at=movement.expires_at,
-        created_at=now,
-    )
+    entry = {
+        "merchant_id": movement.merchant_id,
+        "id": new_id(),
+        "customer_id": movement.customer_id,
+        "sequence": locked.last_sequence + 1,
+        "points_minor": movement.points_minor,
+        "kind": movement.kind,
+        "description": movement.description,
+        "internal_note": movement.internal_note,
+        "visible_to_customer": movement.visible_to_customer,
+        "apply_to_lifetime": movement.apply_to_lifetime,
+        "lifetime_delta_minor": lifetime_delta,
+        "balance_after_minor": balance_after,
+        "expires_at": movement.expires_at,
+        "created_at": now,
+    }
+    await repository.insert_entry(connection, entry)
+    transaction = to_transaction(SimpleNamespace(**entry))
     await events.record(
         connection,
         merchant_id=movement.merchant_id,

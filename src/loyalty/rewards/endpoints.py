@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-from typing import Any
+from litestar import Controller, get
 
-from litestar import Controller, Request, get
-
-from loyalty.customers.endpoints import CUSTOMER_EMAIL_PARAMETER, CUSTOMER_ID_PARAMETER
-from loyalty.customers.service import CustomerRef
-from loyalty.db.engine import Database
-from loyalty.http.auth import current_principal
+from loyalty.http.dependencies import (
+    CurrentPrincipal,
+    CustomerRefQuery,
+    DatabaseDependency,
+)
 from loyalty.http.openapi import error_responses
 from loyalty.rewards import service
 from loyalty.rewards.schemas import RedeemableEnvelope
@@ -29,13 +28,12 @@ class RedeemableController(Controller):
     )
     async def redeemable(
         self,
-        request: Request[Any, Any, Any],
-        customer_id: str | None = CUSTOMER_ID_PARAMETER,
-        customer_email: str | None = CUSTOMER_EMAIL_PARAMETER,
+        principal: CurrentPrincipal,
+        database: DatabaseDependency,
+        customer_ref: CustomerRefQuery,
     ) -> RedeemableEnvelope:
-        principal = current_principal(request)
-        database: Database = request.app.state.database
-        ref = CustomerRef(customer_id=customer_id, customer_email=customer_email)
         async with database.read() as connection:
-            redeemable = await service.get_redeemable(connection, principal.merchant_id, ref)
+            redeemable = await service.get_redeemable(
+                connection, principal.merchant_id, customer_ref
+            )
         return RedeemableEnvelope(data=redeemable)
