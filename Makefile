@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: help install serve test test-sqlite lint format check lock clean
+.PHONY: help install serve test lint format check bench lock clean
 
 help:  ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ format: install  ## Format and autofix
 	$(BIN)/ruff check --fix .
 
 check: lint test  ## Everything CI runs
+
+bench: install  ## Benchmarks: the API vs pgbench on the same SQL (needs pgbench and wrk)
+	$(BIN)/python -m benchmarks
 
 lock:  ## Re-pin dependencies into the lock files
 	uv pip compile pyproject.toml -o requirements.lock --python-version 3.11

@@ -1,0 +1,513 @@
+"""Benchmark harness: the API against pgbench running the same SQL, in one run.
+
+    python -m benchmarks [--seconds 15] [--clients 64] [--workers 2]
+
+Creates a Postgres database with 100k customers over 10 merchants, measures
+pgbench (one operation per transaction) and the HTTP API (wrk, one thread)
+on spread and hot-customer workloads, the read path against /healthz, and
+the API on SQLite; prints one table with throughput, p50/p99 latency and the
+ratios. Every process it starts is stopped and the database dropped, even on
+failure. Needs ``pgbench`` and ``wrk`` (Debian packages postgresql-client and
+wrk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import httpx
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from loyalty.auth import service as auth_service
+from loyalty.db.engine import Database
+from loyalty.db.migrate import upgrade_to_head
+from loyalty.settings import Settings
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results"
+SERVER_STARTUP_SECONDS_MAX = 60
+
+
+@dataclass
+class Result:
+    name: str
+    requests_per_second: float
+    latency_ms_p50: float
+    latency_ms_p99: float
+    errors: int = 0
+    notes: str = ""
+
+
+@dataclass
+class Run:
+    started_at: str
+    options: dict[str, object]
+    results: list[Result] = field(default_factory=list)
+
+    def get(self, name: str) -> Result | None:
+        return next((result for result in self.results if result.name == name), None)
+
+
+def merchant_uuid(number: int) -> uuid.UUID:
+    return uuid.UUID(f"00000000-0000-7000-8000-{number:012d}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def require_tools() -> None:
+    missing = [tool for tool in ("pgbench", "wrk") if shutil.which(tool) is None]
+    if missing:
+        sys.exit(
+            f"missing {', '.join(missing)}: install the Debian packages "
+            "postgresql-client (pgbench) and wrk"
+        )
+
+
+# --- data -----------------------------------------------------------------
+
+
+async def seed(database_url: str, merchants: int, customers_per_merchant: int) -> list[str]:
+    """Merchants with deterministic ids, customers c1..cN each, one key per merchant."""
+    await asyncio.to_thread(upgrade_to_head, database_url)
+    database = Database(Settings(database_url=database_url), pool_size=2)
+
+    async def insert(connection: AsyncConnection) -> list[str]:
+        raw = await connection.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        tokens: list[str] = []
+        for number in range(1, merchants + 1):
+            merchant_id = merchant_uuid(number)
+            if database.is_sqlite:
+                await _seed_sqlite(driver, merchant_id, number, customers_per_merchant)
+            else:
+                await _seed_postgres(driver, merchant_id, number, customers_per_merchant)
+            key = await auth_service.create_key(
+                connection, merchant_id=merchant_id, scopes="all", name="benchmark"
+            )
+            tokens.append(key.token)
+        return tokens
+
+    try:
+        return await database.transaction(insert)
+    finally:
+        await database.dispose()
+
+
+async def _seed_postgres(
+    driver: asyncpg.Connection, merchant_id: uuid.UUID, number: int, customers: int
+) -> None:
+    await driver.execute(
+        "INSERT INTO merchants (id, name, created_at) VALUES ($1, $2, now())",
+        merchant_id,
+        f"Benchmark shop {number}",
+    )
+    await driver.execute(
+        "INSERT INTO program_settings (merchant_id, points_decimals, default_description, "
+        "updated_at) VALUES ($1, 0, 'Points adjustment', now())",
+        merchant_id,
+    )
+    await driver.execute(
+        "INSERT INTO customers (merchant_id, id, external_id, status, total_spent_minor, "
+        "created_at, updated_at) SELECT $1, gen_random_uuid(), 'c' || n, 'active', 0, now(), now() "
+        "FROM generate_series(1, $2) AS n",
+        merchant_id,
+        customers,
+    )
+    # A large opening balance so random debits rarely fail.
+    await driver.execute(
+        "INSERT INTO customer_balances (merchant_id, customer_id, points_balance_minor, "
+        "lifetime_points_minor, last_sequence, updated_at) "
+        "SELECT merchant_id, id, 100000000, 100000000, 0, now() FROM customers "
+        "WHERE merchant_id = $1",
+        merchant_id,
+    )
+
+
+async def _seed_sqlite(driver: object, merchant_id: uuid.UUID, number: int, customers: int) -> None:
+    execute = driver.execute  # type: ignore[attr-defined]
+    now = datetime.now(UTC).replace(tzinfo=None).isoformat(" ")
+    await execute(
+        "INSERT INTO merchants (id, name, created_at) VALUES (?, ?, ?)",
+        (merchant_id.hex, f"Benchmark shop {number}", now),
+    )
+    await execute(
+        "INSERT INTO program_settings (merchant_id, points_decimals, default_description, "
+        "updated_at) VALUES (?, 0, 'Points adjustment', ?)",
+        (merchant_id.hex, now),
+    )
+    rows = [(merchant_id.hex, uuid.uuid4().hex, f"c{n}", now, now) for n in range(1, customers + 1)]
+    await driver.executemany(  # type: ignore[attr-defined]
+        "INSERT INTO customers (merchant_id, id, external_id, status, total_spent_minor, "
+        "created_at, updated_at) VALUES (?, ?, ?, 'active', 0, ?, ?)",
+        rows,
+    )
+    await execute(
+        "INSERT INTO customer_balances (merchant_id, customer_id, points_balance_minor, "
+        "lifetime_points_minor, last_sequence, updated_at) "
+        "SELECT merchant_id, id, 100000000, 100000000, 0, created_at FROM customers "
+        "WHERE merchant_id = ?",
+        (merchant_id.hex,),
+    )
+
+
+# --- load generators -------------------------------------------------------
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def run_pgbench(
+    name: str,
+    script: Path,
+    dsn: str,
+    *,
+    clients: int,
+    seconds: int,
+    merchants: int,
+    customers_per_merchant: int,
+) -> Result:
+    with tempfile.TemporaryDirectory() as log_directory:
+        command = [
+            "pgbench", "-n", "-M", "prepared",
+            "-c", str(clients), "-j", "1", "-T", str(seconds),
+            "-D", f"merchants={merchants}",
+            "-D", f"customers_per_merchant={customers_per_merchant}",
+            "-f", str(script), "-l", "--log-prefix", f"{log_directory}/pgbench",
+            dsn,
+        ]  # fmt: skip
+        completed = subprocess.run(
+            command, capture_output=True, text=True, cwd=log_directory, check=False
+        )
+        if completed.returncode != 0:
+            raise RuntimeError(f"pgbench failed: {completed.stderr[-2000:]}")
+        match = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", completed.stdout)
+        tps = float(match.group(1)) if match else float("nan")
+        failed = re.search(r"number of failed transactions: (\d+)", completed.stdout)
+        latencies_ms: list[float] = []
+        for log_file in Path(log_directory).glob("pgbench*"):
+            for line in log_file.read_text().splitlines():
+                parts = line.split()
+                if len(parts) >= 3 and parts[2].isdigit():
+                    latencies_ms.append(int(parts[2]) / 1000)
+    return Result(
+        name,
+        tps,
+        percentile(latencies_ms, 0.50),
+        percentile(latencies_ms, 0.99),
+        errors=int(failed.group(1)) if failed else 0,
+    )
+
+
+_WRK_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _wrk_ms(text: str) -> float:
+    match = re.match(r"([0-9.]+)(us|ms|s|m)$", text)
+    if not match:
+        return float("nan")
+    return float(match.group(1)) * _WRK_UNITS[match.group(2)]
+
+
+def run_wrk(
+    name: str,
+    base_url: str,
+    script: Path,
+    config: Path,
+    *,
+    clients: int,
+    seconds: int,
+    path: str | None = None,
+) -> Result:
+    environment = {**os.environ, "LOYALTY_BENCH_CONFIG": str(config)}
+    if path:
+        environment["LOYALTY_BENCH_PATH"] = path
+    command = [
+        "wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "--latency", "--timeout", "10s",
+        "-s", str(script), base_url,
+    ]  # fmt: skip
+    completed = subprocess.run(
+        command, capture_output=True, text=True, env=environment, check=False
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"wrk failed: {completed.stderr[-2000:]}")
+    output = completed.stdout
+    rps = re.search(r"Requests/sec:\s+([0-9.]+)", output)
+    p50 = re.search(r"^\s+50%\s+(\S+)", output, re.MULTILINE)
+    p99 = re.search(r"^\s+99%\s+(\S+)", output, re.MULTILINE)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(r"Socket errors: (.*)", output)
+    return Result(
+        name,
+        float(rps.group(1)) if rps else float("nan"),
+        _wrk_ms(p50.group(1)) if p50 else float("nan"),
+        _wrk_ms(p99.group(1)) if p99 else float("nan"),
+        errors=int(non_2xx.group(1)) if non_2xx else 0,
+        notes=socket_errors.group(1) if socket_errors else "",
+    )
+
+
+def write_wrk_config(
+    directory: Path, name: str, tokens: list[str], customers_per_merchant: int, hot: bool
+) -> Path:
+    path = directory / f"{name}.lua"
+    quoted = ", ".join(json.dumps(token) for token in tokens)
+    path.write_text(
+        f"tokens = {{{quoted}}}\n"
+        f"customers_per_merchant = {customers_per_merchant}\n"
+        f"hot = {'true' if hot else 'false'}\n"
+    )
+    return path
+
+
+# --- server ----------------------------------------------------------------
+
+
+@contextmanager
+def server(database_url: str, workers: int, directory: Path) -> Iterator[str]:
+    port = free_port()
+    environment = {
+        **os.environ,
+        "LOYALTY_DATABASE_URL": database_url,
+        "LOYALTY_LOG_LEVEL": "warning",
+    }
+    log = (directory / f"server-{port}.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "loyalty", "serve", "--port", str(port), "--workers", str(workers)],
+        env=environment,
+        cwd=directory,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + SERVER_STARTUP_SECONDS_MAX
+        while True:
+            try:
+                if httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start; see {log.name}")
+            time.sleep(0.2)
+        yield base_url
+    finally:
+        with _suppress_missing_process():
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with _suppress_missing_process():
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
+
+
+def _suppress_missing_process() -> suppress:
+    return suppress(ProcessLookupError)
+
+
+# --- the run ---------------------------------------------------------------
+
+
+async def _admin(admin_dsn: str, sql: str) -> None:
+    connection = await asyncpg.connect(admin_dsn)
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+def measure_postgres(options: argparse.Namespace, run: Run, directory: Path) -> None:
+    admin_url: str = options.postgres_url
+    name = f"loyalty_bench_{uuid.uuid4().hex[:10]}"
+    base, _, _ = admin_url.rpartition("/")
+    database_url = f"{base}/{name}"
+    asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}"'))
+    try:
+        per_merchant = options.customers // options.merchants
+        print(f"seeding {options.customers:,} customers over {options.merchants} merchants…")
+        tokens = asyncio.run(seed(database_url, options.merchants, per_merchant))
+        common = {"clients": options.clients, "seconds": options.seconds}
+        baselines = [
+            ("pgbench movement, spread", "movement.pgbench.sql", options.merchants, per_merchant),
+            ("pgbench minimal, spread", "minimal.pgbench.sql", options.merchants, per_merchant),
+            ("pgbench movement, hot", "movement.pgbench.sql", 1, 1),
+        ]
+        for label, script, merchants, customers in baselines:
+            print(f"running {label}…")
+            run.results.append(
+                run_pgbench(
+                    label,
+                    HERE / script,
+                    database_url,
+                    merchants=merchants,
+                    customers_per_merchant=customers,
+                    **common,
+                )
+            )
+        spread = write_wrk_config(directory, "spread", tokens, per_merchant, hot=False)
+        hot = write_wrk_config(directory, "hot", tokens, per_merchant, hot=True)
+        with server(database_url, options.workers, directory) as base_url:
+            print(f"warming up the API ({options.workers} workers)…")
+            run_wrk(
+                "warm-up", base_url, HERE / "adjust.lua", spread, clients=options.clients, seconds=3
+            )
+            for label, config in (("API adjust, spread", spread), ("API adjust, hot", hot)):
+                print(f"running {label}…")
+                run.results.append(run_wrk(label, base_url, HERE / "adjust.lua", config, **common))
+            for label, path in (
+                ("API GET /healthz", "/healthz"),
+                ("API GET redeemable", "/api/v1/public/customers/rewards/redeemable"),
+                ("API GET customer", "/api/v1/public/customers"),
+            ):
+                print(f"running {label}…")
+                run.results.append(
+                    run_wrk(label, base_url, HERE / "read.lua", spread, path=path, **common)
+                )
+    finally:
+        asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def measure_sqlite(options: argparse.Namespace, run: Run, directory: Path) -> None:
+    database_url = f"sqlite:///{directory / 'bench.db'}"
+    customers = min(options.customers, 10_000)
+    print(f"seeding SQLite with {customers:,} customers…")
+    tokens = asyncio.run(seed(database_url, 1, customers))
+    config = write_wrk_config(directory, "sqlite", tokens, customers, hot=False)
+    with server(database_url, 1, directory) as base_url:
+        run_wrk(
+            "warm-up", base_url, HERE / "adjust.lua", config, clients=options.clients, seconds=2
+        )
+        print("running SQLite API adjust…")
+        run.results.append(
+            run_wrk(
+                "SQLite API adjust, spread (1 worker)",
+                base_url,
+                HERE / "adjust.lua",
+                config,
+                clients=options.clients,
+                seconds=options.seconds,
+            )
+        )
+
+
+def ratio(numerator: Result | None, denominator: Result | None) -> str:
+    if numerator is None or denominator is None or not denominator.requests_per_second:
+        return "n/a"
+    return f"{numerator.requests_per_second / denominator.requests_per_second:.2f}"
+
+
+def report(run: Run) -> str:
+    lines = [
+        f"loyalty benchmark — {run.started_at} — "
+        + ", ".join(f"{key}={value}" for key, value in run.options.items()),
+        "",
+        f"| {'workload':<40} | {'req/s':>9} | {'p50 ms':>7} | {'p99 ms':>7} | {'errors':>6} |",
+        f"|{'-' * 42}|{'-' * 11}|{'-' * 9}|{'-' * 9}|{'-' * 8}|",
+    ]
+    for result in run.results:
+        lines.append(
+            f"| {result.name:<40} | {result.requests_per_second:>9.0f} | "
+            f"{result.latency_ms_p50:>7.2f} | {result.latency_ms_p99:>7.2f} | {result.errors:>6} |"
+        )
+    spread = run.get("API adjust, spread")
+    hot = run.get("API adjust, hot")
+    healthz = run.get("API GET /healthz")
+    movement = run.get("pgbench movement, spread")
+    minimal = run.get("pgbench minimal, spread")
+    lines += [
+        "",
+        "ratios:",
+        f"  API spread / pgbench movement spread  {ratio(spread, movement)}"
+        "   (target >= 1.0, first milestone 0.6)",
+        f"  API spread / pgbench minimal spread   {ratio(spread, minimal)}",
+        f"  API hot / API spread                  {ratio(hot, spread)}   (target >= 0.8)",
+        f"  pgbench hot / pgbench spread          "
+        f"{ratio(run.get('pgbench movement, hot'), run.get('pgbench movement, spread'))}",
+        f"  GET redeemable / GET /healthz         {ratio(run.get('API GET redeemable'), healthz)}"
+        "   (target >= 0.5)",
+        f"  GET customer / GET /healthz           {ratio(run.get('API GET customer'), healthz)}"
+        "   (target >= 0.5)",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--seconds", type=int, default=15, help="duration of each measurement")
+    parser.add_argument("--clients", type=int, default=64, help="concurrent connections")
+    parser.add_argument("--workers", type=int, default=2, help="API worker processes (Postgres)")
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--merchants", type=int, default=10)
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get(
+            "LOYALTY_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+        ),
+        help="a database to connect to for creating (and dropping) the benchmark database",
+    )
+    parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument("--skip-postgres", action="store_true")
+    options = parser.parse_args()
+    require_tools()
+    run = Run(
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        options={
+            "seconds": options.seconds,
+            "clients": options.clients,
+            "workers": options.workers,
+            "customers": options.customers,
+        },
+    )
+    with tempfile.TemporaryDirectory(prefix="loyalty-bench-") as temporary:
+        directory = Path(temporary)
+        if not options.skip_postgres:
+            measure_postgres(options, run, directory)
+        if not options.skip_sqlite:
+            measure_sqlite(options, run, directory)
+    text = report(run)
+    print()
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    stamp = run.started_at.replace(":", "")
+    (RESULTS / f"{stamp}.json").write_text(
+        json.dumps({**asdict(run), "report": text}, indent=2, default=str)
+    )
+    (RESULTS / f"{stamp}.txt").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
