@@ -20,7 +20,7 @@ import pytest
 from litestar import Litestar
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from loyalty.app import create_app
+from loyalty.app import create_app, start_services, stop_services
 from loyalty.auth import service as auth_service
 from loyalty.db.engine import Database
 from loyalty.db.migrate import upgrade_to_head_async
@@ -88,11 +88,11 @@ async def database(settings: Settings) -> AsyncIterator[Database]:
 
 
 @pytest.fixture(scope="session")
-def app(settings: Settings, database: Database) -> Litestar:
+async def app(settings: Settings, database: Database) -> AsyncIterator[Litestar]:
     application = create_app(settings, database)
-    application.state.database = database
-    application.state.settings = settings
-    return application
+    await start_services(application, settings, database)
+    yield application
+    await stop_services(application, dispose_database=False)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from loyalty.http.errors import EXCEPTION_HANDLERS
 from loyalty.http.health import healthz, readyz
 from loyalty.http.observability import request_id_middleware
 from loyalty.ledger.endpoints import TransactionController
+from loyalty.ledger.writer import LedgerWriter
 from loyalty.logs import configure_logging
 from loyalty.rewards.endpoints import RedeemableController
 from loyalty.settings import Settings
@@ -41,18 +42,37 @@ async def openapi_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
     return request.app.openapi_schema.to_schema()
 
 
+async def start_services(app: Litestar, settings: Settings, database: Database) -> None:
+    """Open the database's driver connections and start the ledger writer."""
+    await database.start()
+    writer = LedgerWriter(
+        database,
+        batch_size_max=settings.ledger_batch_size_max,
+        batch_wait_ms_max=settings.ledger_batch_wait_ms_max,
+    )
+    await writer.start()
+    app.state.settings = settings
+    app.state.database = database
+    app.state.ledger_writer = writer
+
+
+async def stop_services(app: Litestar, *, dispose_database: bool) -> None:
+    """Finish queued movements, then close the database if this app opened it."""
+    await app.state.ledger_writer.stop()
+    if dispose_database:
+        await app.state.database.dispose()
+
+
 def create_app(settings: Settings | None = None, database: Database | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level)
     owns_database = database is None
 
     async def on_startup(app: Litestar) -> None:
-        app.state.database = database or Database(settings)
-        app.state.settings = settings
+        await start_services(app, settings, database or Database(settings))
 
     async def on_shutdown(app: Litestar) -> None:
-        if owns_database:
-            await app.state.database.dispose()
+        await stop_services(app, dispose_database=owns_database)
 
     openapi = OpenAPIConfig(
         title="Loyalty API",

@@ -13,6 +13,8 @@ import math
 from decimal import Decimal
 
 MINOR_PER_POINT = 100
+# Programmes allow 0, 1 or 2 decimal places.
+MAXIMUM_DECIMALS = 2
 # A single movement may not exceed this many points, and no balance may grow
 # past BALANCE_POINTS_MAX: limits keep every sum far inside a signed 64-bit int.
 OPERATION_POINTS_MAX = 1_000_000_000

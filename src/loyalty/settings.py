@@ -18,13 +18,28 @@ def _int_env(name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from error
 
 
+def _float_env(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as error:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from error
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Runtime configuration. Names carry their units."""
 
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str | None = None
-    database_pool_size: int = 20
+    database_pool_size: int = 10
+    # Driver-level Postgres connections for the ledger writer and hot reads.
+    raw_pool_size: int = 10
+    # The ledger writer gathers concurrent movements into one transaction.
+    ledger_batch_size_max: int = 256
+    ledger_batch_wait_ms_max: float = 1.0
     # Idempotency records are kept at least this long (the contract says 7 days).
     idempotency_retention_days: int = 7
     # Largest request body accepted, in bytes; larger bodies answer 413.
@@ -43,7 +58,10 @@ class Settings:
         return cls(
             database_url=os.environ.get("LOYALTY_DATABASE_URL") or DEFAULT_DATABASE_URL,
             redis_url=os.environ.get("LOYALTY_REDIS_URL") or None,
-            database_pool_size=_int_env("LOYALTY_DATABASE_POOL_SIZE", 20),
+            database_pool_size=_int_env("LOYALTY_DATABASE_POOL_SIZE", 10),
+            raw_pool_size=_int_env("LOYALTY_RAW_POOL_SIZE", 10),
+            ledger_batch_size_max=max(1, _int_env("LOYALTY_LEDGER_BATCH_SIZE_MAX", 256)),
+            ledger_batch_wait_ms_max=_float_env("LOYALTY_LEDGER_BATCH_WAIT_MS_MAX", 1.0),
             idempotency_retention_days=_int_env("LOYALTY_IDEMPOTENCY_RETENTION_DAYS", 7),
             request_body_bytes_max=_int_env("LOYALTY_REQUEST_BODY_BYTES_MAX", 64 * 1024),
             sqlite_synchronous=sqlite_synchronous,

@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+import aiosqlite
+import asyncpg
 import structlog
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
@@ -76,8 +78,27 @@ class Database:
             options.update(pool_size=size, max_overflow=size, pool_timeout=60)
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
         self._write_lock: asyncio.Lock | None = None
+        self._sqlite_synchronous = settings.sqlite_synchronous
+        self._raw_pool_size = settings.raw_pool_size
+        # Driver-level handles for the hot paths, opened by ``start()``.
+        self.raw_pool: asyncpg.Pool | None = None
+        self.sqlite_writer: aiosqlite.Connection | None = None
         if self.is_sqlite:
             _configure_sqlite(self.engine, settings.sqlite_synchronous)
+
+    async def start(self) -> None:
+        """Open the driver-level connections the ledger writer and hot reads use."""
+        if self.is_sqlite:
+            if self.sqlite_writer is None:
+                self.sqlite_writer = await open_sqlite(self.url, self._sqlite_synchronous)
+        elif self.raw_pool is None:
+            self.raw_pool = await asyncpg.create_pool(
+                driver_url(self.url),
+                min_size=1,
+                max_size=self._raw_pool_size,
+                reset=_keep_session,
+                max_inactive_connection_lifetime=300,
+            )
 
     @property
     def write_lock(self) -> asyncio.Lock:
@@ -118,7 +139,42 @@ class Database:
             await connection.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
+        if self.raw_pool is not None:
+            await self.raw_pool.close()
+            self.raw_pool = None
+        if self.sqlite_writer is not None:
+            await self.sqlite_writer.close()
+            self.sqlite_writer = None
         await self.engine.dispose()
+
+
+async def _keep_session(_connection: asyncpg.Connection) -> None:
+    """Pool reset hook: nothing to reset (no session state is ever changed), which
+    saves asyncpg's default RESET ALL round trip on every release. asyncpg still
+    rolls back a transaction left open."""
+
+
+def driver_url(url: str) -> str:
+    """The plain postgresql:// URL asyncpg takes."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def open_sqlite(url: str, synchronous: str) -> aiosqlite.Connection:
+    """A driver-level SQLite connection with the same settings as the engine's."""
+    path = make_url(url).database or ":memory:"
+    connection = await aiosqlite.connect(path, isolation_level=None)
+    for pragma in _sqlite_pragmas(synchronous):
+        await connection.execute(pragma)
+    return connection
+
+
+def _sqlite_pragmas(synchronous: str) -> list[str]:
+    return [
+        "PRAGMA journal_mode=WAL",
+        f"PRAGMA synchronous={synchronous}",
+        f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+        "PRAGMA foreign_keys=ON",
+    ]
 
 
 def _configure_sqlite(engine: AsyncEngine, synchronous: str) -> None:
@@ -129,10 +185,8 @@ def _configure_sqlite(engine: AsyncEngine, synchronous: str) -> None:
         # Let us issue BEGIN ourselves (the driver's implicit BEGIN is DEFERRED).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA synchronous={synchronous}")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA foreign_keys=ON")
+        for pragma in _sqlite_pragmas(synchronous):
+            cursor.execute(pragma)
         cursor.close()
 
     @event.listens_for(sync_engine, "begin")

@@ -13,6 +13,7 @@ from loyalty.auth.schemas import Principal
 from loyalty.customers.service import CustomerRef
 from loyalty.db.engine import Database
 from loyalty.http.auth import current_principal
+from loyalty.ledger.writer import LedgerWriter
 
 
 def provide_principal(request: Request[Any, Any, Any]) -> Principal:
@@ -22,6 +23,11 @@ def provide_principal(request: Request[Any, Any, Any]) -> Principal:
 def provide_database(state: State) -> Database:
     database: Database = state.database
     return database
+
+
+def provide_ledger_writer(state: State) -> LedgerWriter:
+    writer: LedgerWriter = state.ledger_writer
+    return writer
 
 
 def provide_customer_ref(
@@ -43,9 +49,11 @@ def provide_customer_ref(
 CurrentPrincipal = NamedDependency[Principal]
 DatabaseDependency = NamedDependency[Database]
 CustomerRefQuery = NamedDependency[CustomerRef]
+LedgerWriterDependency = NamedDependency[LedgerWriter]
 
 DEPENDENCIES = {
     "principal": Provide(provide_principal, sync_to_thread=False),
     "database": Provide(provide_database, sync_to_thread=False),
     "customer_ref": Provide(provide_customer_ref, sync_to_thread=False),
+    "ledger_writer": Provide(provide_ledger_writer, sync_to_thread=False),
 }

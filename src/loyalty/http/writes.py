@@ -23,31 +23,37 @@ def encode(value: Any) -> bytes:
     return _encoder.encode(value)
 
 
+def request_key(request: Request[Any, Any, Any]) -> str | None:
+    raw_key = request.headers.get(IDEMPOTENCY_HEADER)
+    return idempotency.check_key(raw_key) if raw_key is not None else None
+
+
+async def request_fingerprint(request: Request[Any, Any, Any]) -> str:
+    return idempotency.fingerprint(
+        request.method, request.url.path, request.url.query or "", await request.body()
+    )
+
+
+def outcome_response(status_code: int, body: bytes, replayed: bool) -> Response[Any]:
+    headers = {REPLAYED_HEADER: "true"} if replayed else {}
+    return Response(
+        content=body, status_code=status_code, media_type="application/json", headers=headers
+    )
+
+
 async def idempotent_write(
     request: Request[Any, Any, Any],
     principal: Principal,
     operation: Callable[[AsyncConnection], Awaitable[tuple[int, Any]]],
 ) -> Response[Any]:
     """Run ``operation`` (returning status and a body object) under the request's key."""
-    raw_key = request.headers.get(IDEMPOTENCY_HEADER)
-    key = idempotency.check_key(raw_key) if raw_key is not None else None
-    body = await request.body()
-    request_fingerprint = idempotency.fingerprint(
-        request.method, request.url.path, request.url.query or "", body
-    )
+    key = request_key(request)
+    fingerprint = await request_fingerprint(request)
 
     async def _encoded(connection: AsyncConnection) -> tuple[int, bytes]:
         status_code, value = await operation(connection)
         return status_code, encode(value)
 
     database: Database = request.app.state.database
-    result = await idempotency.execute(
-        database, principal.merchant_id, key, request_fingerprint, _encoded
-    )
-    headers = {REPLAYED_HEADER: "true"} if result.replayed else {}
-    return Response(
-        content=result.body,
-        status_code=result.status_code,
-        media_type="application/json",
-        headers=headers,
-    )
+    result = await idempotency.execute(database, principal.merchant_id, key, fingerprint, _encoded)
+    return outcome_response(result.status_code, result.body, result.replayed)

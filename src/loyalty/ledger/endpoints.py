@@ -4,16 +4,16 @@ from typing import Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.params import JSONBody, Parameter
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.http.body import strict_body
 from loyalty.http.dependencies import (
     CurrentPrincipal,
     CustomerRefQuery,
     DatabaseDependency,
+    LedgerWriterDependency,
 )
 from loyalty.http.openapi import error_responses
-from loyalty.http.writes import idempotent_write
+from loyalty.http.writes import outcome_response, request_fingerprint, request_key
 from loyalty.ledger import service
 from loyalty.ledger.schemas import CreateTransaction, TransactionEnvelope, TransactionPage
 
@@ -39,17 +39,19 @@ class TransactionController(Controller):
         request: Request[Any, Any, Any],
         principal: CurrentPrincipal,
         customer_ref: CustomerRefQuery,
+        ledger_writer: LedgerWriterDependency,
         data: JSONBody[CreateTransaction],
     ) -> Response[TransactionEnvelope]:
         data = await strict_body(request, CreateTransaction)
-
-        async def operation(connection: AsyncConnection) -> tuple[int, Any]:
-            transaction = await service.adjust_points(
-                connection, principal.merchant_id, customer_ref, data
-            )
-            return 201, TransactionEnvelope(data=transaction)
-
-        return await idempotent_write(request, principal, operation)
+        outcome = await service.adjust_points(
+            ledger_writer,
+            principal.merchant_id,
+            customer_ref,
+            data,
+            idempotency_key=request_key(request),
+            request_fingerprint=await request_fingerprint(request),
+        )
+        return outcome_response(outcome.status_code, outcome.body, outcome.replayed)
 
     @get(
         "/",

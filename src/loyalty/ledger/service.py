@@ -1,9 +1,11 @@
 """The ledger: every points movement goes through ``move_points``.
 
-``move_points`` is the whole write path of a movement (lock the balance,
-check it, update it, append the immutable entry, write the event) in the
-caller's transaction. A later version gathers concurrent movements into
-batches behind this same signature.
+``move_points`` is the whole write path of a movement. It hands the movement
+to the process's batching writer (``loyalty.ledger.writer``), which applies
+it with other concurrent movements in one transaction and answers once that
+transaction has committed. Validation that needs no database happens here,
+before queueing; what needs the database (the customer, the programme's
+precision, the balance, the idempotency key) happens in the batch.
 """
 
 from __future__ import annotations
@@ -11,134 +13,43 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
-from types import SimpleNamespace
-from typing import Any, Literal
+from typing import Any
 
-import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.customers import service as customers_service
 from loyalty.customers.service import CustomerRef
 from loyalty.db.types import utc_now
-from loyalty.errors import BusinessRuleError, ValidationFailedError, invariant
-from loyalty.events import repository as events
-from loyalty.ids import new_id
+from loyalty.errors import ValidationFailedError
 from loyalty.ledger import repository
+from loyalty.ledger.batch import Movement, Outcome
 from loyalty.ledger.schemas import CreateTransaction, Transaction, TransactionPage
-from loyalty.merchants import repository as merchants_repository
-from loyalty.points import BALANCE_MINOR_MAX, PointsFormatError, format_points, parse_points
+from loyalty.ledger.writer import LedgerWriter
+from loyalty.points import MAXIMUM_DECIMALS, PointsFormatError, format_points, parse_points
 from loyalty.text import clean_note, clean_text
 
 PAGE_LIMIT_DEFAULT = 20
 PAGE_LIMIT_MAX = 100
 
-EntryKind = Literal["adjustment", "earn", "redeem", "refund", "expire", "revert"]
 
-
-class InsufficientPointsError(BusinessRuleError):
-    code = "insufficient_points"
-
-
-class BalanceLimitExceededError(BusinessRuleError):
-    code = "balance_limit_exceeded"
-
-
-@dataclass(frozen=True, slots=True)
-class PointsMovement:
-    merchant_id: uuid.UUID
-    customer_id: uuid.UUID
-    points_minor: int
-    kind: EntryKind
-    description: str
-    internal_note: str | None = None
-    visible_to_customer: bool = True
-    apply_to_lifetime: bool = False
-    expires_at: datetime | None = None
-
-
-def _lifetime_delta(movement: PointsMovement, lifetime_minor: int) -> int:
-    if not movement.apply_to_lifetime:
-        return 0
-    # Removing earned points lowers lifetime, but never below zero.
-    return max(movement.points_minor, -lifetime_minor)
-
-
-async def move_points(connection: AsyncConnection, movement: PointsMovement) -> Transaction:
-    """Apply one movement atomically, or raise without changing anything."""
-    invariant(movement.points_minor != 0, "a movement moves points")
-    now = utc_now()
-    locked = await repository.lock_balance(connection, movement.merchant_id, movement.customer_id)
-    balance_after = locked.points_balance_minor + movement.points_minor
-    if balance_after < 0:
-        raise InsufficientPointsError(
-            "The customer does not have enough points for this debit.",
-            {
-                "points_balance": format_points(locked.points_balance_minor),
-                "points_requested": format_points(-movement.points_minor),
-            },
-        )
-    if balance_after > BALANCE_MINOR_MAX:
-        raise BalanceLimitExceededError(
-            "This credit would take the balance past the largest balance allowed.",
-            {"points_balance_max": format_points(BALANCE_MINOR_MAX)},
-        )
-    lifetime_delta = _lifetime_delta(movement, locked.lifetime_points_minor)
-    changed = await repository.apply_to_balance(
-        connection,
-        merchant_id=movement.merchant_id,
-        customer_id=movement.customer_id,
-        points_minor=movement.points_minor,
-        lifetime_delta_minor=lifetime_delta,
-        spent_delta_minor=-movement.points_minor if movement.kind == "redeem" else 0,
-        expired_delta_minor=-movement.points_minor if movement.kind == "expire" else 0,
-        expected_sequence=locked.last_sequence,
-        now=now,
-    )
-    invariant(changed == 1, "the locked balance row is updated exactly once")
-    entry = {
-        "merchant_id": movement.merchant_id,
-        "id": new_id(),
-        "customer_id": movement.customer_id,
-        "sequence": locked.last_sequence + 1,
-        "points_minor": movement.points_minor,
-        "kind": movement.kind,
-        "description": movement.description,
-        "internal_note": movement.internal_note,
-        "visible_to_customer": movement.visible_to_customer,
-        "apply_to_lifetime": movement.apply_to_lifetime,
-        "lifetime_delta_minor": lifetime_delta,
-        "balance_after_minor": balance_after,
-        "expires_at": movement.expires_at,
-        "created_at": now,
-    }
-    await repository.insert_entry(connection, entry)
-    transaction = to_transaction(SimpleNamespace(**entry))
-    await events.record(
-        connection,
-        merchant_id=movement.merchant_id,
-        event_type="transaction.created",
-        subject_id=movement.customer_id,
-        payload={
-            "transaction": msgspec.to_builtins(transaction),
-            "lifetime_points": format_points(locked.lifetime_points_minor + lifetime_delta),
-        },
-        now=now,
-    )
-    return transaction
+async def move_points(writer: LedgerWriter, movement: Movement) -> Outcome:
+    """Apply one movement durably (or refuse it) and return the client's answer."""
+    return await writer.submit(movement)
 
 
 async def adjust_points(
-    connection: AsyncConnection,
+    writer: LedgerWriter,
     merchant_id: uuid.UUID,
     ref: CustomerRef,
     data: CreateTransaction,
-) -> Transaction:
+    *,
+    idempotency_key: str | None,
+    request_fingerprint: str,
+) -> Outcome:
     """A merchant's manual credit or debit (seed 000)."""
-    settings = await merchants_repository.get_program_settings(connection, merchant_id)
     try:
-        points_minor = parse_points(data.points, settings.points_decimals)
+        # The programme's own precision (0-2 decimals) is checked in the batch.
+        points_minor = parse_points(data.points, MAXIMUM_DECIMALS)
     except PointsFormatError as error:
         raise ValidationFailedError.for_field("points", str(error)) from error
     if points_minor == 0:
@@ -149,21 +60,20 @@ async def adjust_points(
             raise ValidationFailedError.for_field("expires_at", "only credits can expire")
         if data.expires_at <= utc_now():
             raise ValidationFailedError.for_field("expires_at", "must be in the future")
-    customer_id = await customers_service.resolve_customer_id(connection, merchant_id, ref)
-    description = clean_text(data.description, settings.default_description)
-    assert description is not None
-    movement = PointsMovement(
+    movement = Movement(
         merchant_id=merchant_id,
-        customer_id=customer_id,
+        customer=customers_service.check_ref(ref),
         points_minor=points_minor,
         kind="adjustment",
-        description=description,
+        description=clean_text(data.description),
         internal_note=clean_note(data.internal_note),
         visible_to_customer=data.visible_to_customer,
         apply_to_lifetime=is_credit if data.apply_to_lifetime is None else data.apply_to_lifetime,
         expires_at=data.expires_at,
+        idempotency_key=idempotency_key,
+        request_fingerprint=request_fingerprint,
     )
-    return await move_points(connection, movement)
+    return await move_points(writer, movement)
 
 
 def to_transaction(row: Any) -> Transaction:

@@ -1,0 +1,210 @@
+"""The ledger's batch I/O on Postgres, straight on asyncpg (prepared statements).
+
+A batch is: claim its idempotency keys (one INSERT over unnest), read the
+replies stored under keys already used, lock its customers' balances in a
+fixed order (no deadlock between batches), then apply every write in one
+statement of data-modifying CTEs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from loyalty.errors import invariant
+from loyalty.ledger.batch import (
+    CustomerKey,
+    KeyRef,
+    LockedCustomer,
+    Movement,
+    Plan,
+    StoredKey,
+)
+
+_CLAIM_KEYS = """
+INSERT INTO idempotency_keys
+    (merchant_id, key, request_fingerprint, response_status, response_body, created_at)
+SELECT t.merchant_id, t.key, t.fingerprint, 0, '', $4
+FROM unnest($1::uuid[], $2::text[], $3::text[]) AS t(merchant_id, key, fingerprint)
+ORDER BY t.merchant_id, t.key
+ON CONFLICT DO NOTHING
+RETURNING merchant_id, key
+"""
+
+_STORED_KEYS = """
+SELECT k.merchant_id, k.key, k.request_fingerprint, k.response_status, k.response_body
+FROM idempotency_keys k
+JOIN unnest($1::uuid[], $2::text[]) AS t(merchant_id, key)
+  ON k.merchant_id = t.merchant_id AND k.key = t.key
+"""
+
+_LOCK_CUSTOMERS = """
+SELECT c.merchant_id, c.id, c.external_id, c.email,
+       b.points_balance_minor, b.lifetime_points_minor, b.points_spent_minor,
+       b.points_expired_minor, b.last_sequence,
+       s.points_decimals, s.default_description
+FROM customers c
+JOIN customer_balances b ON b.merchant_id = c.merchant_id AND b.customer_id = c.id
+JOIN program_settings s ON s.merchant_id = c.merchant_id
+WHERE (c.merchant_id, c.external_id) IN (SELECT * FROM unnest($1::uuid[], $2::text[]))
+   OR (c.merchant_id, c.email) IN (SELECT * FROM unnest($3::uuid[], $4::text[]))
+ORDER BY c.merchant_id, c.id
+FOR UPDATE OF b
+"""
+
+_APPLY = """
+WITH balances AS (
+    UPDATE customer_balances AS b
+    SET points_balance_minor = v.balance, lifetime_points_minor = v.lifetime,
+        points_spent_minor = v.spent, points_expired_minor = v.expired,
+        last_sequence = v.sequence, updated_at = $1
+    FROM unnest($2::uuid[], $3::uuid[], $4::int8[], $5::int8[], $6::int8[], $7::int8[],
+                $8::int8[], $9::int8[])
+        AS v(merchant_id, customer_id, balance, lifetime, spent, expired, sequence, previous)
+    WHERE b.merchant_id = v.merchant_id AND b.customer_id = v.customer_id
+      AND b.last_sequence = v.previous
+    RETURNING 1
+), entries AS (
+    INSERT INTO ledger_entries
+        (merchant_id, id, customer_id, sequence, points_minor, kind, description,
+         internal_note, visible_to_customer, apply_to_lifetime, lifetime_delta_minor,
+         balance_after_minor, expires_at, created_at)
+    SELECT e.*, $1 FROM unnest($10::uuid[], $11::uuid[], $12::uuid[], $13::int8[], $14::int8[],
+                               $15::text[], $16::text[], $17::text[], $18::bool[], $19::bool[],
+                               $20::int8[], $21::int8[], $22::timestamptz[]) AS e
+    RETURNING 1
+), new_events AS (
+    INSERT INTO events (merchant_id, id, type, subject_id, payload, created_at)
+    SELECT v.*, $1 FROM unnest($23::uuid[], $24::uuid[], $25::text[], $26::uuid[], $27::text[])
+        AS v
+    RETURNING 1
+), stored_keys AS (
+    UPDATE idempotency_keys AS k
+    SET response_status = v.status, response_body = v.body
+    FROM unnest($28::uuid[], $29::text[], $30::int4[], $31::text[])
+        AS v(merchant_id, key, status, body)
+    WHERE k.merchant_id = v.merchant_id AND k.key = v.key
+    RETURNING 1
+), released_keys AS (
+    DELETE FROM idempotency_keys AS k
+    USING unnest($32::uuid[], $33::text[]) AS v(merchant_id, key)
+    WHERE k.merchant_id = v.merchant_id AND k.key = v.key
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM balances) AS balances,
+       (SELECT count(*) FROM entries) AS entries,
+       (SELECT count(*) FROM new_events) AS events,
+       (SELECT count(*) FROM stored_keys) AS stored_keys,
+       (SELECT count(*) FROM released_keys) AS released_keys
+"""
+
+
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    columns: list[list[Any]] = [[] for _ in range(width)]
+    for row in rows:
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    return columns
+
+
+async def claim_keys(
+    connection: asyncpg.Connection, movements: list[Movement], now: datetime
+) -> tuple[set[KeyRef], dict[KeyRef, StoredKey]]:
+    """Claim each distinct key; return those claimed and what others hold."""
+    leaders: dict[KeyRef, str] = {}
+    for movement in movements:
+        key = movement.key_ref
+        if key is not None and key not in leaders:
+            leaders[key] = movement.request_fingerprint
+    if not leaders:
+        return set(), {}
+    merchants, keys, fingerprints = _columns(
+        [(key[0], key[1], fingerprint) for key, fingerprint in leaders.items()], 3
+    )
+    rows = await connection.fetch(_CLAIM_KEYS, merchants, keys, fingerprints, now)
+    claimed = {(row["merchant_id"], row["key"]) for row in rows}
+    taken = [key for key in leaders if key not in claimed]
+    stored: dict[KeyRef, StoredKey] = {}
+    if taken:
+        taken_merchants, taken_keys = _columns(taken, 2)
+        for row in await connection.fetch(_STORED_KEYS, taken_merchants, taken_keys):
+            stored[(row["merchant_id"], row["key"])] = StoredKey(
+                row["request_fingerprint"], row["response_status"], row["response_body"]
+            )
+    return claimed, stored
+
+
+async def lock_customers(
+    connection: asyncpg.Connection, movements: list[Movement]
+) -> dict[CustomerKey, LockedCustomer]:
+    by_id = {(m.merchant_id, m.customer.customer_id) for m in movements if m.customer.customer_id}
+    by_email = {
+        (m.merchant_id, m.customer.customer_email) for m in movements if m.customer.customer_email
+    }
+    id_merchants, ids = _columns(sorted(by_id, key=str), 2) if by_id else ([], [])
+    email_merchants, emails = _columns(sorted(by_email, key=str), 2) if by_email else ([], [])
+    rows = await connection.fetch(_LOCK_CUSTOMERS, id_merchants, ids, email_merchants, emails)
+    customers: dict[CustomerKey, LockedCustomer] = {}
+    for row in rows:
+        locked = LockedCustomer(
+            merchant_id=row["merchant_id"],
+            customer_id=row["id"],
+            external_id=row["external_id"],
+            email=row["email"],
+            points_balance_minor=row["points_balance_minor"],
+            lifetime_points_minor=row["lifetime_points_minor"],
+            points_spent_minor=row["points_spent_minor"],
+            points_expired_minor=row["points_expired_minor"],
+            last_sequence=row["last_sequence"],
+            points_decimals=row["points_decimals"],
+            default_description=row["default_description"],
+        )
+        customers[(locked.merchant_id, "id", locked.external_id)] = locked
+        if locked.email is not None:
+            customers[(locked.merchant_id, "email", locked.email)] = locked
+    return customers
+
+
+_ENTRY_COLUMNS = (
+    "merchant_id", "id", "customer_id", "sequence", "points_minor", "kind", "description",
+    "internal_note", "visible_to_customer", "apply_to_lifetime", "lifetime_delta_minor",
+    "balance_after_minor", "expires_at",
+)  # fmt: skip
+_EVENT_COLUMNS = ("merchant_id", "id", "type", "subject_id", "payload")
+
+
+async def apply_plan(connection: asyncpg.Connection, plan: Plan, now: datetime) -> None:
+    """All of the batch's writes in one statement; checks every count."""
+    balances = _columns(plan.balance_updates, 8)
+    entries = _columns([[e[c] for c in _ENTRY_COLUMNS] for e in plan.entries], 13)
+    events = _columns([[e[c] for c in _EVENT_COLUMNS] for e in plan.events], 5)
+    stored = _columns(plan.key_updates, 4)
+    released = _columns(plan.key_deletes, 2)
+    row = await connection.fetchrow(_APPLY, now, *balances, *entries, *events, *stored, *released)
+    assert row is not None
+    invariant(row["balances"] == len(plan.balance_updates), "every locked balance is updated once")
+    invariant(row["entries"] == len(plan.entries), "every accepted movement has its entry")
+    invariant(row["events"] == len(plan.events), "every accepted movement has its event")
+    invariant(row["stored_keys"] == len(plan.key_updates), "every claimed key stores its reply")
+    invariant(row["released_keys"] == len(plan.key_deletes), "refused requests release keys")
+
+
+def is_transient(error: BaseException) -> bool:
+    return isinstance(
+        error, asyncpg.exceptions.DeadlockDetectedError | asyncpg.exceptions.SerializationError
+    )
+
+
+def is_unavailable(error: BaseException) -> bool:
+    return isinstance(
+        error,
+        OSError
+        | asyncpg.exceptions.ConnectionDoesNotExistError
+        | asyncpg.exceptions.InterfaceError
+        | asyncpg.exceptions.CannotConnectNowError
+        | asyncpg.exceptions.AdminShutdownError
+        | asyncpg.exceptions.TooManyConnectionsError,
+    )

@@ -1,0 +1,197 @@
+"""The ledger's batch I/O on SQLite, straight on aiosqlite.
+
+The writer holds SQLite's write lock for the whole batch (BEGIN IMMEDIATE),
+so reading keys and balances and then writing needs no further locking.
+Values are stored in the same forms SQLAlchemy uses on SQLite: UUIDs as 32
+hex characters, datetimes as naive UTC text, booleans as 0/1.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import aiosqlite
+
+from loyalty.errors import invariant
+from loyalty.ledger.batch import (
+    CustomerKey,
+    KeyRef,
+    LockedCustomer,
+    Movement,
+    Plan,
+    StoredKey,
+)
+
+_CUSTOMER_COLUMNS = """
+SELECT c.merchant_id, c.id, c.external_id, c.email,
+       b.points_balance_minor, b.lifetime_points_minor, b.points_spent_minor,
+       b.points_expired_minor, b.last_sequence,
+       s.points_decimals, s.default_description
+FROM customers c
+JOIN customer_balances b ON b.merchant_id = c.merchant_id AND b.customer_id = c.id
+JOIN program_settings s ON s.merchant_id = c.merchant_id
+"""
+
+
+def sqlite_time(value: datetime) -> str:
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _time(value: datetime | None) -> str | None:
+    return None if value is None else sqlite_time(value)
+
+
+def _pairs_condition(columns: str, count: int) -> str:
+    return f"({columns}) IN (VALUES {', '.join(['(?, ?)'] * count)})"
+
+
+async def claim_keys(
+    connection: aiosqlite.Connection, movements: list[Movement], now: datetime
+) -> tuple[set[KeyRef], dict[KeyRef, StoredKey]]:
+    leaders: dict[KeyRef, str] = {}
+    for movement in movements:
+        key_ref = movement.key_ref
+        if key_ref is not None and key_ref not in leaders:
+            leaders[key_ref] = movement.request_fingerprint
+    if not leaders:
+        return set(), {}
+    parameters: list[Any] = []
+    for merchant_id, key in leaders:
+        parameters += [merchant_id.hex, key]
+    cursor = await connection.execute(
+        "SELECT merchant_id, key, request_fingerprint, response_status, response_body "
+        "FROM idempotency_keys WHERE " + _pairs_condition("merchant_id, key", len(leaders)),
+        parameters,
+    )
+    stored: dict[KeyRef, StoredKey] = {}
+    for row in await cursor.fetchall():
+        stored[(uuid.UUID(row[0]), row[1])] = StoredKey(row[2], row[3], row[4])
+    claimed = {key for key in leaders if key not in stored}
+    created_at = sqlite_time(now)
+    await connection.executemany(
+        "INSERT INTO idempotency_keys (merchant_id, key, request_fingerprint, response_status, "
+        "response_body, created_at) VALUES (?, ?, ?, 0, '', ?)",
+        [(key[0].hex, key[1], leaders[key], created_at) for key in claimed],
+    )
+    return claimed, stored
+
+
+async def lock_customers(
+    connection: aiosqlite.Connection, movements: list[Movement]
+) -> dict[CustomerKey, LockedCustomer]:
+    by_id = {(m.merchant_id, m.customer.customer_id) for m in movements if m.customer.customer_id}
+    by_email = {
+        (m.merchant_id, m.customer.customer_email) for m in movements if m.customer.customer_email
+    }
+    conditions: list[str] = []
+    parameters: list[Any] = []
+    if by_id:
+        conditions.append(_pairs_condition("c.merchant_id, c.external_id", len(by_id)))
+        for merchant_id, external_id in by_id:
+            parameters += [merchant_id.hex, external_id]
+    if by_email:
+        conditions.append(_pairs_condition("c.merchant_id, c.email", len(by_email)))
+        for merchant_id, email in by_email:
+            parameters += [merchant_id.hex, email]
+    cursor = await connection.execute(
+        _CUSTOMER_COLUMNS + " WHERE " + " OR ".join(conditions), parameters
+    )
+    customers: dict[CustomerKey, LockedCustomer] = {}
+    for row in await cursor.fetchall():
+        locked = LockedCustomer(
+            merchant_id=uuid.UUID(row[0]),
+            customer_id=uuid.UUID(row[1]),
+            external_id=row[2],
+            email=row[3],
+            points_balance_minor=row[4],
+            lifetime_points_minor=row[5],
+            points_spent_minor=row[6],
+            points_expired_minor=row[7],
+            last_sequence=row[8],
+            points_decimals=row[9],
+            default_description=row[10],
+        )
+        customers[(locked.merchant_id, "id", locked.external_id)] = locked
+        if locked.email is not None:
+            customers[(locked.merchant_id, "email", locked.email)] = locked
+    return customers
+
+
+async def apply_plan(connection: aiosqlite.Connection, plan: Plan, now: datetime) -> None:
+    updated_at = sqlite_time(now)
+    changes_before = connection.total_changes
+    await connection.executemany(
+        "UPDATE customer_balances SET points_balance_minor = ?, lifetime_points_minor = ?, "
+        "points_spent_minor = ?, points_expired_minor = ?, last_sequence = ?, updated_at = ? "
+        "WHERE merchant_id = ? AND customer_id = ? AND last_sequence = ?",
+        [
+            (balance, lifetime, spent, expired, sequence, updated_at, m.hex, c.hex, previous)
+            for m, c, balance, lifetime, spent, expired, sequence, previous in plan.balance_updates
+        ],
+    )
+    invariant(
+        connection.total_changes - changes_before == len(plan.balance_updates),
+        "every locked balance is updated once",
+    )
+    await connection.executemany(
+        "INSERT INTO ledger_entries (merchant_id, id, customer_id, sequence, points_minor, kind, "
+        "description, internal_note, visible_to_customer, apply_to_lifetime, "
+        "lifetime_delta_minor, balance_after_minor, expires_at, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                e["merchant_id"].hex,
+                e["id"].hex,
+                e["customer_id"].hex,
+                e["sequence"],
+                e["points_minor"],
+                e["kind"],
+                e["description"],
+                e["internal_note"],
+                int(e["visible_to_customer"]),
+                int(e["apply_to_lifetime"]),
+                e["lifetime_delta_minor"],
+                e["balance_after_minor"],
+                _time(e["expires_at"]),
+                updated_at,
+            )
+            for e in plan.entries
+        ],
+    )
+    await connection.executemany(
+        "INSERT INTO events (merchant_id, id, type, subject_id, payload, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (
+                e["merchant_id"].hex,
+                e["id"].hex,
+                e["type"],
+                e["subject_id"].hex,
+                e["payload"],
+                updated_at,
+            )
+            for e in plan.events
+        ],
+    )
+    await connection.executemany(
+        "UPDATE idempotency_keys SET response_status = ?, response_body = ? "
+        "WHERE merchant_id = ? AND key = ?",
+        [(status, body, m.hex, key) for m, key, status, body in plan.key_updates],
+    )
+    await connection.executemany(
+        "DELETE FROM idempotency_keys WHERE merchant_id = ? AND key = ?",
+        [(m.hex, key) for m, key in plan.key_deletes],
+    )
+
+
+def is_transient(error: BaseException) -> bool:
+    return isinstance(error, sqlite3.OperationalError) and "locked" in str(error)
+
+
+def is_unavailable(error: BaseException) -> bool:
+    return isinstance(error, sqlite3.OperationalError) and (
+        "disk" in str(error) or "unable to open" in str(error)
+    )

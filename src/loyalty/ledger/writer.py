@@ -1,0 +1,196 @@
+"""The batching ledger writer (group commit).
+
+Concurrent movements are queued; one task per process takes up to
+``batch_size_max`` of them (waiting at most ``batch_wait_ms_max`` for more
+when the queue is short) and applies them in one transaction with
+set-based SQL. Each movement keeps its own outcome; a client's future is
+resolved only after the transaction commits, so nothing is acknowledged
+that is not durable. If the process dies mid-batch, the transaction never
+commits and no client was answered.
+
+Batches run one at a time per process, in arrival order, so movements on one
+customer apply in the order they arrived. Across processes, batches lock
+balance rows in one fixed order, so they never deadlock each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from loyalty.db.engine import Database
+from loyalty.db.types import utc_now
+from loyalty.errors import ServiceUnavailableError
+from loyalty.ledger import store_postgres, store_sqlite
+from loyalty.ledger.batch import Movement, Outcome, error_outcome, plan_batch, resolve_followers
+
+log = structlog.get_logger(__name__)
+
+TRANSIENT_RETRIES_MAX = 8
+
+
+class WriterClosedError(ServiceUnavailableError):
+    code = "service_unavailable"
+
+
+@dataclass(slots=True)
+class _Pending:
+    movement: Movement
+    future: asyncio.Future[Outcome]
+
+
+class LedgerWriter:
+    def __init__(
+        self, database: Database, *, batch_size_max: int = 256, batch_wait_ms_max: float = 1.0
+    ) -> None:
+        self.database = database
+        self.batch_size_max = batch_size_max
+        self.batch_wait_seconds_max = max(batch_wait_ms_max, 0.0) / 1000
+        self._queue: list[_Pending] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        # Batch sizes, for the metrics endpoint and tests.
+        self.batches_committed = 0
+        self.movements_committed = 0
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._closing = False
+            self._task = asyncio.create_task(self._run(), name="ledger-writer")
+
+    async def stop(self) -> None:
+        """Finish every queued movement, then stop."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    async def submit(self, movement: Movement) -> Outcome:
+        """Queue one movement and wait until its batch has committed."""
+        if self._closing or self._task is None:
+            raise WriterClosedError("The server is shutting down; retry the request.")
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(movement, future))
+        self._wakeup.set()
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            if len(self._queue) < self.batch_size_max and self.batch_wait_seconds_max > 0:
+                # A short queue: give concurrent requests a moment to join the batch.
+                await asyncio.sleep(self.batch_wait_seconds_max)
+            batch = self._queue[: self.batch_size_max]
+            del self._queue[: self.batch_size_max]
+            try:
+                await self._execute(batch)
+            except Exception as error:  # never let the writer die with clients waiting
+                log.exception("ledger_writer_error")
+                for pending in batch:
+                    if not pending.future.done():
+                        pending.future.set_exception(error)
+
+    async def _execute(self, batch: list[_Pending]) -> None:
+        movements = [pending.movement for pending in batch]
+        try:
+            outcomes = await self._commit(movements)
+        except Exception as error:
+            if self._unavailable(error) or len(batch) == 1:
+                self._fail(batch, error)
+                return
+            # Something unexpected: isolate it by applying each movement alone.
+            log.exception("ledger_batch_failed", batch_size=len(batch))
+            for pending in batch:
+                await self._execute([pending])
+            return
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            if not pending.future.done():
+                pending.future.set_result(outcome)
+
+    def _fail(self, batch: list[_Pending], error: Exception) -> None:
+        if self._unavailable(error):
+            log.warning("ledger_database_unavailable", error=str(error), batch_size=len(batch))
+            outcome = error_outcome(
+                ServiceUnavailableError("The database is unavailable; retry the request.")
+            )
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_result(outcome)
+            return
+        log.error("ledger_movement_failed", error=repr(error))
+        for pending in batch:
+            if not pending.future.done():
+                pending.future.set_exception(error)
+
+    async def _commit(self, movements: list[Movement]) -> list[Outcome]:
+        """One transaction for the batch; retried as a whole on transient failures."""
+        for attempt in range(TRANSIENT_RETRIES_MAX + 1):
+            try:
+                if self.database.is_sqlite:
+                    outcomes = await self._commit_sqlite(movements)
+                else:
+                    outcomes = await self._commit_postgres(movements)
+            except Exception as error:
+                if attempt == TRANSIENT_RETRIES_MAX or not self._transient(error):
+                    raise
+                log.warning("ledger_batch_retry", attempt=attempt + 1, error=str(error))
+                await asyncio.sleep(random.uniform(0, 0.002 * 2**attempt))
+                continue
+            self.batches_committed += 1
+            self.movements_committed += len(movements)
+            return outcomes
+        raise AssertionError("unreachable")
+
+    async def _commit_postgres(self, movements: list[Movement]) -> list[Outcome]:
+        pool = self.database.raw_pool
+        assert pool is not None, "Database.start() opens the pool"
+        async with pool.acquire() as connection, connection.transaction():
+            return await self._plan_and_apply(store_postgres, connection, movements)
+
+    async def _commit_sqlite(self, movements: list[Movement]) -> list[Outcome]:
+        connection = self.database.sqlite_writer
+        assert connection is not None, "Database.start() opens the writer connection"
+        async with self.database.write_lock:
+            await connection.execute("BEGIN IMMEDIATE")
+            try:
+                outcomes = await self._plan_and_apply(store_sqlite, connection, movements)
+                await connection.execute("COMMIT")
+            except BaseException:
+                await connection.execute("ROLLBACK")
+                raise
+            return outcomes
+
+    async def _plan_and_apply(
+        self, store: Any, connection: Any, movements: list[Movement]
+    ) -> list[Outcome]:
+        now = utc_now()
+        claimed, stored = await store.claim_keys(connection, movements, now)
+        # Replays of keys already used need no balance.
+        to_apply = [m for m in movements if m.key_ref is None or m.key_ref in claimed]
+        customers = await store.lock_customers(connection, to_apply) if to_apply else {}
+        plan = plan_batch(movements, claimed=claimed, stored=stored, customers=customers, now=now)
+        await store.apply_plan(connection, plan, now)
+        return resolve_followers(plan)
+
+    def _store_check(self, name: str) -> Callable[[BaseException], bool]:
+        store = store_sqlite if self.database.is_sqlite else store_postgres
+        check: Callable[[BaseException], bool] = getattr(store, name)
+        return check
+
+    def _transient(self, error: BaseException) -> bool:
+        return self._store_check("is_transient")(error)
+
+    def _unavailable(self, error: BaseException) -> bool:
+        return self._store_check("is_unavailable")(error)
