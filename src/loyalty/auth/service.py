@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from loyalty.auth import repository, tokens
 from loyalty.auth.schemas import ApiKey, CreatedApiKey, Principal
 from loyalty.auth.scopes import parse_scopes
+from loyalty.db.engine import Database
 from loyalty.db.types import utc_now
 from loyalty.errors import NotFoundError, UnauthorizedError, ValidationFailedError
 from loyalty.ids import new_id
@@ -99,10 +100,10 @@ async def revoke_key(connection: AsyncConnection, reference: str) -> ApiKey:
     )
 
 
-async def authenticate(connection: AsyncConnection, token: str) -> Principal:
+async def authenticate(database: Database, token: str) -> Principal:
     """Resolve a token to its principal; any failure is the same 401."""
     prefix = tokens.token_prefix(token)
-    found = await repository.find_by_prefix(connection, prefix) if prefix else None
+    found = await repository.find_by_prefix(database, prefix) if prefix else None
     if found is None:
         # Hash anyway so that unknown and wrong tokens take the same time.
         tokens.token_matches(token, "0" * 64)

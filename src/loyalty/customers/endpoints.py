@@ -61,6 +61,5 @@ class CustomerController(Controller):
         database: DatabaseDependency,
         customer_ref: CustomerRefQuery,
     ) -> CustomerEnvelope:
-        async with database.read() as connection:
-            customer = await service.get_customer(connection, principal.merchant_id, customer_ref)
+        customer = await service.get_customer(database, principal.merchant_id, customer_ref)
         return CustomerEnvelope(data=customer)

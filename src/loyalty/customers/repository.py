@@ -8,6 +8,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.db.dialect import upsert_insert
+from loyalty.db.engine import Database
+from loyalty.db.raw import fetch_row_postgres
 from loyalty.db.tables import customer_balances, customers
 
 _CUSTOMER_WITH_BALANCES = select(
@@ -23,6 +25,31 @@ _CUSTOMER_WITH_BALANCES = select(
     (customer_balances.c.merchant_id == customers.c.merchant_id)
     & (customer_balances.c.customer_id == customers.c.id),
 )
+
+
+_CUSTOMER_POSTGRES = """
+SELECT c.*, b.points_balance_minor, b.pending_points_minor, b.lifetime_points_minor,
+       b.points_spent_minor, b.points_expired_minor, b.store_credit_balance_minor
+FROM customers c
+JOIN customer_balances b ON b.merchant_id = c.merchant_id AND b.customer_id = c.id
+WHERE c.merchant_id = $1 AND c.{column} = $2
+"""
+_BY_EXTERNAL_ID_POSTGRES = _CUSTOMER_POSTGRES.format(column="external_id")
+_BY_EMAIL_POSTGRES = _CUSTOMER_POSTGRES.format(column="email")
+
+
+async def load_with_balances(
+    database: Database, merchant_id: uuid.UUID, *, external_id: str | None, email: str | None
+) -> Any | None:
+    """A customer and its balances by platform id or email (a hot read: on the driver)."""
+    if database.raw_pool is not None:
+        sql = _BY_EXTERNAL_ID_POSTGRES if external_id is not None else _BY_EMAIL_POSTGRES
+        return await fetch_row_postgres(database, sql, merchant_id, external_id or email)
+    async with database.read() as connection:
+        if external_id is not None:
+            return await find_by_external_id(connection, merchant_id, external_id)
+        assert email is not None
+        return await find_by_email(connection, merchant_id, email)
 
 
 async def find_by_external_id(

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.customers import repository
 from loyalty.customers.schemas import Customer, EnrolCustomer
+from loyalty.db.engine import Database
 from loyalty.db.types import utc_now
 from loyalty.errors import ConflictError, NotFoundError, ValidationFailedError
 from loyalty.events import repository as events
@@ -206,15 +207,11 @@ def _not_found(ref: CustomerRef) -> CustomerNotFoundError:
     )
 
 
-async def get_customer(
-    connection: AsyncConnection, merchant_id: uuid.UUID, ref: CustomerRef
-) -> Customer:
+async def get_customer(database: Database, merchant_id: uuid.UUID, ref: CustomerRef) -> Customer:
     ref = check_ref(ref)
-    if ref.customer_id is not None:
-        row = await repository.find_by_external_id(connection, merchant_id, ref.customer_id)
-    else:
-        assert ref.customer_email is not None
-        row = await repository.find_by_email(connection, merchant_id, ref.customer_email)
+    row = await repository.load_with_balances(
+        database, merchant_id, external_id=ref.customer_id, email=ref.customer_email
+    )
     if row is None:
         raise _not_found(ref)
     return to_customer(row)

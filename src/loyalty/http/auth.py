@@ -30,8 +30,7 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
     ) -> AuthenticationResult:
         token = bearer_token(connection)
         database: Database = connection.app.state.database
-        async with database.read() as db:
-            principal = await auth_service.authenticate(db, token)
+        principal = await auth_service.authenticate(database, token)
         return AuthenticationResult(user=principal, auth=token)
 
 

@@ -32,8 +32,5 @@ class RedeemableController(Controller):
         database: DatabaseDependency,
         customer_ref: CustomerRefQuery,
     ) -> RedeemableEnvelope:
-        async with database.read() as connection:
-            redeemable = await service.get_redeemable(
-                connection, principal.merchant_id, customer_ref
-            )
+        redeemable = await service.get_redeemable(database, principal.merchant_id, customer_ref)
         return RedeemableEnvelope(data=redeemable)
