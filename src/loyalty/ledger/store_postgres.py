@@ -41,16 +41,26 @@ JOIN unnest($1::uuid[], $2::text[]) AS t(merchant_id, key)
   ON k.merchant_id = t.merchant_id AND k.key = t.key
 """
 
+# Each kind of identifier joins through its own unique index; the balances are
+# locked in (merchant_id, customer_id) order so concurrent batches never deadlock.
 _LOCK_CUSTOMERS = """
+WITH wanted AS (
+    SELECT c.merchant_id, c.id
+    FROM unnest($1::uuid[], $2::text[]) AS r(merchant_id, external_id)
+    JOIN customers c ON c.merchant_id = r.merchant_id AND c.external_id = r.external_id
+    UNION
+    SELECT c.merchant_id, c.id
+    FROM unnest($3::uuid[], $4::text[]) AS r(merchant_id, email)
+    JOIN customers c ON c.merchant_id = r.merchant_id AND c.email = r.email
+)
 SELECT c.merchant_id, c.id, c.external_id, c.email,
        b.points_balance_minor, b.lifetime_points_minor, b.points_spent_minor,
        b.points_expired_minor, b.last_sequence,
        s.points_decimals, s.default_description
-FROM customers c
+FROM wanted w
+JOIN customers c ON c.merchant_id = w.merchant_id AND c.id = w.id
 JOIN customer_balances b ON b.merchant_id = c.merchant_id AND b.customer_id = c.id
 JOIN program_settings s ON s.merchant_id = c.merchant_id
-WHERE (c.merchant_id, c.external_id) IN (SELECT * FROM unnest($1::uuid[], $2::text[]))
-   OR (c.merchant_id, c.email) IN (SELECT * FROM unnest($3::uuid[], $4::text[]))
 ORDER BY c.merchant_id, c.id
 FOR UPDATE OF b
 """

@@ -25,12 +25,13 @@ from loyalty.ledger.batch import (
     StoredKey,
 )
 
-_CUSTOMER_COLUMNS = """
+_CUSTOMERS_BY = """
 SELECT c.merchant_id, c.id, c.external_id, c.email,
        b.points_balance_minor, b.lifetime_points_minor, b.points_spent_minor,
        b.points_expired_minor, b.last_sequence,
        s.points_decimals, s.default_description
-FROM customers c
+FROM ({values}) AS w
+CROSS JOIN customers c ON c.merchant_id = w.column1 AND c.{column} = w.column2
 JOIN customer_balances b ON b.merchant_id = c.merchant_id AND b.customer_id = c.id
 JOIN program_settings s ON s.merchant_id = c.merchant_id
 """
@@ -44,8 +45,9 @@ def _time(value: datetime | None) -> str | None:
     return None if value is None else sqlite_time(value)
 
 
-def _pairs_condition(columns: str, count: int) -> str:
-    return f"({columns}) IN (VALUES {', '.join(['(?, ?)'] * count)})"
+def _values(count: int) -> str:
+    """``VALUES (?, ?), ...``: joined from, so that SQLite searches by index."""
+    return "VALUES " + ", ".join(["(?, ?)"] * count)
 
 
 async def claim_keys(
@@ -62,8 +64,10 @@ async def claim_keys(
     for merchant_id, key in leaders:
         parameters += [merchant_id.hex, key]
     cursor = await connection.execute(
-        "SELECT merchant_id, key, request_fingerprint, response_status, response_body "
-        "FROM idempotency_keys WHERE " + _pairs_condition("merchant_id, key", len(leaders)),
+        f"WITH wanted(merchant_id, key) AS ({_values(len(leaders))}) "
+        "SELECT k.merchant_id, k.key, k.request_fingerprint, k.response_status, "
+        "k.response_body FROM wanted w JOIN idempotency_keys k "
+        "ON k.merchant_id = w.merchant_id AND k.key = w.key",
         parameters,
     )
     stored: dict[KeyRef, StoredKey] = {}
@@ -86,19 +90,14 @@ async def lock_customers(
     by_email = {
         (m.merchant_id, m.customer.customer_email) for m in movements if m.customer.customer_email
     }
-    conditions: list[str] = []
+    parts: list[str] = []
     parameters: list[Any] = []
-    if by_id:
-        conditions.append(_pairs_condition("c.merchant_id, c.external_id", len(by_id)))
-        for merchant_id, external_id in by_id:
-            parameters += [merchant_id.hex, external_id]
-    if by_email:
-        conditions.append(_pairs_condition("c.merchant_id, c.email", len(by_email)))
-        for merchant_id, email in by_email:
-            parameters += [merchant_id.hex, email]
-    cursor = await connection.execute(
-        _CUSTOMER_COLUMNS + " WHERE " + " OR ".join(conditions), parameters
-    )
+    for column, wanted in (("external_id", by_id), ("email", by_email)):
+        if wanted:
+            parts.append(_CUSTOMERS_BY.format(values=_values(len(wanted)), column=column))
+            for merchant_id, value in wanted:
+                parameters += [merchant_id.hex, value]
+    cursor = await connection.execute(" UNION ".join(parts), parameters)
     customers: dict[CustomerKey, LockedCustomer] = {}
     for row in await cursor.fetchall():
         locked = LockedCustomer(

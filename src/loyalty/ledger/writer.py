@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -136,6 +137,7 @@ class LedgerWriter:
 
     async def _commit(self, movements: list[Movement]) -> list[Outcome]:
         """One transaction for the batch; retried as a whole on transient failures."""
+        started = time.perf_counter()
         for attempt in range(TRANSIENT_RETRIES_MAX + 1):
             try:
                 if self.database.is_sqlite:
@@ -150,6 +152,11 @@ class LedgerWriter:
                 continue
             self.batches_committed += 1
             self.movements_committed += len(movements)
+            log.debug(
+                "ledger_batch_committed",
+                size=len(movements),
+                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            )
             return outcomes
         raise AssertionError("unreachable")
 
