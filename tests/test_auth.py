@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loyalty.auth import repository as auth_repository
 from loyalty.auth import service as auth_service
 from loyalty.auth.scopes import ALL_SCOPES
+from loyalty.auth.tokens import hash_token
 from loyalty.db.tables import api_keys
+from loyalty.db.types import utc_now
 from tests.conftest import Tenant
 
 CUSTOMERS = "/api/v1/public/customers"
@@ -155,3 +160,56 @@ async def test_foreign_customer_is_404_never_403(
     theirs = await other_tenant.enrol(unique_id)
     assert theirs["points_balance"] == 0
     assert theirs["id"] != (await tenant.customer(unique_id))["id"]
+
+
+async def test_revocation_reaches_the_key_cache_by_notify(tenant: Tenant, unique_id: str) -> None:
+    """A revocation made by another process (here: a bare transaction that only
+    updates the row and notifies) empties this process's cache when it commits."""
+    database = tenant.database
+    if database.is_sqlite:
+        assert not database.key_cache.enabled  # no NOTIFY: every request is looked up
+        return
+    await tenant.enrol(unique_id)
+    assert (await tenant.customer(unique_id))["points_balance"] == 0
+    assert database.key_cache.get(hash_token(tenant.token)) is not None  # cached
+
+    async def revoke_elsewhere(connection: AsyncConnection) -> None:
+        key = (await auth_repository.find_by_id_or_prefix(connection, tenant.token[3:13]))[0]
+        await auth_repository.mark_revoked(connection, key, utc_now())
+        await auth_repository.announce_revocation(connection, key.prefix)
+
+    await database.transaction(revoke_elsewhere)
+    for _ in range(100):
+        if database.key_cache.get(hash_token(tenant.token)) is None:
+            break
+        await asyncio.sleep(0.01)
+    response = await tenant.get("/api/v1/public/customers", params={"customer_id": unique_id})
+    assert_unauthorized(response)
+
+
+async def test_key_cache_is_off_while_its_listener_is_down(tenant: Tenant, unique_id: str) -> None:
+    database = tenant.database
+    if database.is_sqlite:
+        assert not database.key_cache.enabled
+        return
+    await tenant.enrol(unique_id)
+    async with database.read() as connection:
+        await connection.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+            )
+        )
+    for _ in range(100):
+        if not database.key_cache.enabled:
+            break
+        await asyncio.sleep(0.01)
+    assert not database.key_cache.enabled
+    # Requests keep working, checked against the database...
+    assert (await tenant.customer(unique_id))["customer_id"] == unique_id
+    # ...and the listener comes back by itself.
+    for _ in range(300):
+        if database.key_cache.enabled:
+            break
+        await asyncio.sleep(0.01)
+    assert database.key_cache.enabled

@@ -209,9 +209,11 @@ async def test_a_failing_movement_does_not_sink_its_batch(
         for item in (movement(tenant, unique_id, 3), poison, movement(tenant, unique_id, 4))
     ]
     results = await asyncio.gather(*tasks, return_exceptions=True)
-    assert isinstance(results[0], Outcome) and results[0].status_code == 201
+    assert isinstance(results[0], Outcome)
+    assert results[0].status_code == 201
     assert isinstance(results[1], Exception)
-    assert isinstance(results[2], Outcome) and results[2].status_code == 201
+    assert isinstance(results[2], Outcome)
+    assert results[2].status_code == 201
     assert await check_ledger_invariants(tenant, unique_id) == (700, 2)
 
 

@@ -5,9 +5,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loyalty.auth.cache import REVOCATION_CHANNEL
 from loyalty.auth.schemas import ApiKey
 from loyalty.db.engine import Database
 from loyalty.db.raw import fetch_row_postgres
@@ -90,3 +91,12 @@ async def mark_revoked(connection: AsyncConnection, key: ApiKey, now: datetime) 
         .values(revoked_at=now)
     )
     return key.revoked_at or now
+
+
+async def announce_revocation(connection: AsyncConnection, prefix: str) -> None:
+    """Tell every API process (Postgres NOTIFY, delivered at commit)."""
+    if connection.dialect.name == "postgresql":
+        await connection.execute(
+            text("SELECT pg_notify(:channel, :prefix)"),
+            {"channel": REVOCATION_CHANNEL, "prefix": prefix},
+        )

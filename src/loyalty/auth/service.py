@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hmac
 import re
 import uuid
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.auth import repository, tokens
+from loyalty.auth.cache import evict_in_process
 from loyalty.auth.schemas import ApiKey, CreatedApiKey, Principal
 from loyalty.auth.scopes import parse_scopes
 from loyalty.db.engine import Database
@@ -88,6 +90,10 @@ async def revoke_key(connection: AsyncConnection, reference: str) -> ApiKey:
         raise ApiKeyNotFoundError(f"No API key with id or prefix {reference!r}.")
     key = found[0]
     revoked_at = await repository.mark_revoked(connection, key, utc_now())
+    # Every process drops the key from its cache when this transaction commits;
+    # this one drops it now.
+    await repository.announce_revocation(connection, key.prefix)
+    evict_in_process(key.prefix)
     return ApiKey(
         id=key.id,
         merchant_id=key.merchant_id,
@@ -102,6 +108,10 @@ async def revoke_key(connection: AsyncConnection, reference: str) -> ApiKey:
 
 async def authenticate(database: Database, token: str) -> Principal:
     """Resolve a token to its principal; any failure is the same 401."""
+    token_sha256 = tokens.hash_token(token)
+    cached = database.key_cache.get(token_sha256)
+    if cached is not None:
+        return cached
     prefix = tokens.token_prefix(token)
     found = await repository.find_by_prefix(database, prefix) if prefix else None
     if found is None:
@@ -109,11 +119,13 @@ async def authenticate(database: Database, token: str) -> Principal:
         tokens.token_matches(token, "0" * 64)
         raise UnauthorizedError("The API key is missing, invalid or revoked.")
     key, stored_hash = found
-    if not tokens.token_matches(token, stored_hash) or key.revoked_at is not None:
+    if not hmac.compare_digest(token_sha256, stored_hash) or key.revoked_at is not None:
         raise UnauthorizedError("The API key is missing, invalid or revoked.")
-    return Principal(
+    principal = Principal(
         merchant_id=key.merchant_id,
         key_id=key.id,
         scopes=frozenset(key.scopes),
         rate_limit=key.rate_limit,
     )
+    database.key_cache.put(token_sha256, key.prefix, principal)
+    return principal

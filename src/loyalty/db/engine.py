@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from loyalty.auth.cache import KeyCache, RevocationListener
 from loyalty.settings import Settings
 
 T = TypeVar("T")
@@ -83,6 +84,9 @@ class Database:
         # Driver-level handles for the hot paths, opened by ``start()``.
         self.raw_pool: asyncpg.Pool | None = None
         self.sqlite_writer: aiosqlite.Connection | None = None
+        # Verified API keys (on only while revocations can reach this process).
+        self.key_cache = KeyCache()
+        self._revocation_listener: RevocationListener | None = None
         if self.is_sqlite:
             _configure_sqlite(self.engine, settings.sqlite_synchronous)
 
@@ -99,6 +103,8 @@ class Database:
                 reset=_keep_session,
                 max_inactive_connection_lifetime=300,
             )
+            self._revocation_listener = RevocationListener(driver_url(self.url), self.key_cache)
+            await self._revocation_listener.start()
 
     @property
     def write_lock(self) -> asyncio.Lock:
@@ -139,6 +145,9 @@ class Database:
             await connection.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
+        if self._revocation_listener is not None:
+            await self._revocation_listener.stop()
+            self._revocation_listener = None
         if self.raw_pool is not None:
             await self.raw_pool.close()
             self.raw_pool = None
