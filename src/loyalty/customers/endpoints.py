@@ -9,11 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from loyalty.customers import service
 from loyalty.customers.schemas import CustomerEnvelope, EnrolCustomer
 from loyalty.http.body import strict_body
-from loyalty.http.dependencies import (
-    CurrentPrincipal,
-    CustomerRefQuery,
-    DatabaseDependency,
-)
+from loyalty.http.dependencies import CurrentCaller, CustomerRefQuery
 from loyalty.http.openapi import error_responses
 from loyalty.http.writes import idempotent_write
 
@@ -36,18 +32,16 @@ class CustomerController(Controller):
     async def enrol(
         self,
         request: Request[Any, Any, Any],
-        principal: CurrentPrincipal,
+        caller: CurrentCaller,
         data: JSONBody[EnrolCustomer],
     ) -> Response[CustomerEnvelope]:
         data = await strict_body(request, EnrolCustomer)
 
         async def operation(connection: AsyncConnection) -> tuple[int, Any]:
-            customer, created = await service.enrol_customer(
-                connection, principal.merchant_id, data
-            )
+            customer, created = await service.enrol_customer(connection, caller.merchant_id, data)
             return (201 if created else 200), CustomerEnvelope(data=customer)
 
-        return await idempotent_write(request, principal, operation)
+        return await idempotent_write(request, caller.principal, operation)
 
     @get(
         "/",
@@ -57,9 +51,8 @@ class CustomerController(Controller):
     )
     async def get_customer(
         self,
-        principal: CurrentPrincipal,
-        database: DatabaseDependency,
+        caller: CurrentCaller,
         customer_ref: CustomerRefQuery,
     ) -> CustomerEnvelope:
-        customer = await service.get_customer(database, principal.merchant_id, customer_ref)
+        customer = await service.get_customer(caller.database, caller.merchant_id, customer_ref)
         return CustomerEnvelope(data=customer)

@@ -34,10 +34,13 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
         return AuthenticationResult(user=principal, auth=token)
 
 
-def require_scope(
+async def require_scope(
     connection: ASGIConnection[Any, Any, Any, Any], route_handler: BaseRouteHandler
 ) -> None:
-    """Guard: the key must hold the scope the route declares in ``opt["scope"]``."""
+    """Guard: the key must hold the scope the route declares in ``opt["scope"]``.
+
+    Async on purpose: Litestar runs synchronous guards in a thread pool, a
+    thread hop on every request."""
     scope = route_handler.opt.get("scope")
     if scope is None:
         return

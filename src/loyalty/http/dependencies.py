@@ -1,11 +1,18 @@
-"""Named dependencies, declared once on the app: handlers ask for them by name."""
+"""Named dependencies, declared once on the app: handlers ask for them by name.
+
+Handlers take at most ``caller`` and ``customer_ref``, and ``customer_ref``
+depends on ``caller``: Litestar resolves dependencies of one level
+concurrently in a task group, which costs more per request than the
+dependencies themselves, so each level holds exactly one.
+"""
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from litestar import Request
-from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import Parameter
 
@@ -16,21 +23,31 @@ from loyalty.http.auth import current_principal
 from loyalty.ledger.writer import LedgerWriter
 
 
-def provide_principal(request: Request[Any, Any, Any]) -> Principal:
-    return current_principal(request)
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The authenticated API key and the services its request uses."""
+
+    principal: Principal
+    database: Database
+    ledger_writer: LedgerWriter
+
+    @property
+    def merchant_id(self) -> uuid.UUID:
+        return self.principal.merchant_id
 
 
-def provide_database(state: State) -> Database:
-    database: Database = state.database
-    return database
+def provide_caller(request: Request[Any, Any, Any]) -> Caller:
+    state = request.app.state
+    return Caller(current_principal(request), state.database, state.ledger_writer)
 
 
-def provide_ledger_writer(state: State) -> LedgerWriter:
-    writer: LedgerWriter = state.ledger_writer
-    return writer
+# Handler parameter types: ``caller: CurrentCaller``, ``customer_ref: CustomerRefQuery``.
+CurrentCaller = NamedDependency[Caller]
+CustomerRefQuery = NamedDependency[CustomerRef]
 
 
 def provide_customer_ref(
+    caller: CurrentCaller,  # only orders resolution after the caller (see the module note)
     customer_id: str | None = Parameter(
         description="The platform customer id, e.g. a Shopify customer id.",
         required=False,
@@ -45,15 +62,7 @@ def provide_customer_ref(
     return CustomerRef(customer_id=customer_id, customer_email=customer_email)
 
 
-# Handler parameter types: ``principal: CurrentPrincipal`` and so on.
-CurrentPrincipal = NamedDependency[Principal]
-DatabaseDependency = NamedDependency[Database]
-CustomerRefQuery = NamedDependency[CustomerRef]
-LedgerWriterDependency = NamedDependency[LedgerWriter]
-
 DEPENDENCIES = {
-    "principal": Provide(provide_principal, sync_to_thread=False),
-    "database": Provide(provide_database, sync_to_thread=False),
+    "caller": Provide(provide_caller, sync_to_thread=False),
     "customer_ref": Provide(provide_customer_ref, sync_to_thread=False),
-    "ledger_writer": Provide(provide_ledger_writer, sync_to_thread=False),
 }

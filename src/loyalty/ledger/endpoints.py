@@ -6,12 +6,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import JSONBody, Parameter
 
 from loyalty.http.body import strict_body
-from loyalty.http.dependencies import (
-    CurrentPrincipal,
-    CustomerRefQuery,
-    DatabaseDependency,
-    LedgerWriterDependency,
-)
+from loyalty.http.dependencies import CurrentCaller, CustomerRefQuery
 from loyalty.http.openapi import error_responses
 from loyalty.http.writes import outcome_response, request_fingerprint, request_key
 from loyalty.ledger import service
@@ -37,15 +32,14 @@ class TransactionController(Controller):
     async def create_transaction(
         self,
         request: Request[Any, Any, Any],
-        principal: CurrentPrincipal,
+        caller: CurrentCaller,
         customer_ref: CustomerRefQuery,
-        ledger_writer: LedgerWriterDependency,
         data: JSONBody[CreateTransaction],
     ) -> Response[TransactionEnvelope]:
         data = await strict_body(request, CreateTransaction)
         outcome = await service.adjust_points(
-            ledger_writer,
-            principal.merchant_id,
+            caller.ledger_writer,
+            caller.merchant_id,
             customer_ref,
             data,
             idempotency_key=request_key(request),
@@ -62,8 +56,7 @@ class TransactionController(Controller):
     )
     async def list_transactions(
         self,
-        principal: CurrentPrincipal,
-        database: DatabaseDependency,
+        caller: CurrentCaller,
         customer_ref: CustomerRefQuery,
         limit: int = Parameter(
             default=service.PAGE_LIMIT_DEFAULT,
@@ -75,7 +68,7 @@ class TransactionController(Controller):
             description="The `next_cursor` of the previous page.",
         ),
     ) -> TransactionPage:
-        async with database.read() as connection:
+        async with caller.database.read() as connection:
             return await service.list_transactions(
-                connection, principal.merchant_id, customer_ref, limit=limit, cursor=cursor
+                connection, caller.merchant_id, customer_ref, limit=limit, cursor=cursor
             )

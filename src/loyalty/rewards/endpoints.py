@@ -2,11 +2,7 @@ from __future__ import annotations
 
 from litestar import Controller, get
 
-from loyalty.http.dependencies import (
-    CurrentPrincipal,
-    CustomerRefQuery,
-    DatabaseDependency,
-)
+from loyalty.http.dependencies import CurrentCaller, CustomerRefQuery
 from loyalty.http.openapi import error_responses
 from loyalty.rewards import service
 from loyalty.rewards.schemas import RedeemableEnvelope
@@ -28,9 +24,8 @@ class RedeemableController(Controller):
     )
     async def redeemable(
         self,
-        principal: CurrentPrincipal,
-        database: DatabaseDependency,
+        caller: CurrentCaller,
         customer_ref: CustomerRefQuery,
     ) -> RedeemableEnvelope:
-        redeemable = await service.get_redeemable(database, principal.merchant_id, customer_ref)
+        redeemable = await service.get_redeemable(caller.database, caller.merchant_id, customer_ref)
         return RedeemableEnvelope(data=redeemable)
