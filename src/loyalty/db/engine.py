@@ -83,6 +83,7 @@ class Database:
         self._raw_pool_size = settings.raw_pool_size
         # Driver-level handles for the hot paths, opened by ``start()``.
         self.raw_pool: asyncpg.Pool | None = None
+        self._raw_slots: asyncio.Semaphore | None = None
         self.sqlite_writer: aiosqlite.Connection | None = None
         # Verified API keys (on only while revocations can reach this process).
         self.key_cache = KeyCache()
@@ -143,6 +144,23 @@ class Database:
     async def ping(self) -> None:
         async with self.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
+
+    @asynccontextmanager
+    async def raw_connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A driver connection from the pool, handed out first come, first served.
+
+        asyncpg's pool queue lets a newcomer take a connection that a woken
+        waiter was about to get, and that waiter goes to the back of the line:
+        under load some requests starve (seconds at p99 with a small pool). A
+        FIFO semaphore with one permit per connection in front of it means the
+        pool itself never has waiters.
+        """
+        pool = self.raw_pool
+        assert pool is not None, "Database.start() opens the pool"
+        if self._raw_slots is None:
+            self._raw_slots = asyncio.Semaphore(self._raw_pool_size)
+        async with self._raw_slots, pool.acquire() as connection:
+            yield connection
 
     async def dispose(self) -> None:
         if self._revocation_listener is not None:

@@ -25,8 +25,6 @@ class RecordView:
 
 async def fetch_row_postgres(database: Database, sql: str, *arguments: Any) -> RecordView | None:
     """One row from the driver-level pool (Postgres only)."""
-    pool = database.raw_pool
-    assert pool is not None, "Database.start() opens the pool"
-    async with pool.acquire() as connection:
+    async with database.raw_connection() as connection:
         record = await connection.fetchrow(sql, *arguments)
     return None if record is None else RecordView(record)

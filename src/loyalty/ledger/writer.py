@@ -8,9 +8,13 @@ resolved only after the transaction commits, so nothing is acknowledged
 that is not durable. If the process dies mid-batch, the transaction never
 commits and no client was answered.
 
-Batches run one at a time per process, in arrival order, so movements on one
-customer apply in the order they arrived. Across processes, batches lock
-balance rows in one fixed order, so they never deadlock each other.
+On Postgres up to ``batches_in_flight_max`` batches overlap: the next batch
+starts once the previous one holds its row locks, so while one waits for its
+commit to reach the disk the next is already working, and a movement on a
+customer of an earlier batch still waits for that batch's commit (arrival
+order per customer is kept). Every batch locks balance rows in one fixed
+order, so batches never deadlock each other, in this process or across
+processes. SQLite has one writer: its batches run one after the other.
 """
 
 from __future__ import annotations
@@ -47,10 +51,18 @@ class _Pending:
 
 class LedgerWriter:
     def __init__(
-        self, database: Database, *, batch_size_max: int = 256, batch_wait_ms_max: float = 1.0
+        self,
+        database: Database,
+        *,
+        batch_size_max: int = 256,
+        batch_wait_ms_max: float = 1.0,
+        batches_in_flight_max: int = 4,
     ) -> None:
         self.database = database
         self.batch_size_max = batch_size_max
+        self.batches_in_flight_max = 1 if database.is_sqlite else max(1, batches_in_flight_max)
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(self.batches_in_flight_max)
         self.batch_wait_seconds_max = max(batch_wait_ms_max, 0.0) / 1000
         self._queue: list[_Pending] = []
         self._wakeup = asyncio.Event()
@@ -86,6 +98,8 @@ class LedgerWriter:
         while True:
             if not self._queue:
                 if self._closing:
+                    if self._in_flight:
+                        await asyncio.gather(*self._in_flight, return_exceptions=True)
                     return
                 self._wakeup.clear()
                 await self._wakeup.wait()
@@ -93,20 +107,34 @@ class LedgerWriter:
             if len(self._queue) < self.batch_size_max and self.batch_wait_seconds_max > 0:
                 # A short queue: give concurrent requests a moment to join the batch.
                 await asyncio.sleep(self.batch_wait_seconds_max)
+            await self._slots.acquire()
             batch = self._queue[: self.batch_size_max]
             del self._queue[: self.batch_size_max]
-            try:
-                await self._execute(batch)
-            except Exception as error:  # never let the writer die with clients waiting
-                log.exception("ledger_writer_error")
-                for pending in batch:
-                    if not pending.future.done():
-                        pending.future.set_exception(error)
+            locked = asyncio.Event()
+            task = asyncio.create_task(self._run_batch(batch, locked))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+            # The next batch may start once this one holds its locks (or is done).
+            await asyncio.wait(
+                [task, asyncio.ensure_future(locked.wait())], return_when=asyncio.FIRST_COMPLETED
+            )
 
-    async def _execute(self, batch: list[_Pending]) -> None:
+    async def _run_batch(self, batch: list[_Pending], locked: asyncio.Event) -> None:
+        try:
+            await self._execute(batch, locked)
+        except Exception as error:  # never let the writer die with clients waiting
+            log.exception("ledger_writer_error")
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(error)
+        finally:
+            locked.set()
+            self._slots.release()
+
+    async def _execute(self, batch: list[_Pending], locked: asyncio.Event) -> None:
         movements = [pending.movement for pending in batch]
         try:
-            outcomes = await self._commit(movements)
+            outcomes = await self._commit(movements, locked)
         except Exception as error:
             if self._unavailable(error) or len(batch) == 1:
                 self._fail(batch, error)
@@ -114,7 +142,7 @@ class LedgerWriter:
             # Something unexpected: isolate it by applying each movement alone.
             log.exception("ledger_batch_failed", batch_size=len(batch))
             for pending in batch:
-                await self._execute([pending])
+                await self._execute([pending], locked)
             return
         for pending, outcome in zip(batch, outcomes, strict=True):
             if not pending.future.done():
@@ -135,15 +163,15 @@ class LedgerWriter:
             if not pending.future.done():
                 pending.future.set_exception(error)
 
-    async def _commit(self, movements: list[Movement]) -> list[Outcome]:
+    async def _commit(self, movements: list[Movement], locked: asyncio.Event) -> list[Outcome]:
         """One transaction for the batch; retried as a whole on transient failures."""
         started = time.perf_counter()
         for attempt in range(TRANSIENT_RETRIES_MAX + 1):
             try:
                 if self.database.is_sqlite:
-                    outcomes = await self._commit_sqlite(movements)
+                    outcomes = await self._commit_sqlite(movements, locked)
                 else:
-                    outcomes = await self._commit_postgres(movements)
+                    outcomes = await self._commit_postgres(movements, locked)
             except Exception as error:
                 if attempt == TRANSIENT_RETRIES_MAX or not self._transient(error):
                     raise
@@ -160,19 +188,21 @@ class LedgerWriter:
             return outcomes
         raise AssertionError("unreachable")
 
-    async def _commit_postgres(self, movements: list[Movement]) -> list[Outcome]:
-        pool = self.database.raw_pool
-        assert pool is not None, "Database.start() opens the pool"
-        async with pool.acquire() as connection, connection.transaction():
-            return await self._plan_and_apply(store_postgres, connection, movements)
+    async def _commit_postgres(
+        self, movements: list[Movement], locked: asyncio.Event
+    ) -> list[Outcome]:
+        async with self.database.raw_connection() as connection, connection.transaction():
+            return await self._plan_and_apply(store_postgres, connection, movements, locked)
 
-    async def _commit_sqlite(self, movements: list[Movement]) -> list[Outcome]:
+    async def _commit_sqlite(
+        self, movements: list[Movement], locked: asyncio.Event
+    ) -> list[Outcome]:
         connection = self.database.sqlite_writer
         assert connection is not None, "Database.start() opens the writer connection"
         async with self.database.write_lock:
             await connection.execute("BEGIN IMMEDIATE")
             try:
-                outcomes = await self._plan_and_apply(store_sqlite, connection, movements)
+                outcomes = await self._plan_and_apply(store_sqlite, connection, movements, locked)
                 await connection.execute("COMMIT")
             except BaseException:
                 await connection.execute("ROLLBACK")
@@ -180,13 +210,14 @@ class LedgerWriter:
             return outcomes
 
     async def _plan_and_apply(
-        self, store: Any, connection: Any, movements: list[Movement]
+        self, store: Any, connection: Any, movements: list[Movement], locked: asyncio.Event
     ) -> list[Outcome]:
         now = utc_now()
         claimed, stored = await store.claim_keys(connection, movements, now)
         # Replays of keys already used need no balance.
         to_apply = [m for m in movements if m.key_ref is None or m.key_ref in claimed]
         customers = await store.lock_customers(connection, to_apply) if to_apply else {}
+        locked.set()
         plan = plan_batch(movements, claimed=claimed, stored=stored, customers=customers, now=now)
         await store.apply_plan(connection, plan, now)
         return resolve_followers(plan)
