@@ -49,6 +49,7 @@ async def start_services(app: Litestar, settings: Settings, database: Database) 
         database,
         batch_size_max=settings.ledger_batch_size_max,
         batch_wait_ms_max=settings.ledger_batch_wait_ms_max,
+        batches_in_flight_max=settings.ledger_batches_in_flight_max,
     )
     await writer.start()
     app.state.settings = settings

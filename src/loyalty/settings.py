@@ -40,6 +40,7 @@ class Settings:
     # The ledger writer gathers concurrent movements into one transaction.
     ledger_batch_size_max: int = 256
     ledger_batch_wait_ms_max: float = 1.0
+    ledger_batches_in_flight_max: int = 4
     # Idempotency records are kept at least this long (the contract says 7 days).
     idempotency_retention_days: int = 7
     # Largest request body accepted, in bytes; larger bodies answer 413.
@@ -62,6 +63,9 @@ class Settings:
             raw_pool_size=_int_env("LOYALTY_RAW_POOL_SIZE", 10),
             ledger_batch_size_max=max(1, _int_env("LOYALTY_LEDGER_BATCH_SIZE_MAX", 256)),
             ledger_batch_wait_ms_max=_float_env("LOYALTY_LEDGER_BATCH_WAIT_MS_MAX", 1.0),
+            ledger_batches_in_flight_max=max(
+                1, _int_env("LOYALTY_LEDGER_BATCHES_IN_FLIGHT_MAX", 4)
+            ),
             idempotency_retention_days=_int_env("LOYALTY_IDEMPOTENCY_RETENTION_DAYS", 7),
             request_body_bytes_max=_int_env("LOYALTY_REQUEST_BODY_BYTES_MAX", 64 * 1024),
             sqlite_synchronous=sqlite_synchronous,

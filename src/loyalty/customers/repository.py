@@ -1,15 +1,17 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loyalty.db.coalesce import ReadCoalescer
 from loyalty.db.dialect import upsert_insert
 from loyalty.db.engine import Database
-from loyalty.db.raw import fetch_row_postgres
+from loyalty.db.raw import RecordView
 from loyalty.db.tables import customer_balances, customers
 
 _CUSTOMER_WITH_BALANCES = select(
@@ -27,24 +29,46 @@ _CUSTOMER_WITH_BALANCES = select(
 )
 
 
-_CUSTOMER_POSTGRES = """
+# Hot read on Postgres: concurrent look-ups are coalesced into one query.
+_CUSTOMERS_POSTGRES = """
 SELECT c.*, b.points_balance_minor, b.pending_points_minor, b.lifetime_points_minor,
        b.points_spent_minor, b.points_expired_minor, b.store_credit_balance_minor
-FROM customers c
+FROM unnest($1::uuid[], $2::text[]) AS r(merchant_id, value)
+JOIN customers c ON c.merchant_id = r.merchant_id AND c.{column} = r.value
 JOIN customer_balances b ON b.merchant_id = c.merchant_id AND b.customer_id = c.id
-WHERE c.merchant_id = $1 AND c.{column} = $2
 """
-_BY_EXTERNAL_ID_POSTGRES = _CUSTOMER_POSTGRES.format(column="external_id")
-_BY_EMAIL_POSTGRES = _CUSTOMER_POSTGRES.format(column="email")
+
+
+def _coalescer(database: Database, column: str) -> ReadCoalescer[tuple[uuid.UUID, str]]:
+    name = f"customers_by_{column}"
+    coalescer = database.read_coalescers.get(name)
+    if coalescer is None:
+        sql = _CUSTOMERS_POSTGRES.format(column=column)
+
+        async def fetch_many(keys: Sequence[tuple[uuid.UUID, str]]) -> dict[Any, Any]:
+            async with database.raw_connection() as connection:
+                records = await connection.fetch(
+                    sql, [key[0] for key in keys], [key[1] for key in keys]
+                )
+            return {
+                (record["merchant_id"], record[column]): RecordView(record) for record in records
+            }
+
+        coalescer = ReadCoalescer(fetch_many)
+        database.read_coalescers[name] = coalescer
+    return coalescer
 
 
 async def load_with_balances(
     database: Database, merchant_id: uuid.UUID, *, external_id: str | None, email: str | None
 ) -> Any | None:
-    """A customer and its balances by platform id or email (a hot read: on the driver)."""
+    """A customer and its balances by platform id or email (a hot read)."""
     if database.raw_pool is not None:
-        sql = _BY_EXTERNAL_ID_POSTGRES if external_id is not None else _BY_EMAIL_POSTGRES
-        return await fetch_row_postgres(database, sql, merchant_id, external_id or email)
+        column, value = (
+            ("external_id", external_id) if external_id is not None else ("email", email)
+        )
+        assert value is not None
+        return await _coalescer(database, column).get((merchant_id, value))
     async with database.read() as connection:
         if external_id is not None:
             return await find_by_external_id(connection, merchant_id, external_id)

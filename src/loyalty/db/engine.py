@@ -84,6 +84,8 @@ class Database:
         # Driver-level handles for the hot paths, opened by ``start()``.
         self.raw_pool: asyncpg.Pool | None = None
         self._raw_slots: asyncio.Semaphore | None = None
+        # Per-query coalescers of hot point reads (see ``loyalty.db.coalesce``).
+        self.read_coalescers: dict[str, Any] = {}
         self.sqlite_writer: aiosqlite.Connection | None = None
         # Verified API keys (on only while revocations can reach this process).
         self.key_cache = KeyCache()
