@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from loyalty.auth.cache import REVOCATION_CHANNEL
 from loyalty.auth.schemas import ApiKey
 from loyalty.db.engine import Database
-from loyalty.db.raw import fetch_row_postgres
+from loyalty.db.raw import fetch_row_postgres, fetch_row_sqlite
 from loyalty.db.tables import api_keys
 
 
@@ -43,21 +43,19 @@ async def insert_key(connection: AsyncConnection, key: ApiKey, token_sha256: str
     )
 
 
-_FIND_BY_PREFIX_POSTGRES = (
+_FIND_BY_PREFIX = (
     "SELECT merchant_id, id, name, prefix, token_sha256, scopes, rate_limit, created_at, "
-    "revoked_at FROM api_keys WHERE prefix = $1"
+    "revoked_at FROM api_keys WHERE prefix = "
 )
 
 
 async def find_by_prefix(database: Database, prefix: str) -> tuple[ApiKey, str] | None:
     """The key with this prefix and its stored hash (every request: on the driver)."""
     row: Any
-    if database.raw_pool is not None:
-        row = await fetch_row_postgres(database, _FIND_BY_PREFIX_POSTGRES, prefix)
+    if database.is_sqlite:
+        row = await fetch_row_sqlite(database, _FIND_BY_PREFIX + "?", prefix)
     else:
-        async with database.read() as connection:
-            statement = select(api_keys).where(api_keys.c.prefix == prefix)
-            row = (await connection.execute(statement)).one_or_none()
+        row = await fetch_row_postgres(database, _FIND_BY_PREFIX + "$1", prefix)
     if row is None:
         return None
     return _to_key(row), row.token_sha256

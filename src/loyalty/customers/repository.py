@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from loyalty.db.coalesce import ReadCoalescer
 from loyalty.db.dialect import upsert_insert
 from loyalty.db.engine import Database
-from loyalty.db.raw import RecordView
+from loyalty.db.raw import RecordView, fetch_row_sqlite
 from loyalty.db.tables import customer_balances, customers
 
 _CUSTOMER_WITH_BALANCES = select(
@@ -36,6 +36,15 @@ SELECT c.*, b.points_balance_minor, b.pending_points_minor, b.lifetime_points_mi
 FROM unnest($1::uuid[], $2::text[]) AS r(merchant_id, value)
 JOIN customers c ON c.merchant_id = r.merchant_id AND c.{column} = r.value
 JOIN customer_balances b ON b.merchant_id = c.merchant_id AND b.customer_id = c.id
+"""
+
+
+_CUSTOMER_SQLITE = """
+SELECT c.*, b.points_balance_minor, b.pending_points_minor, b.lifetime_points_minor,
+       b.points_spent_minor, b.points_expired_minor, b.store_credit_balance_minor
+FROM customers c
+JOIN customer_balances b ON b.merchant_id = c.merchant_id AND b.customer_id = c.id
+WHERE c.merchant_id = ? AND c.{column} = ?
 """
 
 
@@ -69,11 +78,10 @@ async def load_with_balances(
         )
         assert value is not None
         return await _coalescer(database, column).get((merchant_id, value))
-    async with database.read() as connection:
-        if external_id is not None:
-            return await find_by_external_id(connection, merchant_id, external_id)
-        assert email is not None
-        return await find_by_email(connection, merchant_id, email)
+    column, value = ("external_id", external_id) if external_id is not None else ("email", email)
+    return await fetch_row_sqlite(
+        database, _CUSTOMER_SQLITE.format(column=column), merchant_id.hex, value
+    )
 
 
 async def find_by_external_id(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -74,6 +75,9 @@ class Database:
         self.is_sqlite = self.dialect == "sqlite"
         options: dict[str, Any] = {"pool_pre_ping": False}
         if self.is_sqlite:
+            # Sized so that connections are kept, not closed and reopened (each
+            # aiosqlite connection is a thread).
+            options.update(pool_size=size, max_overflow=size, pool_timeout=60)
             options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         else:
             options.update(pool_size=size, max_overflow=size, pool_timeout=60)
@@ -87,6 +91,7 @@ class Database:
         # Per-query coalescers of hot point reads (see ``loyalty.db.coalesce``).
         self.read_coalescers: dict[str, Any] = {}
         self.sqlite_writer: aiosqlite.Connection | None = None
+        self.sqlite_reader: aiosqlite.Connection | None = None
         # Verified API keys (on only while revocations can reach this process).
         self.key_cache = KeyCache()
         self._revocation_listener: RevocationListener | None = None
@@ -98,6 +103,8 @@ class Database:
         if self.is_sqlite:
             if self.sqlite_writer is None:
                 self.sqlite_writer = await open_sqlite(self.url, self._sqlite_synchronous)
+                self.sqlite_reader = await open_sqlite(self.url, self._sqlite_synchronous)
+                self.sqlite_reader.row_factory = sqlite3.Row
         elif self.raw_pool is None:
             self.raw_pool = await asyncpg.create_pool(
                 driver_url(self.url),
@@ -171,9 +178,10 @@ class Database:
         if self.raw_pool is not None:
             await self.raw_pool.close()
             self.raw_pool = None
-        if self.sqlite_writer is not None:
-            await self.sqlite_writer.close()
-            self.sqlite_writer = None
+        for connection in (self.sqlite_writer, self.sqlite_reader):
+            if connection is not None:
+                await connection.close()
+        self.sqlite_writer = self.sqlite_reader = None
         await self.engine.dispose()
 
 

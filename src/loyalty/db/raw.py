@@ -3,9 +3,16 @@ statements, no ORM layer), rows viewed like SQLAlchemy rows."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, date, datetime
 from typing import Any
 
 from loyalty.db.engine import Database
+
+# SQLite stores UUIDs as hex text and datetimes as naive UTC text (the forms
+# SQLAlchemy uses); raw rows convert them back by column name.
+_UUID_COLUMNS = frozenset({"id", "merchant_id", "customer_id", "subject_id"})
+_DATE_COLUMNS = frozenset({"date_of_birth"})
 
 
 class RecordView:
@@ -28,3 +35,37 @@ async def fetch_row_postgres(database: Database, sql: str, *arguments: Any) -> R
     async with database.raw_connection() as connection:
         record = await connection.fetchrow(sql, *arguments)
     return None if record is None else RecordView(record)
+
+
+class SQLiteRowView:
+    """Attribute access over a sqlite3.Row, converting UUID and time columns."""
+
+    __slots__ = ("_row",)
+
+    def __init__(self, row: Any) -> None:
+        self._row = row
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            value = self._row[name]
+        except IndexError as error:
+            raise AttributeError(name) from error
+        if value is None:
+            return None
+        if name in _UUID_COLUMNS:
+            return uuid.UUID(value)
+        if name.endswith("_at"):
+            return datetime.fromisoformat(value).replace(tzinfo=UTC)
+        if name in _DATE_COLUMNS:
+            return date.fromisoformat(value)
+        return value
+
+
+async def fetch_row_sqlite(database: Database, sql: str, *arguments: Any) -> SQLiteRowView | None:
+    """One row from the process's driver-level SQLite reader (WAL: never blocks writers)."""
+    reader = database.sqlite_reader
+    assert reader is not None, "Database.start() opens the reader"
+    cursor = await reader.execute(sql, arguments)
+    row = await cursor.fetchone()
+    await cursor.close()
+    return None if row is None else SQLiteRowView(row)
