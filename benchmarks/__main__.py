@@ -209,18 +209,23 @@ def run_pgbench(
         )
         if completed.returncode != 0:
             raise RuntimeError(f"pgbench failed: {completed.stderr[-2000:]}")
-        match = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", completed.stdout)
-        tps = float(match.group(1)) if match else float("nan")
-        failed = re.search(r"number of failed transactions: (\d+)", completed.stdout)
-        latencies_ms: list[float] = []
-        for log_file in Path(log_directory).glob("pgbench*"):
-            for line in log_file.read_text().splitlines():
-                parts = line.split()
-                if len(parts) >= 3 and parts[2].isdigit():
-                    latencies_ms.append(int(parts[2]) / 1000)
+        logs = [path.read_text() for path in Path(log_directory).glob("pgbench*")]
+    return parse_pgbench(name, completed.stdout, logs)
+
+
+def parse_pgbench(name: str, output: str, transaction_logs: list[str]) -> Result:
+    """Throughput from pgbench's summary; p50/p99 from its per-transaction logs (-l)."""
+    match = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", output)
+    failed = re.search(r"number of failed transactions: (\d+)", output)
+    latencies_ms: list[float] = []
+    for log in transaction_logs:
+        for line in log.splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and parts[2].isdigit():
+                latencies_ms.append(int(parts[2]) / 1000)
     return Result(
         name,
-        tps,
+        float(match.group(1)) if match else float("nan"),
         percentile(latencies_ms, 0.50),
         percentile(latencies_ms, 0.99),
         errors=int(failed.group(1)) if failed else 0,
@@ -259,7 +264,11 @@ def run_wrk(
     )
     if completed.returncode != 0:
         raise RuntimeError(f"wrk failed: {completed.stderr[-2000:]}")
-    output = completed.stdout
+    return parse_wrk(name, completed.stdout)
+
+
+def parse_wrk(name: str, output: str) -> Result:
+    """Throughput, p50/p99 and errors from ``wrk --latency`` output."""
     rps = re.search(r"Requests/sec:\s+([0-9.]+)", output)
     p50 = re.search(r"^\s+50%\s+(\S+)", output, re.MULTILINE)
     p99 = re.search(r"^\s+99%\s+(\S+)", output, re.MULTILINE)

@@ -1,0 +1,76 @@
+"""The benchmark harness reads its tools' output correctly (no tools needed here)."""
+
+from __future__ import annotations
+
+import math
+
+from benchmarks.__main__ import Result, Run, parse_pgbench, parse_wrk, percentile, report
+
+WRK_OUTPUT = """Running 15s test @ http://127.0.0.1:8000
+  1 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    27.10ms   12.05ms 210.00ms   90.12%
+    Req/Sec     2.37k   150.00     2.70k    70.00%
+  Latency Distribution
+     50%   25.50ms
+     75%   30.12ms
+     90%   36.99ms
+     99%    1.20s
+  35371 requests in 15.00s, 14.12MB read
+  Non-2xx or 3xx responses: 3
+Requests/sec:   2358.07
+Transfer/sec:    963.94KB
+"""
+
+PGBENCH_OUTPUT = """transaction type: movement.pgbench.sql
+number of transactions actually processed: 26685
+number of failed transactions: 0 (0.000%)
+latency average = 35.966 ms
+tps = 1779.420000 (without initial connection time)
+"""
+
+
+def test_wrk_output() -> None:
+    result = parse_wrk("API adjust, spread", WRK_OUTPUT)
+    assert result.requests_per_second == 2358.07
+    assert result.latency_ms_p50 == 25.5
+    assert result.latency_ms_p99 == 1200.0
+    assert result.errors == 3
+
+
+def test_wrk_output_without_numbers_is_nan_not_zero() -> None:
+    result = parse_wrk("broken", "wrk: connection refused")
+    assert math.isnan(result.requests_per_second)
+
+
+def test_pgbench_output_and_transaction_logs() -> None:
+    logs = ["0 1 25000 0 1700000000 1\n0 2 35000 0 1700000000 2\n", "1 1 100000 0 1 1\n"]
+    result = parse_pgbench("pgbench movement, spread", PGBENCH_OUTPUT, logs)
+    assert result.requests_per_second == 1779.42
+    assert result.latency_ms_p50 == 35.0
+    assert result.latency_ms_p99 == 100.0
+    assert result.errors == 0
+
+
+def test_percentile() -> None:
+    values = [float(n) for n in range(1, 101)]
+    assert percentile(values, 0.5) == 51.0
+    assert percentile(values, 0.99) == 99.0
+    assert math.isnan(percentile([], 0.5))
+
+
+def test_report_ratios() -> None:
+    run = Run(started_at="now", options={"seconds": 1})
+    run.results = [
+        Result("pgbench movement, spread", 1000, 1, 2),
+        Result("pgbench minimal, spread", 2000, 1, 2),
+        Result("API adjust, spread", 1500, 1, 2),
+        Result("API adjust, hot", 1200, 1, 2),
+        Result("API GET /healthz", 8000, 1, 2),
+        Result("API GET customer", 4000, 1, 2),
+    ]
+    text = report(run)
+    assert "API spread / pgbench movement spread  1.50" in text
+    assert "API hot / API spread                  0.80" in text
+    assert "GET customer / GET /healthz           0.50" in text
+    assert "GET redeemable / GET /healthz         n/a" in text
