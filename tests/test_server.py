@@ -9,24 +9,21 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from benchmarks.__main__ import server
 
 from tests.conftest import _postgres_admin, postgres_url_for
 
 pytestmark = pytest.mark.slow
-STARTUP_SECONDS_MAX = 30
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -41,13 +38,6 @@ async def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> 
         yield postgres_url_for(name)
     finally:
         await _postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def environment(database_url: str) -> dict[str, str]:
@@ -68,38 +58,9 @@ def cli_json(database_url: str, *args: str) -> dict[str, Any]:
     return parsed
 
 
-@contextmanager
-def running_server(database_url: str, cwd: Path, workers: int = 1) -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "loyalty", "serve", "--port", str(port), "--workers", str(workers)],
-        env=environment(database_url),
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_SECONDS_MAX
-        while True:
-            try:
-                if httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                stderr = process.stderr.read().decode() if process.stderr else ""
-                pytest.fail(f"server did not become ready: {stderr[-2000:]}")
-            time.sleep(0.1)
-        yield base_url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+def running_server(database_url: str, cwd: Path, workers: int = 1) -> AbstractContextManager[str]:
+    """A ``loyalty serve`` process, ready, stopped (with its workers) on exit."""
+    return server(database_url, workers, cwd)
 
 
 async def test_readme_path_seed_000(fresh_database_url: str, tmp_path: Path) -> None:

@@ -73,18 +73,6 @@ class BusinessRuleError(LoyaltyError):
     code = "unprocessable"
 
 
-class PayloadTooLargeError(LoyaltyError):
-    status_code = 413
-    code = "payload_too_large"
-    replayable = False
-
-
-class RateLimitedError(LoyaltyError):
-    status_code = 429
-    code = "rate_limited"
-    replayable = False
-
-
 class ServiceUnavailableError(LoyaltyError):
     status_code = 503
     code = "service_unavailable"

@@ -93,15 +93,6 @@ async def find_by_external_id(
     return (await connection.execute(statement)).one_or_none()
 
 
-async def find_by_email(
-    connection: AsyncConnection, merchant_id: uuid.UUID, email: str
-) -> Any | None:
-    statement = _CUSTOMER_WITH_BALANCES.where(
-        customers.c.merchant_id == merchant_id, customers.c.email == email
-    )
-    return (await connection.execute(statement)).one_or_none()
-
-
 async def find_id_by_email(
     connection: AsyncConnection, merchant_id: uuid.UUID, email: str
 ) -> tuple[uuid.UUID, str] | None:

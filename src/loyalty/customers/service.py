@@ -196,7 +196,7 @@ def check_ref(ref: CustomerRef) -> CustomerRef:
     )
 
 
-def _not_found(ref: CustomerRef) -> CustomerNotFoundError:
+def customer_not_found(ref: CustomerRef) -> CustomerNotFoundError:
     if ref.customer_id is not None:
         return CustomerNotFoundError(
             f"No enrolled customer with customer_id {ref.customer_id!r}.",
@@ -213,7 +213,7 @@ async def get_customer(database: Database, merchant_id: uuid.UUID, ref: Customer
         database, merchant_id, external_id=ref.customer_id, email=ref.customer_email
     )
     if row is None:
-        raise _not_found(ref)
+        raise customer_not_found(ref)
     return to_customer(row)
 
 
@@ -232,5 +232,5 @@ async def resolve_customer_id(
         found = await repository.find_id_by_email(connection, merchant_id, ref.customer_email)
         customer_uuid = found[0] if found else None
     if customer_uuid is None:
-        raise _not_found(ref)
+        raise customer_not_found(ref)
     return customer_uuid

@@ -1,9 +1,11 @@
-"""Engine and transactions.
+"""Engine, driver-level pools and transactions.
 
-``Database.transaction(fn)`` is the one way writes happen: it runs ``fn`` in a
-transaction, commits, and retries transient failures (Postgres deadlocks and
-serialisation failures, SQLite's busy lock) so contention never reaches a
-client as an error. On SQLite, writers of this process queue on an asyncio
+Points movements are written by the ledger's batching writer on the driver
+connections opened here (``raw_pool`` on Postgres, ``sqlite_writer``);
+every other write goes through ``Database.transaction(fn)``, which runs
+``fn`` in a transaction, commits, and retries transient failures (Postgres
+deadlocks and serialisation failures, SQLite's busy lock) so contention never
+reaches a client as an error. On SQLite, writers of this process queue on an asyncio
 lock and open their transaction with ``BEGIN IMMEDIATE`` so that writers of
 other processes wait on SQLite's own lock (busy timeout) instead of failing.
 """

@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.db.tables import events
@@ -37,14 +36,3 @@ async def record(
         )
     )
     return event_id
-
-
-async def count_for_subject(
-    connection: AsyncConnection, merchant_id: uuid.UUID, subject_id: uuid.UUID, event_type: str
-) -> int:
-    statement = select(func.count()).where(
-        events.c.merchant_id == merchant_id,
-        events.c.subject_id == subject_id,
-        events.c.type == event_type,
-    )
-    return int((await connection.execute(statement)).scalar_one())

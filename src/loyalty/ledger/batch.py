@@ -17,12 +17,11 @@ from typing import Any, Literal
 
 import msgspec
 
-from loyalty.customers.service import CustomerRef
+from loyalty.customers.service import CustomerRef, customer_not_found
 from loyalty.errors import LoyaltyError, ValidationFailedError, invariant
 from loyalty.ids import new_id
 from loyalty.ledger.errors import (
     BalanceLimitExceededError,
-    CustomerNotFoundError,
     IdempotencyKeyReusedError,
     IdempotencyRequestInProgressError,
     InsufficientPointsError,
@@ -123,6 +122,40 @@ class Plan:
     unstored: set[int] = field(default_factory=set)
 
 
+def key_leaders(movements: list[Movement]) -> dict[KeyRef, str]:
+    """Each distinct idempotency key of the batch, with its first request's fingerprint."""
+    leaders: dict[KeyRef, str] = {}
+    for movement in movements:
+        key = movement.key_ref
+        if key is not None and key not in leaders:
+            leaders[key] = movement.request_fingerprint
+    return leaders
+
+
+def customer_references(
+    movements: list[Movement],
+) -> tuple[set[tuple[uuid.UUID, str]], set[tuple[uuid.UUID, str]]]:
+    """The (merchant, platform id) and (merchant, email) pairs the batch names."""
+    by_id: set[tuple[uuid.UUID, str]] = set()
+    by_email: set[tuple[uuid.UUID, str]] = set()
+    for movement in movements:
+        if movement.customer.customer_id is not None:
+            by_id.add((movement.merchant_id, movement.customer.customer_id))
+        elif movement.customer.customer_email is not None:
+            by_email.add((movement.merchant_id, movement.customer.customer_email))
+    return by_id, by_email
+
+
+def index_customers(locked: list[LockedCustomer]) -> dict[CustomerKey, LockedCustomer]:
+    """Each locked customer under its platform id and its email (one object for both)."""
+    customers: dict[CustomerKey, LockedCustomer] = {}
+    for customer in locked:
+        customers[(customer.merchant_id, "id", customer.external_id)] = customer
+        if customer.email is not None:
+            customers[(customer.merchant_id, "email", customer.email)] = customer
+    return customers
+
+
 def error_outcome(error: LoyaltyError) -> Outcome:
     return Outcome(error.status_code, _encoder.encode(error.to_body()))
 
@@ -144,18 +177,6 @@ def _key_reused(movement: Movement) -> IdempotencyKeyReusedError:
     return IdempotencyKeyReusedError(
         "This Idempotency-Key was used with a different request.",
         {"idempotency_key": movement.idempotency_key},
-    )
-
-
-def _not_found(movement: Movement) -> CustomerNotFoundError:
-    ref = movement.customer
-    if ref.customer_id is not None:
-        return CustomerNotFoundError(
-            f"No enrolled customer with customer_id {ref.customer_id!r}.",
-            {"customer_id": ref.customer_id},
-        )
-    return CustomerNotFoundError(
-        "No enrolled customer with this email.", {"customer_email": ref.customer_email}
     )
 
 
@@ -228,7 +249,7 @@ def plan_batch(
 def _apply(plan: Plan, movement: Movement, locked: LockedCustomer | None, now: datetime) -> Outcome:
     invariant(movement.points_minor != 0, "a movement moves points")
     if locked is None:
-        raise _not_found(movement)
+        raise customer_not_found(movement.customer)
     _check_precision(movement, locked.points_decimals)
     balance_after = locked.points_balance_minor + movement.points_minor
     if balance_after < 0:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.db.tables import ledger_entries
@@ -27,22 +27,3 @@ async def list_entries(
         statement = statement.where(ledger_entries.c.sequence < before_sequence)
     statement = statement.order_by(ledger_entries.c.sequence.desc()).limit(limit)
     return list(await connection.execute(statement))
-
-
-async def sum_entries(
-    connection: AsyncConnection, merchant_id: uuid.UUID, customer_id: uuid.UUID
-) -> tuple[int, int, int]:
-    """(sum of points, sum of lifetime deltas, count): the balance recomputed from entries."""
-    row = (
-        await connection.execute(
-            select(
-                func.coalesce(func.sum(ledger_entries.c.points_minor), 0),
-                func.coalesce(func.sum(ledger_entries.c.lifetime_delta_minor), 0),
-                func.count(),
-            ).where(
-                ledger_entries.c.merchant_id == merchant_id,
-                ledger_entries.c.customer_id == customer_id,
-            )
-        )
-    ).one()
-    return int(row[0]), int(row[1]), int(row[2])

@@ -22,6 +22,9 @@ from loyalty.ledger.batch import (
     Movement,
     Plan,
     StoredKey,
+    customer_references,
+    index_customers,
+    key_leaders,
 )
 
 _CLAIM_KEYS = """
@@ -124,11 +127,7 @@ async def claim_keys(
     connection: asyncpg.Connection, movements: list[Movement], now: datetime
 ) -> tuple[set[KeyRef], dict[KeyRef, StoredKey]]:
     """Claim each distinct key; return those claimed and what others hold."""
-    leaders: dict[KeyRef, str] = {}
-    for movement in movements:
-        key = movement.key_ref
-        if key is not None and key not in leaders:
-            leaders[key] = movement.request_fingerprint
+    leaders = key_leaders(movements)
     if not leaders:
         return set(), {}
     merchants, keys, fingerprints = _columns(
@@ -150,32 +149,28 @@ async def claim_keys(
 async def lock_customers(
     connection: asyncpg.Connection, movements: list[Movement]
 ) -> dict[CustomerKey, LockedCustomer]:
-    by_id = {(m.merchant_id, m.customer.customer_id) for m in movements if m.customer.customer_id}
-    by_email = {
-        (m.merchant_id, m.customer.customer_email) for m in movements if m.customer.customer_email
-    }
-    id_merchants, ids = _columns(sorted(by_id, key=str), 2) if by_id else ([], [])
-    email_merchants, emails = _columns(sorted(by_email, key=str), 2) if by_email else ([], [])
+    by_id, by_email = customer_references(movements)
+    id_merchants, ids = _columns(list(by_id), 2) if by_id else ([], [])
+    email_merchants, emails = _columns(list(by_email), 2) if by_email else ([], [])
     rows = await connection.fetch(_LOCK_CUSTOMERS, id_merchants, ids, email_merchants, emails)
-    customers: dict[CustomerKey, LockedCustomer] = {}
+    locked: list[LockedCustomer] = []
     for row in rows:
-        locked = LockedCustomer(
-            merchant_id=row["merchant_id"],
-            customer_id=row["id"],
-            external_id=row["external_id"],
-            email=row["email"],
-            points_balance_minor=row["points_balance_minor"],
-            lifetime_points_minor=row["lifetime_points_minor"],
-            points_spent_minor=row["points_spent_minor"],
-            points_expired_minor=row["points_expired_minor"],
-            last_sequence=row["last_sequence"],
-            points_decimals=row["points_decimals"],
-            default_description=row["default_description"],
+        locked.append(
+            LockedCustomer(
+                merchant_id=row["merchant_id"],
+                customer_id=row["id"],
+                external_id=row["external_id"],
+                email=row["email"],
+                points_balance_minor=row["points_balance_minor"],
+                lifetime_points_minor=row["lifetime_points_minor"],
+                points_spent_minor=row["points_spent_minor"],
+                points_expired_minor=row["points_expired_minor"],
+                last_sequence=row["last_sequence"],
+                points_decimals=row["points_decimals"],
+                default_description=row["default_description"],
+            )
         )
-        customers[(locked.merchant_id, "id", locked.external_id)] = locked
-        if locked.email is not None:
-            customers[(locked.merchant_id, "email", locked.email)] = locked
-    return customers
+    return index_customers(locked)
 
 
 _ENTRY_COLUMNS = (

@@ -23,6 +23,9 @@ from loyalty.ledger.batch import (
     Movement,
     Plan,
     StoredKey,
+    customer_references,
+    index_customers,
+    key_leaders,
 )
 
 _CUSTOMERS_BY = """
@@ -53,11 +56,7 @@ def _values(count: int) -> str:
 async def claim_keys(
     connection: aiosqlite.Connection, movements: list[Movement], now: datetime
 ) -> tuple[set[KeyRef], dict[KeyRef, StoredKey]]:
-    leaders: dict[KeyRef, str] = {}
-    for movement in movements:
-        key_ref = movement.key_ref
-        if key_ref is not None and key_ref not in leaders:
-            leaders[key_ref] = movement.request_fingerprint
+    leaders = key_leaders(movements)
     if not leaders:
         return set(), {}
     parameters: list[Any] = []
@@ -86,10 +85,7 @@ async def claim_keys(
 async def lock_customers(
     connection: aiosqlite.Connection, movements: list[Movement]
 ) -> dict[CustomerKey, LockedCustomer]:
-    by_id = {(m.merchant_id, m.customer.customer_id) for m in movements if m.customer.customer_id}
-    by_email = {
-        (m.merchant_id, m.customer.customer_email) for m in movements if m.customer.customer_email
-    }
+    by_id, by_email = customer_references(movements)
     parts: list[str] = []
     parameters: list[Any] = []
     for column, wanted in (("external_id", by_id), ("email", by_email)):
@@ -98,25 +94,24 @@ async def lock_customers(
             for merchant_id, value in wanted:
                 parameters += [merchant_id.hex, value]
     cursor = await connection.execute(" UNION ".join(parts), parameters)
-    customers: dict[CustomerKey, LockedCustomer] = {}
+    locked: list[LockedCustomer] = []
     for row in await cursor.fetchall():
-        locked = LockedCustomer(
-            merchant_id=uuid.UUID(row[0]),
-            customer_id=uuid.UUID(row[1]),
-            external_id=row[2],
-            email=row[3],
-            points_balance_minor=row[4],
-            lifetime_points_minor=row[5],
-            points_spent_minor=row[6],
-            points_expired_minor=row[7],
-            last_sequence=row[8],
-            points_decimals=row[9],
-            default_description=row[10],
+        locked.append(
+            LockedCustomer(
+                merchant_id=uuid.UUID(row[0]),
+                customer_id=uuid.UUID(row[1]),
+                external_id=row[2],
+                email=row[3],
+                points_balance_minor=row[4],
+                lifetime_points_minor=row[5],
+                points_spent_minor=row[6],
+                points_expired_minor=row[7],
+                last_sequence=row[8],
+                points_decimals=row[9],
+                default_description=row[10],
+            )
         )
-        customers[(locked.merchant_id, "id", locked.external_id)] = locked
-        if locked.email is not None:
-            customers[(locked.merchant_id, "email", locked.email)] = locked
-    return customers
+    return index_customers(locked)
 
 
 async def apply_plan(connection: aiosqlite.Connection, plan: Plan, now: datetime) -> None:
