@@ -88,3 +88,39 @@ async def test_oversized_body_is_413(tenant: Tenant) -> None:
     )
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
+
+
+@pytest.mark.parametrize(
+    ("path", "allow"),
+    [
+        ("/api/v1/public/customers", "GET, OPTIONS, POST"),
+        ("/api/v1/public/customers/transactions", "GET, OPTIONS, POST"),
+        ("/api/v1/public/customers/rewards/redeemable", "GET, OPTIONS"),
+    ],
+)
+async def test_options_lists_every_method(client: httpx.AsyncClient, path: str, allow: str) -> None:
+    response = await client.options(path)
+    assert response.status_code == 204
+    assert response.headers["allow"] == allow
+
+
+async def test_security_is_declared_per_operation(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    assert "security" not in document
+    assert "security" not in document["paths"]["/healthz"]["get"]
+    assert "security" not in document["paths"]["/readyz"]["get"]
+    for path in ("/api/v1/public/customers", "/api/v1/public/customers/transactions"):
+        for operation in document["paths"][path].values():
+            assert operation["security"] == [{"BearerAuth": []}]
+
+
+async def test_points_have_one_json_type(client: httpx.AsyncClient) -> None:
+    schemas = (await client.get("/openapi.json")).json()["components"]["schemas"]
+    assert schemas["Customer"]["properties"]["points_balance"] == {"type": "number"}
+    assert schemas["Transaction"]["properties"]["points"] == {"type": "number"}
+    assert schemas["CreateTransaction"]["properties"]["points"]["type"] == "number"
+
+
+async def test_enrolment_documents_created_and_updated(client: httpx.AsyncClient) -> None:
+    operation = (await client.get("/openapi.json")).json()["paths"]["/api/v1/public/customers"]
+    assert {"200", "201"} <= set(operation["post"]["responses"])

@@ -20,6 +20,7 @@ from loyalty.http.dependencies import DEPENDENCIES
 from loyalty.http.errors import EXCEPTION_HANDLERS
 from loyalty.http.health import healthz, readyz
 from loyalty.http.observability import request_id_middleware
+from loyalty.http.options import options_middleware
 from loyalty.ledger.endpoints import TransactionController
 from loyalty.ledger.writer import LedgerWriter
 from loyalty.logs import configure_logging
@@ -99,7 +100,6 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
                 )
             }
         ),
-        security=[{"BearerAuth": []}],
     )
     auth = DefineMiddleware(
         BearerAuthMiddleware,
@@ -121,7 +121,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
                 include_in_schema=False,
             ),
         ],
-        middleware=[request_id_middleware, auth],
+        middleware=[request_id_middleware, options_middleware, auth],
         guards=[require_scope],
         dependencies=DEPENDENCIES,
         exception_handlers=EXCEPTION_HANDLERS,

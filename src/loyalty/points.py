@@ -52,11 +52,11 @@ def parse_points(value: int | float | Decimal, decimals: int) -> int:
     return int(amount * MINOR_PER_POINT)
 
 
-def format_points(minor: int) -> int | float:
-    """Render minor units for the wire: whole points as an int, else a number with
-    at most two decimals. The float is only a carrier for JSON: its shortest
-    representation is exactly the two-decimal value, since every balance is far
-    below 15 significant digits."""
+def format_points(minor: int) -> float:
+    """Render minor units as a JSON number: whole points as an int, else a float
+    with at most two decimals. The float is only a carrier for JSON: its
+    shortest representation is exactly the two-decimal value, since every
+    balance is far below 15 significant digits."""
     whole, fraction = divmod(minor, MINOR_PER_POINT)
     if fraction == 0:
         return whole

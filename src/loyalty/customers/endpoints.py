@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -10,12 +11,13 @@ from loyalty.customers import service
 from loyalty.customers.schemas import CustomerEnvelope, EnrolCustomer
 from loyalty.http.body import strict_body
 from loyalty.http.dependencies import CurrentCaller, CustomerRefQuery
-from loyalty.http.openapi import error_responses
+from loyalty.http.openapi import BEARER_SECURITY, error_responses
 from loyalty.http.writes import idempotent_write
 
 
 class CustomerController(Controller):
     path = "/api/v1/public/customers"
+    security = BEARER_SECURITY
     tags = ["Customers"]
 
     @post(
@@ -27,7 +29,12 @@ class CustomerController(Controller):
             "Upsert by `customer_id`: 201 when the customer is new, 200 when updated. "
             "Only the fields sent are changed. Enrolling never moves points."
         ),
-        responses=error_responses(409, 422),
+        responses={
+            200: ResponseSpec(
+                data_container=CustomerEnvelope, description="An enrolled customer, updated."
+            ),
+            **error_responses(409, 422),
+        },
     )
     async def enrol(
         self,

@@ -15,7 +15,11 @@ CustomerIdText = Annotated[
         examples=["9049402769586"],
     ),
 ]
-EmailText = Annotated[str, msgspec.Meta(max_length=254, examples=["ada@example.com"])]
+# The address as sent may be surrounded by spaces; it is stored trimmed and lower-cased.
+EMAIL_PATTERN = r"^\s*[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;.]{2,}\s*$"
+EmailText = Annotated[
+    str, msgspec.Meta(max_length=254, pattern=EMAIL_PATTERN, examples=["ada@example.com"])
+]
 NameText = Annotated[str, msgspec.Meta(max_length=100)]
 
 
@@ -45,16 +49,16 @@ class Customer(msgspec.Struct, frozen=True):
     last_name: str | None
     date_of_birth: date | None
     status: str
-    points_balance: int | float
-    pending_points: int | float
-    lifetime_points: int | float
-    points_spent: int | float
-    points_expired: int | float
-    store_credit_balance: int | float
-    expiring_points: int | float
+    points_balance: float
+    pending_points: float
+    lifetime_points: float
+    points_spent: float
+    points_expired: float
+    store_credit_balance: float
+    expiring_points: float
     points_expire_at: datetime | None
     tier: TierRef | None
-    total_spent: int | float
+    total_spent: float
     created_at: datetime
     updated_at: datetime
 

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.customers import repository
-from loyalty.customers.schemas import Customer, EnrolCustomer
+from loyalty.customers.schemas import EMAIL_PATTERN, Customer, EnrolCustomer
 from loyalty.db.engine import Database
 from loyalty.db.types import utc_now
 from loyalty.errors import ConflictError, NotFoundError, ValidationFailedError
@@ -22,7 +22,7 @@ from loyalty.ids import new_id
 from loyalty.points import format_points
 from loyalty.text import strip_html
 
-_EMAIL_PATTERN = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;.]{2,}$")
+_EMAIL_PATTERN = re.compile(EMAIL_PATTERN)
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 DATE_OF_BIRTH_YEAR_MIN = 1900
 

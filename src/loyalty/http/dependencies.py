@@ -17,6 +17,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import Parameter
 
 from loyalty.auth.schemas import Principal
+from loyalty.customers.schemas import EMAIL_PATTERN
 from loyalty.customers.service import CustomerRef
 from loyalty.db.engine import Database
 from loyalty.http.auth import current_principal
@@ -57,6 +58,7 @@ def provide_customer_ref(
         description="Alternative to customer_id: the customer's email (case-insensitive).",
         required=False,
         max_length=254,
+        pattern=EMAIL_PATTERN,
     ),
 ) -> CustomerRef:
     return CustomerRef(customer_id=customer_id, customer_email=customer_email)

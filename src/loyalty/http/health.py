@@ -13,7 +13,7 @@ class Health(msgspec.Struct, frozen=True):
     status: str
 
 
-@get("/healthz", opt={PUBLIC_OPT_KEY: True}, tags=["Operations"], summary="Liveness")
+@get("/healthz", opt={PUBLIC_OPT_KEY: True}, tags=["Operations"], summary="Liveness", security=[])
 async def healthz() -> Health:
     return Health(status="ok")
 

@@ -6,6 +6,9 @@ from litestar.openapi.datastructures import ResponseSpec
 
 from loyalty.http.schemas import ErrorEnvelope
 
+# Every API operation requires a key; /healthz, /readyz and the docs do not.
+BEARER_SECURITY: list[dict[str, list[str]]] = [{"BearerAuth": []}]
+
 _DESCRIPTIONS = {
     400: "`invalid_json`: the request body is not valid JSON (`bad_request` otherwise).",
     401: "`unauthorized`: the API key is missing, invalid or revoked (see WWW-Authenticate).",

@@ -7,7 +7,7 @@ from litestar.params import JSONBody, Parameter
 
 from loyalty.http.body import strict_body
 from loyalty.http.dependencies import CurrentCaller, CustomerRefQuery
-from loyalty.http.openapi import error_responses
+from loyalty.http.openapi import BEARER_SECURITY, error_responses
 from loyalty.http.writes import outcome_response, request_fingerprint, request_key
 from loyalty.ledger import service
 from loyalty.ledger.schemas import CreateTransaction, TransactionEnvelope, TransactionPage
@@ -15,6 +15,7 @@ from loyalty.ledger.schemas import CreateTransaction, TransactionEnvelope, Trans
 
 class TransactionController(Controller):
     path = "/api/v1/public/customers/transactions"
+    security = BEARER_SECURITY
     tags = ["Transactions"]
 
     @post(

@@ -13,7 +13,7 @@ class CreateTransaction(msgspec.Struct, forbid_unknown_fields=True):
     """Credit (positive) or debit (negative) a customer's points."""
 
     points: Annotated[
-        int | float,
+        float,
         msgspec.Meta(
             description=(
                 "Points to add (positive) or remove (negative); never zero. Whole numbers "
@@ -70,14 +70,14 @@ class Transaction(msgspec.Struct, frozen=True):
 
     transaction_id: uuid.UUID
     customer_id: uuid.UUID
-    points: int | float
+    points: float
     type: Literal["credit", "debit"]
     kind: str
     description: str
     internal_note: str | None
     visible_to_customer: bool
     apply_to_lifetime: bool
-    points_balance: int | float
+    points_balance: float
     sequence: int
     expires_at: datetime | None
     created_at: datetime

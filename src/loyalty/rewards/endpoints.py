@@ -3,13 +3,14 @@ from __future__ import annotations
 from litestar import Controller, get
 
 from loyalty.http.dependencies import CurrentCaller, CustomerRefQuery
-from loyalty.http.openapi import error_responses
+from loyalty.http.openapi import BEARER_SECURITY, error_responses
 from loyalty.rewards import service
 from loyalty.rewards.schemas import RedeemableEnvelope
 
 
 class RedeemableController(Controller):
     path = "/api/v1/public/customers/rewards"
+    security = BEARER_SECURITY
     tags = ["Rewards"]
 
     @get(

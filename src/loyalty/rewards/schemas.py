@@ -17,10 +17,10 @@ class RedeemableReward(msgspec.Struct, frozen=True):
     name: str
     description: str | None
     reward_type: RewardType
-    points_cost: int | float
+    points_cost: float
     reward_rule: dict[str, Any]
     can_redeem: bool
-    points_needed: int | float
+    points_needed: float
 
 
 class CustomerReward(msgspec.Struct, frozen=True):
@@ -28,14 +28,14 @@ class CustomerReward(msgspec.Struct, frozen=True):
     reward_type: RewardType | None
     status: CustomerRewardStatus
     discount_code: str | None
-    points_used: int | float
+    points_used: float
     expires_at: datetime | None
     used_at: datetime | None
     created_at: datetime
 
 
 class Redeemable(msgspec.Struct, frozen=True):
-    points_balance: int | float
+    points_balance: float
     rewards: list[RedeemableReward]
     customer_rewards: list[CustomerReward]
 
