@@ -301,12 +301,15 @@ def write_wrk_config(
 
 
 @contextmanager
-def server(database_url: str, workers: int, directory: Path) -> Iterator[str]:
+def server(
+    database_url: str, workers: int, directory: Path, log_level: str = "warning"
+) -> Iterator[str]:
+    """A ready ``loyalty serve`` on a free port; its log is ``directory/server-PORT.log``."""
     port = free_port()
     environment = {
         **os.environ,
         "LOYALTY_DATABASE_URL": database_url,
-        "LOYALTY_LOG_LEVEL": "warning",
+        "LOYALTY_LOG_LEVEL": log_level,
     }
     log = (directory / f"server-{port}.log").open("wb")
     process = subprocess.Popen(

@@ -58,9 +58,11 @@ def cli_json(database_url: str, *args: str) -> dict[str, Any]:
     return parsed
 
 
-def running_server(database_url: str, cwd: Path, workers: int = 1) -> AbstractContextManager[str]:
+def running_server(
+    database_url: str, cwd: Path, workers: int = 1, log_level: str = "warning"
+) -> AbstractContextManager[str]:
     """A ``loyalty serve`` process, ready, stopped (with its workers) on exit."""
-    return server(database_url, workers, cwd)
+    return server(database_url, workers, cwd, log_level)
 
 
 async def test_readme_path_seed_000(fresh_database_url: str, tmp_path: Path) -> None:
@@ -140,3 +142,33 @@ async def test_two_workers_64_clients_one_customer(fresh_database_url: str, tmp_
                 f"{statuses.count(201)} succeeded, {statuses.count(422)} insufficient_points, "
                 f"final balance 0, 41 ledger entries; 64 keyed retries all replayed"
             )
+
+
+async def test_keys_never_reach_the_logs(fresh_database_url: str, tmp_path: Path) -> None:
+    merchant = cli_json(fresh_database_url, "merchants", "create", "Quiet shop")
+    key = cli_json(
+        fresh_database_url, "keys", "create", "--merchant", merchant["id"], "--scopes", "all"
+    )
+    secret = key["token"].rsplit("_", 1)[1]
+    forged = key["token"][:-4] + "AAAA"
+    with running_server(fresh_database_url, tmp_path, log_level="debug") as base_url:
+        async with httpx.AsyncClient(base_url=base_url) as client:
+            for token in (key["token"], forged):
+                headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": token}
+                await client.post(
+                    "/api/v1/public/customers", json={"customer_id": "c1"}, headers=headers
+                )
+                await client.post(
+                    "/api/v1/public/customers/transactions",
+                    params={"customer_id": "c1"},
+                    json={"points": 5, "description": token},
+                    headers=headers,
+                )
+    log = server_logs(tmp_path)
+    assert '"event": "request"' in log  # the access log is there...
+    assert secret not in log  # ...but no key, valid or forged
+    assert forged[-12:] not in log
+
+
+def server_logs(directory: Path) -> str:
+    return "".join(path.read_text() for path in directory.glob("server-*.log"))

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import html
+import re
 from html.parser import HTMLParser
+
+from loyalty.errors import ValidationFailedError
 
 DESCRIPTION_CHARS_MAX = 255
 INTERNAL_NOTE_CHARS_MAX = 500
 
 _SKIPPED_ELEMENTS = frozenset({"script", "style"})
+# C0 control characters other than tab, line feed and carriage return (NUL
+# cannot even be stored by Postgres).
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def check_characters(text: str | None, field: str) -> None:
+    """Refuse control characters in free text (422 naming the field)."""
+    if text is not None and _CONTROL_CHARACTERS.search(text):
+        raise ValidationFailedError.for_field(field, "must not contain control characters")
 
 
 class _TextExtractor(HTMLParser):

@@ -94,6 +94,11 @@ def _http_exception(request: Request[Any, Any, Any], error: HTTPException) -> Re
     return error_response(error.status_code, code, str(error.detail), None, error.headers)
 
 
+def _too_deep(request: Request[Any, Any, Any], _error: RecursionError) -> Response[bytes]:
+    invalid = InvalidJSONError("The request body is nested too deeply.", {"reason": "depth"})
+    return _loyalty_error(request, invalid)
+
+
 def _unexpected(request: Request[Any, Any, Any], error: Exception) -> Response[bytes]:
     log.exception("unhandled_error", path=request.url.path, method=request.method)
     return error_response(500, "internal_error", "An unexpected error occurred.")
@@ -102,5 +107,6 @@ def _unexpected(request: Request[Any, Any, Any], error: Exception) -> Response[b
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     LoyaltyError: _loyalty_error,
     HTTPException: _http_exception,
+    RecursionError: _too_deep,
     Exception: _unexpected,
 }

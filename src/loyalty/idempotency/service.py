@@ -68,7 +68,7 @@ def canonical_body(body: bytes) -> bytes:
         return b""
     try:
         return msgspec.json.encode(msgspec.json.decode(body), order="sorted")
-    except (msgspec.DecodeError, TypeError):
+    except (msgspec.DecodeError, TypeError, RecursionError):
         return body
 
 

@@ -26,7 +26,7 @@ from loyalty.ledger.batch import Movement, Outcome
 from loyalty.ledger.schemas import CreateTransaction, Transaction, TransactionPage
 from loyalty.ledger.writer import LedgerWriter
 from loyalty.points import MAXIMUM_DECIMALS, PointsFormatError, format_points, parse_points
-from loyalty.text import clean_note, clean_text
+from loyalty.text import check_characters, clean_note, clean_text
 
 PAGE_LIMIT_DEFAULT = 20
 PAGE_LIMIT_MAX = 100
@@ -54,6 +54,8 @@ async def adjust_points(
         raise ValidationFailedError.for_field("points", str(error)) from error
     if points_minor == 0:
         raise ValidationFailedError.for_field("points", "must not be zero")
+    check_characters(data.description, "description")
+    check_characters(data.internal_note, "internal_note")
     is_credit = points_minor > 0
     if data.expires_at is not None:
         if not is_credit:
