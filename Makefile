@@ -21,6 +21,8 @@ serve: install  ## Run the API on the embedded SQLite database
 
 test: install  ## Run every test, on SQLite and on Postgres (Postgres must be reachable)
 	$(BIN)/pytest
+	# Fault injection restarts the Postgres cluster, so it runs on its own.
+	$(BIN)/pytest -m faults
 
 lint: install  ## ruff check, ruff format --check, mypy --strict
 	$(BIN)/ruff check .

@@ -44,6 +44,7 @@ class ModelCustomer:
     customer_id: str
     balance: int = 0
     lifetime: int = 0
+    pending: int = 0  # nothing is held yet; pending credits extend this model
     transaction_ids: list[str] = field(default_factory=list)
 
 
@@ -170,6 +171,7 @@ class LedgerModel(RuleBasedStateMachine):
             ).json()["data"]
             assert customer["points_balance"] == expected.balance >= 0
             assert customer["lifetime_points"] == expected.lifetime
+            assert customer["pending_points"] == expected.pending
             entries = self._log(expected.customer_id)
             assert sum(entry["points"] for entry in entries) == expected.balance
             ids = [entry["transaction_id"] for entry in entries]

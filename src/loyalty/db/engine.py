@@ -55,6 +55,23 @@ def async_url(url: str) -> str:
     raise DatabaseURLError(f"unsupported database URL {url!r}: use sqlite:/// or postgresql://")
 
 
+def is_unavailable(error: BaseException) -> bool:
+    """The database cannot be reached (down, restarting, connection lost)."""
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    if isinstance(error, OSError | asyncio.TimeoutError):
+        return True
+    return isinstance(
+        error,
+        asyncpg.exceptions.ConnectionDoesNotExistError
+        | asyncpg.exceptions.InterfaceError
+        | asyncpg.exceptions.CannotConnectNowError
+        | asyncpg.exceptions.AdminShutdownError
+        | asyncpg.exceptions.TooManyConnectionsError
+        | asyncpg.exceptions.ConnectionFailureError,
+    ) or (isinstance(error, DBAPIError) and error.orig is not None and is_unavailable(error.orig))
+
+
 def _is_transient(error: BaseException) -> bool:
     if isinstance(error, OperationalError) and "database is locked" in str(error):
         return True
@@ -82,7 +99,9 @@ class Database:
             options.update(pool_size=size, max_overflow=size, pool_timeout=60)
             options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         else:
-            options.update(pool_size=size, max_overflow=size, pool_timeout=60)
+            # pre_ping: after a database restart, stale pooled connections are
+            # replaced on checkout instead of failing the request.
+            options.update(pool_size=size, max_overflow=size, pool_timeout=60, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
         self._write_lock: asyncio.Lock | None = None
         self._sqlite_synchronous = settings.sqlite_synchronous

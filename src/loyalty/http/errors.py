@@ -11,6 +11,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.exceptions.base_exceptions import SerializationException
 from litestar.types import ExceptionHandlersMap
 
+from loyalty.db.engine import is_unavailable
 from loyalty.errors import InvalidJSONError, LoyaltyError, UnauthorizedError
 from loyalty.http.body import field_named
 
@@ -100,6 +101,14 @@ def _too_deep(request: Request[Any, Any, Any], _error: RecursionError) -> Respon
 
 
 def _unexpected(request: Request[Any, Any, Any], error: Exception) -> Response[bytes]:
+    if is_unavailable(error) or is_unavailable(error.__cause__ or error):
+        log.warning("database_unavailable", path=request.url.path, error=str(error))
+        return error_response(
+            503,
+            "service_unavailable",
+            "The database is unavailable; retry the request.",
+            headers={"Retry-After": "1"},
+        )
     log.exception("unhandled_error", path=request.url.path, method=request.method)
     return error_response(500, "internal_error", "An unexpected error occurred.")
 

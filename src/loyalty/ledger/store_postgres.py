@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from loyalty.db.engine import is_unavailable as database_unavailable
 from loyalty.errors import invariant
 from loyalty.ledger.batch import (
     CustomerKey,
@@ -204,12 +205,4 @@ def is_transient(error: BaseException) -> bool:
 
 
 def is_unavailable(error: BaseException) -> bool:
-    return isinstance(
-        error,
-        OSError
-        | asyncpg.exceptions.ConnectionDoesNotExistError
-        | asyncpg.exceptions.InterfaceError
-        | asyncpg.exceptions.CannotConnectNowError
-        | asyncpg.exceptions.AdminShutdownError
-        | asyncpg.exceptions.TooManyConnectionsError,
-    )
+    return database_unavailable(error)
