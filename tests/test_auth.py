@@ -105,6 +105,11 @@ async def test_insufficient_scope_names_the_scope(tenant: Tenant, unique_id: str
         ("POST", TRANSACTIONS, "transactions:write"),
         ("GET", TRANSACTIONS, "transactions:read"),
         ("GET", "/api/v1/public/customers/rewards/redeemable", "rewards:read"),
+        ("POST", "/api/v1/rewards", "rewards:write"),
+        ("GET", "/api/v1/rewards", "rewards:read"),
+        ("GET", "/api/v1/rewards/00000000-0000-7000-8000-000000000001", "rewards:read"),
+        ("PATCH", "/api/v1/rewards/00000000-0000-7000-8000-000000000001", "rewards:write"),
+        ("DELETE", "/api/v1/rewards/00000000-0000-7000-8000-000000000001", "rewards:write"),
     ],
 )
 async def test_every_endpoint_enforces_its_scope(
@@ -116,7 +121,7 @@ async def test_every_endpoint_enforces_its_scope(
         method,
         path,
         params={"customer_id": "1"},
-        json={"customer_id": "1"} if method == "POST" else None,
+        json={"customer_id": "1"} if method in ("POST", "PATCH") else None,
         headers={"Authorization": f"Bearer {token}"},
     )
     assert response.status_code == 403

@@ -24,7 +24,7 @@ from loyalty.http.options import options_middleware
 from loyalty.ledger.endpoints import TransactionController
 from loyalty.ledger.writer import LedgerWriter
 from loyalty.logs import configure_logging
-from loyalty.rewards.endpoints import RedeemableController
+from loyalty.rewards.endpoints import RedeemableController, RewardController
 from loyalty.settings import Settings
 
 STATIC_DIRECTORY = Path(__file__).parent / "static"
@@ -111,6 +111,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             CustomerController,
             TransactionController,
             RedeemableController,
+            RewardController,
             healthz,
             readyz,
             openapi_json,

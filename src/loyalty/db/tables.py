@@ -53,6 +53,8 @@ program_settings = Table(
     Column("merchant_id", Uuid, nullable=False),
     Column("points_decimals", Integer, nullable=False, server_default="0"),
     Column("default_description", String(255), nullable=False),
+    # The last reward number handed out (rewards are numbered 1, 2, 3... per merchant).
+    Column("reward_number_last", BigInteger, nullable=False, server_default="0"),
     Column("updated_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("merchant_id"),
     ForeignKeyConstraint(["merchant_id"], ["merchants.id"]),
@@ -147,6 +149,34 @@ ledger_entries = Table(
     UniqueConstraint("merchant_id", "customer_id", "sequence"),
     CheckConstraint("points_minor <> 0", name="points_not_zero"),
     CheckConstraint("balance_after_minor >= 0", name="balance_after_not_negative"),
+)
+
+rewards = Table(
+    "rewards",
+    metadata,
+    Column("merchant_id", Uuid, nullable=False),
+    Column("id", Uuid, nullable=False),
+    # Per-merchant integer id for surfaces with integer ids (Appstle's redeemRuleId).
+    Column("number", BigInteger, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("description", String(500), nullable=True),
+    Column("reward_type", String(32), nullable=False),
+    Column("points_cost_minor", BigInteger, nullable=False),
+    # The type's rule as validated JSON (amounts as JSON numbers).
+    Column("reward_rule", Text, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("code_validity_days", Integer, nullable=True),
+    # Money in hundredths of the shop's currency unit.
+    Column("minimum_order_amount_minor", BigInteger, nullable=True),
+    Column("per_customer_limit", Integer, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    # Deleting keeps the row (customers' rewards refer to it) and hides it.
+    Column("deleted_at", UTCDateTime, nullable=True),
+    PrimaryKeyConstraint("merchant_id", "id"),
+    ForeignKeyConstraint(["merchant_id"], ["merchants.id"]),
+    UniqueConstraint("merchant_id", "number"),
+    CheckConstraint("points_cost_minor > 0", name="points_cost_positive"),
 )
 
 events = Table(

@@ -20,10 +20,15 @@ from litestar.types import (
 
 
 def options_middleware(app: ASGIApp) -> ASGIApp:
+    methods_by_path: dict[str, set[str]] = {}
+
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == ScopeType.HTTP and scope.get("method") == "OPTIONS":
-            litestar_app = scope["litestar_app"]
-            methods = litestar_app.route_handler_method_map.get(scope["path"].rstrip("/") or "/")
+            if not methods_by_path:
+                for route in scope["litestar_app"].routes:
+                    methods_by_path.setdefault(route.path_format, set()).update(route.methods)
+            template = scope.get("path_template") or scope["path"]
+            methods = methods_by_path.get(template)
             if methods:
                 allow = ", ".join(sorted({*methods, "OPTIONS"}))
                 start: HTTPResponseStartEvent = {

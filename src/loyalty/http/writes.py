@@ -36,6 +36,8 @@ async def request_fingerprint(request: Request[Any, Any, Any]) -> str:
 
 def outcome_response(status_code: int, body: bytes, replayed: bool) -> Response[Any]:
     headers = {REPLAYED_HEADER: "true"} if replayed else {}
+    if status_code == 204:
+        return Response(content=b"", status_code=204, headers=headers)
     return Response(
         content=body, status_code=status_code, media_type="application/json", headers=headers
     )
@@ -52,7 +54,7 @@ async def idempotent_write(
 
     async def _encoded(connection: AsyncConnection) -> tuple[int, bytes]:
         status_code, value = await operation(connection)
-        return status_code, encode(value)
+        return status_code, b"" if value is None else encode(value)
 
     database: Database = request.app.state.database
     result = await idempotency.execute(database, principal.merchant_id, key, fingerprint, _encoded)

@@ -1,13 +1,218 @@
-"""Rewards as the customer sees them (seed 002)."""
+"""Rewards: the merchant's catalogue, and rewards as the customer sees them (seed 002)."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
+
+import msgspec
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.customers import service as customers_service
 from loyalty.customers.service import CustomerRef
 from loyalty.db.engine import Database
-from loyalty.rewards.schemas import Redeemable
+from loyalty.db.types import utc_now
+from loyalty.errors import NotFoundError, ValidationFailedError
+from loyalty.events import repository as events
+from loyalty.ids import new_id
+from loyalty.ledger.service import check_limit, decode_cursor, encode_cursor
+from loyalty.merchants import repository as merchants_repository
+from loyalty.points import MAXIMUM_DECIMALS, PointsFormatError, format_points, parse_points
+from loyalty.rewards import repository
+from loyalty.rewards.rules import validate_rule
+from loyalty.rewards.schemas import (
+    CreateReward,
+    Redeemable,
+    RedeemableReward,
+    Reward,
+    RewardPage,
+    UpdateReward,
+)
+from loyalty.text import check_characters, clean_text
+
+_encoder = msgspec.json.Encoder()
+
+
+class RewardNotFoundError(NotFoundError):
+    code = "reward_not_found"
+
+
+def to_reward(row: Any) -> Reward:
+    minimum = row.minimum_order_amount_minor
+    return Reward(
+        id=row.id,
+        number=row.number,
+        name=row.name,
+        description=row.description,
+        reward_type=row.reward_type,
+        points_cost=format_points(row.points_cost_minor),
+        reward_rule=msgspec.json.decode(row.reward_rule),
+        active=row.active,
+        code_validity_days=row.code_validity_days,
+        minimum_order_amount=None if minimum is None else format_points(minimum),
+        per_customer_limit=row.per_customer_limit,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        deleted_at=row.deleted_at,
+    )
+
+
+def _minor(value: float, decimals: int, field: str) -> int:
+    try:
+        return parse_points(value, decimals)
+    except PointsFormatError as error:
+        raise ValidationFailedError.for_field(field, str(error)) from error
+
+
+def _text(value: str | None, field: str) -> str | None:
+    check_characters(value, field)
+    return clean_text(value)
+
+
+async def _record(
+    connection: AsyncConnection, merchant_id: uuid.UUID, event_type: str, reward: Reward
+) -> None:
+    await events.record(
+        connection,
+        merchant_id=merchant_id,
+        event_type=event_type,
+        subject_id=reward.id,
+        payload={"reward": msgspec.to_builtins(reward)},
+        now=reward.updated_at,
+    )
+
+
+def _reward_id(reward_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(reward_id)
+    except ValueError:
+        raise RewardNotFoundError(f"No reward {reward_id!r}.") from None
+
+
+async def _load(
+    connection: AsyncConnection, merchant_id: uuid.UUID, reward_id: str, *, lock: bool = False
+) -> Any:
+    row = await repository.get(connection, merchant_id, _reward_id(reward_id), lock=lock)
+    if row is None:
+        raise RewardNotFoundError(f"No reward {reward_id!r}.", {"reward_id": reward_id})
+    return row
+
+
+async def create_reward(
+    connection: AsyncConnection, merchant_id: uuid.UUID, data: CreateReward
+) -> Reward:
+    settings = await merchants_repository.get_program_settings(connection, merchant_id)
+    points_cost_minor = _minor(data.points_cost, settings.points_decimals, "points_cost")
+    name = _text(data.name, "name")
+    if name is None:
+        raise ValidationFailedError.for_field("name", "must not be blank")
+    now = utc_now()
+    values: dict[str, Any] = {
+        "merchant_id": merchant_id,
+        "id": new_id(),
+        "number": await repository.next_number(connection, merchant_id),
+        "name": name,
+        "description": _text(data.description, "description"),
+        "reward_type": data.reward_type,
+        "points_cost_minor": points_cost_minor,
+        "reward_rule": _encoder.encode(
+            validate_rule(data.reward_type, data.reward_rule, format_points(points_cost_minor))
+        ).decode(),
+        "active": data.active,
+        "code_validity_days": data.code_validity_days,
+        "minimum_order_amount_minor": None
+        if data.minimum_order_amount is None
+        else _minor(data.minimum_order_amount, MAXIMUM_DECIMALS, "minimum_order_amount"),
+        "per_customer_limit": data.per_customer_limit,
+        "created_at": now,
+        "updated_at": now,
+        "deleted_at": None,
+    }
+    await repository.insert(connection, values)
+    reward = to_reward(await _load(connection, merchant_id, str(values["id"])))
+    await _record(connection, merchant_id, "reward.created", reward)
+    return reward
+
+
+async def update_reward(
+    connection: AsyncConnection, merchant_id: uuid.UUID, reward_id: str, data: UpdateReward
+) -> Reward:
+    row = await _load(connection, merchant_id, reward_id, lock=True)
+    if row.deleted_at is not None:
+        raise RewardNotFoundError(f"No reward {reward_id!r}.", {"reward_id": reward_id})
+    settings = await merchants_repository.get_program_settings(connection, merchant_id)
+    values: dict[str, Any] = {}
+    if not isinstance(data.name, msgspec.UnsetType):
+        name = _text(data.name, "name")
+        if name is None:
+            raise ValidationFailedError.for_field("name", "must not be blank")
+        values["name"] = name
+    if not isinstance(data.description, msgspec.UnsetType):
+        values["description"] = _text(data.description, "description")
+    if not isinstance(data.points_cost, msgspec.UnsetType):
+        values["points_cost_minor"] = _minor(
+            data.points_cost, settings.points_decimals, "points_cost"
+        )
+    for field in ("active", "code_validity_days", "per_customer_limit"):
+        value = getattr(data, field)
+        if not isinstance(value, msgspec.UnsetType):
+            values[field] = value
+    if not isinstance(data.minimum_order_amount, msgspec.UnsetType):
+        amount = data.minimum_order_amount
+        values["minimum_order_amount_minor"] = (
+            None if amount is None else _minor(amount, MAXIMUM_DECIMALS, "minimum_order_amount")
+        )
+    # The rule is checked again whenever the type, the rule or the cost changes.
+    reward_type = (
+        row.reward_type if isinstance(data.reward_type, msgspec.UnsetType) else data.reward_type
+    )
+    rule = (
+        msgspec.json.decode(row.reward_rule)
+        if isinstance(data.reward_rule, msgspec.UnsetType)
+        else data.reward_rule
+    )
+    if isinstance(data.reward_rule, msgspec.UnsetType):
+        rule.pop("points_required", None)
+    cost = values.get("points_cost_minor", row.points_cost_minor)
+    values["reward_type"] = reward_type
+    values["reward_rule"] = _encoder.encode(
+        validate_rule(reward_type, rule, format_points(cost))
+    ).decode()
+    values["updated_at"] = utc_now()
+    await repository.update(connection, merchant_id, row.id, values)
+    reward = to_reward(await _load(connection, merchant_id, reward_id))
+    await _record(connection, merchant_id, "reward.updated", reward)
+    return reward
+
+
+async def delete_reward(
+    connection: AsyncConnection, merchant_id: uuid.UUID, reward_id: str
+) -> None:
+    """Deactivate and hide; the row stays for the history of customers' rewards."""
+    row = await _load(connection, merchant_id, reward_id, lock=True)
+    if row.deleted_at is not None:
+        raise RewardNotFoundError(f"No reward {reward_id!r}.", {"reward_id": reward_id})
+    now = utc_now()
+    await repository.update(
+        connection, merchant_id, row.id, {"active": False, "deleted_at": now, "updated_at": now}
+    )
+    reward = to_reward(await _load(connection, merchant_id, reward_id))
+    await _record(connection, merchant_id, "reward.deleted", reward)
+
+
+async def get_reward(connection: AsyncConnection, merchant_id: uuid.UUID, reward_id: str) -> Reward:
+    return to_reward(await _load(connection, merchant_id, reward_id))
+
+
+async def list_rewards(
+    connection: AsyncConnection, merchant_id: uuid.UUID, *, limit: int, cursor: str | None
+) -> RewardPage:
+    limit = check_limit(limit)
+    after = decode_cursor(cursor) if cursor else None
+    rows = await repository.list_page(connection, merchant_id, after_number=after, limit=limit + 1)
+    page = [to_reward(row) for row in rows[:limit]]
+    next_cursor = encode_cursor(page[-1].number) if len(rows) > limit else None
+    return RewardPage(data=page, next_cursor=next_cursor)
 
 
 async def get_redeemable(
@@ -15,7 +220,26 @@ async def get_redeemable(
 ) -> Redeemable:
     """Balance, the active catalogue with affordability, and the customer's rewards.
 
-    The catalogue and redemptions are not built yet, so both lists are empty.
+    Redemption is not built yet, so the customer's rewards are an empty list.
     """
     customer = await customers_service.get_customer(database, merchant_id, ref)
-    return Redeemable(points_balance=customer.points_balance, rewards=[], customer_rewards=[])
+    async with database.read() as connection:
+        catalogue = await repository.catalogue(connection, merchant_id)
+    balance = customer.points_balance
+    rewards: list[RedeemableReward] = []
+    for row in catalogue:
+        cost = format_points(row.points_cost_minor)
+        needed_minor = max(row.points_cost_minor - round(balance * 100), 0)
+        rewards.append(
+            RedeemableReward(
+                id=row.id,
+                name=row.name,
+                description=row.description,
+                reward_type=row.reward_type,
+                points_cost=cost,
+                reward_rule=msgspec.json.decode(row.reward_rule),
+                can_redeem=needed_minor == 0,
+                points_needed=format_points(needed_minor),
+            )
+        )
+    return Redeemable(points_balance=balance, rewards=rewards, customer_rewards=[])
