@@ -18,12 +18,14 @@ import asyncpg
 import httpx
 import pytest
 from litestar import Litestar
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.app import create_app, start_services, stop_services
 from loyalty.auth import service as auth_service
 from loyalty.db.engine import Database
 from loyalty.db.migrate import upgrade_to_head_async
+from loyalty.db.tables import events
 from loyalty.merchants import service as merchants_service
 from loyalty.settings import Settings
 
@@ -183,3 +185,14 @@ async def other_tenant(database: Database, client: httpx.AsyncClient) -> Tenant:
 @pytest.fixture
 def unique_id() -> str:
     return uuid.uuid4().hex[:16]
+
+
+async def event_types(tenant: Tenant) -> list[str]:
+    """The merchant's events, oldest first."""
+    async with tenant.database.read() as connection:
+        rows = await connection.execute(
+            select(events.c.type)
+            .where(events.c.merchant_id == tenant.merchant_id)
+            .order_by(events.c.id)
+        )
+        return list(rows.scalars().all())

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
 
-from loyalty.db.tables import events, ledger_entries
-from tests.conftest import Tenant
+from tests.conftest import Tenant, event_types
+from tests.test_transactions import ledger_count
 
 CUSTOMERS = "/api/v1/public/customers"
 BALANCE_FIELDS = (
@@ -61,25 +60,8 @@ async def test_enrol_creates_then_updates(tenant: Tenant, unique_id: str) -> Non
 async def test_enrolment_moves_no_points_and_writes_events(tenant: Tenant, unique_id: str) -> None:
     customer = await tenant.enrol(unique_id)
     await tenant.enrol(unique_id, first_name="Again")
-    async with tenant.database.read() as connection:
-        entries = (
-            await connection.execute(
-                select(func.count()).where(ledger_entries.c.merchant_id == tenant.merchant_id)
-            )
-        ).scalar_one()
-        types = (
-            (
-                await connection.execute(
-                    select(events.c.type)
-                    .where(events.c.merchant_id == tenant.merchant_id)
-                    .order_by(events.c.id)
-                )
-            )
-            .scalars()
-            .all()
-        )
-    assert entries == 0
-    assert types == ["customer.created", "customer.updated"]
+    assert await ledger_count(tenant) == 0
+    assert await event_types(tenant) == ["customer.created", "customer.updated"]
     assert customer["points_balance"] == 0
 
 

@@ -207,14 +207,26 @@ def customer_not_found(ref: CustomerRef) -> CustomerNotFoundError:
     )
 
 
-async def get_customer(database: Database, merchant_id: uuid.UUID, ref: CustomerRef) -> Customer:
+async def _load(database: Database, merchant_id: uuid.UUID, ref: CustomerRef) -> Any:
     ref = check_ref(ref)
     row = await repository.load_with_balances(
         database, merchant_id, external_id=ref.customer_id, email=ref.customer_email
     )
     if row is None:
         raise customer_not_found(ref)
-    return to_customer(row)
+    return row
+
+
+async def get_customer(database: Database, merchant_id: uuid.UUID, ref: CustomerRef) -> Customer:
+    return to_customer(await _load(database, merchant_id, ref))
+
+
+async def get_points_balance_minor(
+    database: Database, merchant_id: uuid.UUID, ref: CustomerRef
+) -> int:
+    """The available balance in minor units (exact, for arithmetic)."""
+    balance: int = (await _load(database, merchant_id, ref)).points_balance_minor
+    return balance
 
 
 async def resolve_customer_id(

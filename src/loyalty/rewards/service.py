@@ -222,14 +222,13 @@ async def get_redeemable(
 
     Redemption is not built yet, so the customer's rewards are an empty list.
     """
-    customer = await customers_service.get_customer(database, merchant_id, ref)
+    balance_minor = await customers_service.get_points_balance_minor(database, merchant_id, ref)
     async with database.read() as connection:
         catalogue = await repository.catalogue(connection, merchant_id)
-    balance = customer.points_balance
     rewards: list[RedeemableReward] = []
     for row in catalogue:
         cost = format_points(row.points_cost_minor)
-        needed_minor = max(row.points_cost_minor - round(balance * 100), 0)
+        needed_minor = max(row.points_cost_minor - balance_minor, 0)
         rewards.append(
             RedeemableReward(
                 id=row.id,
@@ -242,4 +241,6 @@ async def get_redeemable(
                 points_needed=format_points(needed_minor),
             )
         )
-    return Redeemable(points_balance=balance, rewards=rewards, customer_rewards=[])
+    return Redeemable(
+        points_balance=format_points(balance_minor), rewards=rewards, customer_rewards=[]
+    )
