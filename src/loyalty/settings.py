@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 DEFAULT_DATABASE_URL = "sqlite:///loyalty.db"
 
@@ -49,7 +49,6 @@ class Settings:
     # the last commits on power loss (never on a process crash).
     sqlite_synchronous: str = "FULL"
     log_level: str = "info"
-    extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls) -> Settings:

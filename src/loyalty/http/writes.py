@@ -23,15 +23,15 @@ def encode(value: Any) -> bytes:
     return _encoder.encode(value)
 
 
-def request_key(request: Request[Any, Any, Any]) -> str | None:
+async def request_idempotency(request: Request[Any, Any, Any]) -> tuple[str | None, str]:
+    """The request's Idempotency-Key and, only when there is one, its fingerprint."""
     raw_key = request.headers.get(IDEMPOTENCY_HEADER)
-    return idempotency.check_key(raw_key) if raw_key is not None else None
-
-
-async def request_fingerprint(request: Request[Any, Any, Any]) -> str:
-    return idempotency.fingerprint(
+    if raw_key is None:
+        return None, ""
+    fingerprint = idempotency.fingerprint(
         request.method, request.url.path, request.url.query or "", await request.body()
     )
+    return idempotency.check_key(raw_key), fingerprint
 
 
 def outcome_response(status_code: int, body: bytes, replayed: bool) -> Response[Any]:
@@ -49,8 +49,7 @@ async def idempotent_write(
     operation: Callable[[AsyncConnection], Awaitable[tuple[int, Any]]],
 ) -> Response[Any]:
     """Run ``operation`` (returning status and a body object) under the request's key."""
-    key = request_key(request)
-    fingerprint = await request_fingerprint(request)
+    key, fingerprint = await request_idempotency(request)
 
     async def _encoded(connection: AsyncConnection) -> tuple[int, bytes]:
         status_code, value = await operation(connection)

@@ -8,7 +8,7 @@ from litestar.params import JSONBody, Parameter
 from loyalty.http.body import strict_body
 from loyalty.http.dependencies import CurrentCaller, CustomerRefQuery
 from loyalty.http.openapi import BEARER_SECURITY, error_responses
-from loyalty.http.writes import outcome_response, request_fingerprint, request_key
+from loyalty.http.writes import outcome_response, request_idempotency
 from loyalty.ledger import service
 from loyalty.ledger.schemas import CreateTransaction, TransactionEnvelope, TransactionPage
 
@@ -38,13 +38,14 @@ class TransactionController(Controller):
         data: JSONBody[CreateTransaction],
     ) -> Response[TransactionEnvelope]:
         data = await strict_body(request, CreateTransaction)
+        key, fingerprint = await request_idempotency(request)
         outcome = await service.adjust_points(
             caller.ledger_writer,
             caller.merchant_id,
             customer_ref,
             data,
-            idempotency_key=request_key(request),
-            request_fingerprint=await request_fingerprint(request),
+            idempotency_key=key,
+            request_fingerprint=fingerprint,
         )
         return outcome_response(outcome.status_code, outcome.body, outcome.replayed)
 

@@ -39,10 +39,6 @@ log = structlog.get_logger(__name__)
 TRANSIENT_RETRIES_MAX = 8
 
 
-class WriterClosedError(ServiceUnavailableError):
-    code = "service_unavailable"
-
-
 @dataclass(slots=True)
 class _Pending:
     movement: Movement
@@ -88,7 +84,7 @@ class LedgerWriter:
     async def submit(self, movement: Movement) -> Outcome:
         """Queue one movement and wait until its batch has committed."""
         if self._closing or self._task is None:
-            raise WriterClosedError("The server is shutting down; retry the request.")
+            raise ServiceUnavailableError("The server is shutting down; retry the request.")
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(movement, future))
         self._wakeup.set()
