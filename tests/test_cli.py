@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 from typer.testing import CliRunner
 
 from loyalty.auth.scopes import ALL_SCOPES
 from loyalty.cli import app
+from loyalty.db.tables import customer_rewards
 from tests.conftest import Tenant
 
 
@@ -123,3 +129,41 @@ def test_worker_once_purges(cli: CliRunner) -> None:
     result = cli.invoke(app, ["worker", "--once"])
     assert result.exit_code == 0, result.output
     assert "purged" in result.stdout
+
+
+async def test_worker_expires_codes_past_their_expiry(
+    cli: CliRunner, tenant: Tenant, unique_id: str
+) -> None:
+    reward = await tenant.post(
+        "/api/v1/rewards",
+        json={"name": "Weekly", "reward_type": "free_shipping", "points_cost": 100,
+              "reward_rule": {}, "code_validity_days": 7},
+    )  # fmt: skip
+    await tenant.enrol(unique_id)
+    await tenant.adjust(unique_id, 100)
+    redeemed = await tenant.post(
+        "/api/v1/public/customers/rewards/redeem",
+        params={"customer_id": unique_id},
+        json={"reward_id": reward.json()["data"]["id"]},
+    )
+    customer_reward_id = redeemed.json()["data"]["id"]
+
+    async def backdate(connection: AsyncConnection) -> None:
+        await connection.execute(
+            update(customer_rewards)
+            .where(customer_rewards.c.merchant_id == tenant.merchant_id)
+            .values(expires_at=datetime.now(UTC) - timedelta(minutes=1))
+        )
+
+    await tenant.database.transaction(backdate)
+    result = await asyncio.to_thread(cli.invoke, app, ["worker", "--once"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"expired [1-9]\d* customer reward", result.stdout), result.stdout
+    async with tenant.database.read() as connection:
+        status = await connection.scalar(
+            select(customer_rewards.c.status).where(
+                customer_rewards.c.merchant_id == tenant.merchant_id,
+                customer_rewards.c.id == uuid.UUID(customer_reward_id),
+            )
+        )
+    assert status == "expired"

@@ -24,6 +24,7 @@ from loyalty.http.options import options_middleware
 from loyalty.ledger.endpoints import TransactionController
 from loyalty.ledger.writer import LedgerWriter
 from loyalty.logs import configure_logging
+from loyalty.merchants.endpoints import ProgramSettingsController
 from loyalty.rewards.endpoints import RedeemableController, RewardController
 from loyalty.settings import Settings
 
@@ -112,6 +113,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             TransactionController,
             RedeemableController,
             RewardController,
+            ProgramSettingsController,
             healthz,
             readyz,
             openapi_json,

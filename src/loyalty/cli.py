@@ -21,6 +21,7 @@ from loyalty.errors import LoyaltyError
 from loyalty.idempotency import service as idempotency_service
 from loyalty.merchants import repository as merchants_repository
 from loyalty.merchants import service as merchants_service
+from loyalty.rewards import service as rewards_service
 from loyalty.settings import Settings
 
 T = TypeVar("T")
@@ -134,7 +135,8 @@ def worker(
     once: Annotated[bool, typer.Option("--once", help="Run every due job once and exit.")] = False,
     interval_seconds: Annotated[float, typer.Option(min=1.0, help="Pause between runs.")] = 60.0,
 ) -> None:
-    """Run scheduled jobs (today: purging idempotency records past their retention)."""
+    """Run scheduled jobs: expire discount codes past their expiry, purge idempotency
+    records past their retention. Safe to run several at once."""
     settings = _settings()
     _migrate(settings)
 
@@ -142,6 +144,8 @@ def worker(
         database = Database(settings, pool_size=2)
         try:
             while True:
+                expired = await rewards_service.expire_due_rewards(database)
+                console.print(f"expired {expired} customer reward(s)")
                 purged = await idempotency_service.purge_expired(
                     database, settings.idempotency_retention_days
                 )

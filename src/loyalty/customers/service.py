@@ -223,10 +223,10 @@ async def get_customer(database: Database, merchant_id: uuid.UUID, ref: Customer
 
 async def get_points_balance_minor(
     database: Database, merchant_id: uuid.UUID, ref: CustomerRef
-) -> int:
-    """The available balance in minor units (exact, for arithmetic)."""
-    balance: int = (await _load(database, merchant_id, ref)).points_balance_minor
-    return balance
+) -> tuple[uuid.UUID, int]:
+    """The customer's internal id and available balance in minor units (exact, for arithmetic)."""
+    row = await _load(database, merchant_id, ref)
+    return row.id, row.points_balance_minor
 
 
 async def resolve_customer_id(

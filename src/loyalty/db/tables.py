@@ -55,6 +55,8 @@ program_settings = Table(
     Column("default_description", String(255), nullable=False),
     # The last reward number handed out (rewards are numbered 1, 2, 3... per merchant).
     Column("reward_number_last", BigInteger, nullable=False, server_default="0"),
+    # Discount codes read PREFIX-XXXX-XXXX ('' for no prefix).
+    Column("discount_code_prefix", String(12), nullable=False, server_default=""),
     Column("updated_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("merchant_id"),
     ForeignKeyConstraint(["merchant_id"], ["merchants.id"]),
@@ -177,6 +179,47 @@ rewards = Table(
     ForeignKeyConstraint(["merchant_id"], ["merchants.id"]),
     UniqueConstraint("merchant_id", "number"),
     CheckConstraint("points_cost_minor > 0", name="points_cost_positive"),
+)
+
+customer_rewards = Table(
+    "customer_rewards",
+    metadata,
+    Column("merchant_id", Uuid, nullable=False),
+    Column("id", Uuid, nullable=False),
+    Column("customer_id", Uuid, nullable=False),
+    Column("reward_id", Uuid, nullable=False),
+    # What was redeemed, as it was at the time (the catalogue may change later).
+    Column("reward_type", String(32), nullable=False),
+    Column("reward_name", String(200), nullable=False),
+    Column("reward_rule", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    # Unique per merchant; NULL for rewards without a code (store credit).
+    Column("discount_code", String(32), nullable=True),
+    Column("points_used_minor", BigInteger, nullable=False),
+    # Store credit granted, in hundredths of the shop's currency unit.
+    Column("store_credit_minor", BigInteger, nullable=True),
+    Column("order_id", String(255), nullable=True),
+    # The ledger entries of the redemption and of its refund.
+    Column("redeem_transaction_id", Uuid, nullable=False),
+    Column("revert_transaction_id", Uuid, nullable=True),
+    Column("expires_at", UTCDateTime, nullable=True),
+    Column("used_at", UTCDateTime, nullable=True),
+    Column("reverted_at", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "id"),
+    ForeignKeyConstraint(["merchant_id", "customer_id"], ["customers.merchant_id", "customers.id"]),
+    ForeignKeyConstraint(["merchant_id", "reward_id"], ["rewards.merchant_id", "rewards.id"]),
+    UniqueConstraint("merchant_id", "discount_code"),
+    CheckConstraint(
+        "status IN ('active', 'used', 'inactive', 'expired', 'deleted', 'revert')",
+        name="status_known",
+    ),
+    CheckConstraint("points_used_minor > 0", name="points_used_positive"),
+    # A customer's rewards, newest first.
+    Index("ix_customer_rewards_customer", "merchant_id", "customer_id", "created_at"),
+    # The expiry job's scan across merchants.
+    Index("ix_customer_rewards_status_expires_at", "status", "expires_at"),
 )
 
 events = Table(

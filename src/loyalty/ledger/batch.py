@@ -20,6 +20,7 @@ import msgspec
 from loyalty.customers.service import CustomerRef, customer_not_found
 from loyalty.errors import LoyaltyError, ValidationFailedError, invariant
 from loyalty.ids import new_id
+from loyalty.ledger import redemptions
 from loyalty.ledger.errors import (
     BalanceLimitExceededError,
     IdempotencyKeyReusedError,
@@ -51,6 +52,8 @@ class Movement:
     expires_at: datetime | None = None
     idempotency_key: str | None = None
     request_fingerprint: str = ""
+    # A redemption or a revert: the points then come from the reward, not from here.
+    reward: redemptions.RewardOperation | None = None
 
     @property
     def key_ref(self) -> KeyRef | None:
@@ -97,6 +100,8 @@ class LockedCustomer:
     last_sequence: int
     points_decimals: int
     default_description: str
+    status: str = "active"
+    discount_code_prefix: str = ""
     initial_sequence: int = 0
     touched: bool = False
 
@@ -120,6 +125,7 @@ class Plan:
     followers: dict[int, int] = field(default_factory=dict)
     # Movements whose outcome is not stored under their key (refused before running).
     unstored: set[int] = field(default_factory=set)
+    rewards: redemptions.RewardWrites = field(default_factory=redemptions.RewardWrites)
 
 
 def key_leaders(movements: list[Movement]) -> dict[KeyRef, str]:
@@ -198,9 +204,11 @@ def plan_batch(
     stored: dict[KeyRef, StoredKey],
     customers: dict[CustomerKey, LockedCustomer],
     now: datetime,
+    rewards: redemptions.RewardContext | None = None,
 ) -> Plan:
     """Decide every movement in arrival order and collect the writes."""
     plan = Plan(outcomes=[None] * len(movements))
+    context = rewards if rewards is not None else redemptions.RewardContext()
     first_index: dict[KeyRef, int] = {}
     for index, movement in enumerate(movements):
         key = movement.key_ref
@@ -217,7 +225,7 @@ def plan_batch(
                 plan.outcomes[index] = _replay(movement, stored[key])
                 continue
         try:
-            outcome = _apply(plan, movement, customers.get(movement.customer_key), now)
+            outcome = _apply(plan, movement, customers.get(movement.customer_key), now, context)
         except LoyaltyError as error:
             outcome = error_outcome(error)
             if key is not None and not error.replayable:
@@ -246,18 +254,33 @@ def plan_batch(
     return plan
 
 
-def _apply(plan: Plan, movement: Movement, locked: LockedCustomer | None, now: datetime) -> Outcome:
-    invariant(movement.points_minor != 0, "a movement moves points")
+def _apply(
+    plan: Plan,
+    movement: Movement,
+    locked: LockedCustomer | None,
+    now: datetime,
+    context: redemptions.RewardContext,
+) -> Outcome:
     if locked is None:
         raise customer_not_found(movement.customer)
-    _check_precision(movement, locked.points_decimals)
-    balance_after = locked.points_balance_minor + movement.points_minor
+    prepared: redemptions.Prepared | None = None
+    points_minor = movement.points_minor
+    if movement.reward is not None:
+        # The reward's cost was checked against the precision when it was set.
+        prepared = redemptions.prepare(movement, locked, context, now)
+        points_minor = prepared.points_minor
+    else:
+        _check_precision(movement, locked.points_decimals)
+    invariant(points_minor != 0, "a movement moves points")
+    balance_after = locked.points_balance_minor + points_minor
     if balance_after < 0:
         raise InsufficientPointsError(
-            "The customer does not have enough points for this debit.",
+            "The customer does not have enough points for this debit."
+            if prepared is None
+            else "The customer does not have enough points for this reward.",
             {
                 "points_balance": format_points(locked.points_balance_minor),
-                "points_requested": format_points(-movement.points_minor),
+                "points_requested": format_points(-points_minor),
             },
         )
     if balance_after > BALANCE_MINOR_MAX:
@@ -268,16 +291,20 @@ def _apply(plan: Plan, movement: Movement, locked: LockedCustomer | None, now: d
     lifetime_delta = 0
     if movement.apply_to_lifetime:
         # Removing earned points lowers lifetime, but never below zero.
-        lifetime_delta = max(movement.points_minor, -locked.lifetime_points_minor)
+        lifetime_delta = max(points_minor, -locked.lifetime_points_minor)
     locked.points_balance_minor = balance_after
     locked.lifetime_points_minor += lifetime_delta
-    if movement.kind == "redeem":
-        locked.points_spent_minor -= movement.points_minor
+    if movement.kind in ("redeem", "revert"):
+        # Spent is net of refunded redemptions.
+        locked.points_spent_minor -= points_minor
     if movement.kind == "expire":
-        locked.points_expired_minor -= movement.points_minor
+        locked.points_expired_minor -= points_minor
     locked.last_sequence += 1
     locked.touched = True
-    description = movement.description or locked.default_description
+    if prepared is not None:
+        description = prepared.description
+    else:
+        description = movement.description or locked.default_description
     entry_id = new_id()
     plan.entries.append(
         {
@@ -285,7 +312,7 @@ def _apply(plan: Plan, movement: Movement, locked: LockedCustomer | None, now: d
             "id": entry_id,
             "customer_id": locked.customer_id,
             "sequence": locked.last_sequence,
-            "points_minor": movement.points_minor,
+            "points_minor": points_minor,
             "kind": movement.kind,
             "description": description,
             "internal_note": movement.internal_note,
@@ -300,8 +327,8 @@ def _apply(plan: Plan, movement: Movement, locked: LockedCustomer | None, now: d
     transaction = Transaction(
         transaction_id=entry_id,
         customer_id=locked.customer_id,
-        points=format_points(movement.points_minor),
-        type="credit" if movement.points_minor > 0 else "debit",
+        points=format_points(points_minor),
+        type="credit" if points_minor > 0 else "debit",
         kind=movement.kind,
         description=description,
         internal_note=movement.internal_note,
@@ -327,7 +354,23 @@ def _apply(plan: Plan, movement: Movement, locked: LockedCustomer | None, now: d
             "created_at": now,
         }
     )
-    return Outcome(201, _encoder.encode(TransactionEnvelope(data=transaction)))
+    if prepared is None:
+        return Outcome(201, _encoder.encode(TransactionEnvelope(data=transaction)))
+    event_type, row = redemptions.apply(
+        prepared, plan.rewards, context, locked, transaction_id=entry_id, now=now
+    )
+    plan.events.append(
+        {
+            "merchant_id": movement.merchant_id,
+            "id": new_id(),
+            "type": event_type,
+            "subject_id": row["id"],
+            "payload": redemptions.event_payload(row, locked, now),
+            "created_at": now,
+        }
+    )
+    status_code = 201 if prepared.reward is not None else 200
+    return Outcome(status_code, redemptions.reply(row, locked, balance_after, now))
 
 
 def resolve_followers(plan: Plan) -> list[Outcome]:

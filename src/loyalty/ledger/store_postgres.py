@@ -16,6 +16,7 @@ import asyncpg
 
 from loyalty.db.engine import is_unavailable as database_unavailable
 from loyalty.errors import invariant
+from loyalty.ledger import redemptions
 from loyalty.ledger.batch import (
     CustomerKey,
     KeyRef,
@@ -57,10 +58,10 @@ WITH wanted AS (
     FROM unnest($3::uuid[], $4::text[]) AS r(merchant_id, email)
     JOIN customers c ON c.merchant_id = r.merchant_id AND c.email = r.email
 )
-SELECT c.merchant_id, c.id, c.external_id, c.email,
+SELECT c.merchant_id, c.id, c.external_id, c.email, c.status,
        b.points_balance_minor, b.lifetime_points_minor, b.points_spent_minor,
        b.points_expired_minor, b.last_sequence,
-       s.points_decimals, s.default_description
+       s.points_decimals, s.default_description, s.discount_code_prefix
 FROM wanted w
 JOIN customers c ON c.merchant_id = w.merchant_id AND c.id = w.id
 JOIN customer_balances b ON b.merchant_id = c.merchant_id AND b.customer_id = c.id
@@ -169,6 +170,8 @@ async def lock_customers(
                 last_sequence=row["last_sequence"],
                 points_decimals=row["points_decimals"],
                 default_description=row["default_description"],
+                status=row["status"],
+                discount_code_prefix=row["discount_code_prefix"],
             )
         )
     return index_customers(locked)
@@ -198,7 +201,108 @@ async def apply_plan(connection: asyncpg.Connection, plan: Plan, now: datetime) 
     invariant(row["released_keys"] == len(plan.key_deletes), "refused requests release keys")
 
 
+_REWARDS = """
+SELECT r.merchant_id, r.id, r.name, r.reward_type, r.points_cost_minor, r.reward_rule, r.active,
+       r.deleted_at IS NOT NULL AS deleted, r.code_validity_days, r.per_customer_limit
+FROM unnest($1::uuid[], $2::uuid[]) AS t(merchant_id, id)
+JOIN rewards r ON r.merchant_id = t.merchant_id AND r.id = t.id
+"""
+
+_REDEEMED = """
+SELECT t.merchant_id, t.customer_id, t.reward_id, count(cr.id) AS redeemed
+FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS t(merchant_id, customer_id, reward_id)
+JOIN customer_rewards cr ON cr.merchant_id = t.merchant_id AND cr.customer_id = t.customer_id
+ AND cr.reward_id = t.reward_id AND cr.status <> 'revert'
+GROUP BY t.merchant_id, t.customer_id, t.reward_id
+"""
+
+_HELD = """
+SELECT cr.*
+FROM unnest($1::uuid[], $2::uuid[]) AS t(merchant_id, id)
+JOIN customer_rewards cr ON cr.merchant_id = t.merchant_id AND cr.id = t.id
+ORDER BY cr.merchant_id, cr.id
+FOR UPDATE OF cr
+"""
+
+_APPLY_REWARDS = """
+WITH inserted AS (
+    INSERT INTO customer_rewards
+        (merchant_id, id, customer_id, reward_id, reward_type, reward_name, reward_rule, status,
+         discount_code, points_used_minor, store_credit_minor, order_id, redeem_transaction_id,
+         revert_transaction_id, expires_at, used_at, reverted_at, created_at, updated_at)
+    SELECT v.*, $1, $1
+    FROM unnest($2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[], $7::text[],
+                $8::text[], $9::text[], $10::text[], $11::int8[], $12::int8[], $13::text[],
+                $14::uuid[], $15::uuid[], $16::timestamptz[], $17::timestamptz[],
+                $18::timestamptz[]) AS v
+    RETURNING 1
+), reverted AS (
+    UPDATE customer_rewards AS cr
+    SET status = 'revert', revert_transaction_id = v.transaction_id, reverted_at = $1,
+        updated_at = $1
+    FROM unnest($19::uuid[], $20::uuid[], $21::uuid[]) AS v(merchant_id, id, transaction_id)
+    WHERE cr.merchant_id = v.merchant_id AND cr.id = v.id AND cr.status = 'active'
+    RETURNING 1
+), credited AS (
+    UPDATE customer_balances AS b
+    SET store_credit_balance_minor = b.store_credit_balance_minor + v.amount
+    FROM unnest($22::uuid[], $23::uuid[], $24::int8[]) AS v(merchant_id, customer_id, amount)
+    WHERE b.merchant_id = v.merchant_id AND b.customer_id = v.customer_id
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM inserted) AS inserted,
+       (SELECT count(*) FROM reverted) AS reverted,
+       (SELECT count(*) FROM credited) AS credited
+"""
+
+_CUSTOMER_REWARD_COLUMNS = (
+    "merchant_id", "id", "customer_id", "reward_id", "reward_type", "reward_name", "reward_rule",
+    "status", "discount_code", "points_used_minor", "store_credit_minor", "order_id",
+    "redeem_transaction_id", "revert_transaction_id", "expires_at", "used_at", "reverted_at",
+)  # fmt: skip
+DISCOUNT_CODE_CONSTRAINT = "uq_customer_rewards_merchant_id_discount_code"
+
+
+async def load_reward_context(
+    connection: asyncpg.Connection,
+    movements: list[Movement],
+    customers: dict[CustomerKey, LockedCustomer],
+) -> redemptions.RewardContext:
+    """The rewards redeemed, the customers' redemption counts, the rewards to revert (locked)."""
+    context = redemptions.RewardContext()
+    wanted = redemptions.reward_keys(movements)
+    if wanted:
+        for row in await connection.fetch(_REWARDS, *_columns(wanted, 2)):
+            context.rewards[(row["merchant_id"], row["id"])] = redemptions.CatalogueReward(**row)
+        counted = redemptions.counted_keys(movements, customers, context)
+        if counted:
+            for row in await connection.fetch(_REDEEMED, *_columns(counted, 3)):
+                key = (row["merchant_id"], row["customer_id"], row["reward_id"])
+                context.redeemed[key] = row["redeemed"]
+    held = redemptions.held_keys(movements)
+    if held:
+        for row in await connection.fetch(_HELD, *_columns(held, 2)):
+            context.held[(row["merchant_id"], row["id"])] = dict(row)
+    return context
+
+
+async def apply_rewards(
+    connection: asyncpg.Connection, writes: redemptions.RewardWrites, now: datetime
+) -> None:
+    inserts = _columns([[r[c] for c in _CUSTOMER_REWARD_COLUMNS] for r in writes.inserts], 17)
+    reverts = _columns(writes.reverts, 3)
+    credits = _columns([(m, c, amount) for (m, c), amount in writes.store_credit.items()], 3)
+    row = await connection.fetchrow(_APPLY_REWARDS, now, *inserts, *reverts, *credits)
+    assert row is not None
+    invariant(row["inserted"] == len(writes.inserts), "every redemption has its customer reward")
+    invariant(row["reverted"] == len(writes.reverts), "every revert finds its active reward")
+    invariant(row["credited"] == len(writes.store_credit), "every store credit reaches a balance")
+
+
 def is_transient(error: BaseException) -> bool:
+    if isinstance(error, asyncpg.exceptions.UniqueViolationError):
+        # A new discount code met an existing one: the batch is planned again with new codes.
+        return bool(error.constraint_name == DISCOUNT_CODE_CONSTRAINT)
     return isinstance(
         error, asyncpg.exceptions.DeadlockDetectedError | asyncpg.exceptions.SerializationError
     )

@@ -16,6 +16,7 @@ from typing import Any
 import aiosqlite
 
 from loyalty.errors import invariant
+from loyalty.ledger import redemptions
 from loyalty.ledger.batch import (
     CustomerKey,
     KeyRef,
@@ -32,7 +33,7 @@ _CUSTOMERS_BY = """
 SELECT c.merchant_id, c.id, c.external_id, c.email,
        b.points_balance_minor, b.lifetime_points_minor, b.points_spent_minor,
        b.points_expired_minor, b.last_sequence,
-       s.points_decimals, s.default_description
+       s.points_decimals, s.default_description, c.status, s.discount_code_prefix
 FROM ({values}) AS w
 CROSS JOIN customers c ON c.merchant_id = w.column1 AND c.{column} = w.column2
 JOIN customer_balances b ON b.merchant_id = c.merchant_id AND b.customer_id = c.id
@@ -48,9 +49,15 @@ def _time(value: datetime | None) -> str | None:
     return None if value is None else sqlite_time(value)
 
 
-def _values(count: int) -> str:
+def _values(count: int, width: int = 2) -> str:
     """``VALUES (?, ?), ...``: joined from, so that SQLite searches by index."""
-    return "VALUES " + ", ".join(["(?, ?)"] * count)
+    row = "(" + ", ".join(["?"] * width) + ")"
+    return "VALUES " + ", ".join([row] * count)
+
+
+def _parameters(rows: list[tuple[Any, ...]]) -> list[Any]:
+    """Flattened, UUIDs as the hex text SQLite stores."""
+    return [value.hex if isinstance(value, uuid.UUID) else value for row in rows for value in row]
 
 
 async def claim_keys(
@@ -109,6 +116,8 @@ async def lock_customers(
                 last_sequence=row[8],
                 points_decimals=row[9],
                 default_description=row[10],
+                status=row[11],
+                discount_code_prefix=row[12],
             )
         )
     return index_customers(locked)
@@ -181,7 +190,124 @@ async def apply_plan(connection: aiosqlite.Connection, plan: Plan, now: datetime
     )
 
 
+_CUSTOMER_REWARD_COLUMNS = (
+    "merchant_id", "id", "customer_id", "reward_id", "reward_type", "reward_name", "reward_rule",
+    "status", "discount_code", "points_used_minor", "store_credit_minor", "order_id",
+    "redeem_transaction_id", "revert_transaction_id", "expires_at", "used_at", "reverted_at",
+    "created_at", "updated_at",
+)  # fmt: skip
+_UUID_COLUMNS = frozenset(
+    {"merchant_id", "id", "customer_id", "reward_id", "redeem_transaction_id",
+     "revert_transaction_id"}
+)  # fmt: skip
+
+
+def _stored(column: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if column in _UUID_COLUMNS:
+        return value.hex
+    if column.endswith("_at"):
+        return sqlite_time(value)
+    return value
+
+
+def _loaded(column: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if column in _UUID_COLUMNS:
+        return uuid.UUID(value)
+    if column.endswith("_at"):
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return value
+
+
+async def load_reward_context(
+    connection: aiosqlite.Connection,
+    movements: list[Movement],
+    customers: dict[CustomerKey, LockedCustomer],
+) -> redemptions.RewardContext:
+    context = redemptions.RewardContext()
+    wanted = redemptions.reward_keys(movements)
+    if wanted:
+        cursor = await connection.execute(
+            f"SELECT r.merchant_id, r.id, r.name, r.reward_type, r.points_cost_minor, "
+            f"r.reward_rule, r.active, r.deleted_at IS NOT NULL, r.code_validity_days, "
+            f"r.per_customer_limit FROM ({_values(len(wanted))}) AS w CROSS JOIN rewards r "
+            f"ON r.merchant_id = w.column1 AND r.id = w.column2",
+            _parameters(wanted),
+        )
+        for row in await cursor.fetchall():
+            reward = redemptions.CatalogueReward(
+                uuid.UUID(row[0]), uuid.UUID(row[1]), row[2], row[3], row[4], row[5],
+                bool(row[6]), bool(row[7]), row[8], row[9],
+            )  # fmt: skip
+            context.rewards[(reward.merchant_id, reward.id)] = reward
+        counted = redemptions.counted_keys(movements, customers, context)
+        if counted:
+            cursor = await connection.execute(
+                f"SELECT w.column1, w.column2, w.column3, count(cr.id) "
+                f"FROM ({_values(len(counted), 3)}) AS w CROSS JOIN customer_rewards cr "
+                f"ON cr.merchant_id = w.column1 AND cr.customer_id = w.column2 "
+                f"AND cr.reward_id = w.column3 AND cr.status <> 'revert' "
+                f"GROUP BY w.column1, w.column2, w.column3",
+                _parameters(counted),
+            )
+            for row in await cursor.fetchall():
+                key = (uuid.UUID(row[0]), uuid.UUID(row[1]), uuid.UUID(row[2]))
+                context.redeemed[key] = row[3]
+    held = redemptions.held_keys(movements)
+    if held:
+        columns = ", ".join(f"cr.{column}" for column in _CUSTOMER_REWARD_COLUMNS)
+        cursor = await connection.execute(
+            f"SELECT {columns} FROM ({_values(len(held))}) AS w CROSS JOIN customer_rewards cr "
+            f"ON cr.merchant_id = w.column1 AND cr.id = w.column2",
+            _parameters(held),
+        )
+        for row in await cursor.fetchall():
+            values = {
+                column: _loaded(column, value)
+                for column, value in zip(_CUSTOMER_REWARD_COLUMNS, row, strict=True)
+            }
+            context.held[(values["merchant_id"], values["id"])] = values
+    return context
+
+
+async def apply_rewards(
+    connection: aiosqlite.Connection, writes: redemptions.RewardWrites, now: datetime
+) -> None:
+    at = sqlite_time(now)
+    await connection.executemany(
+        f"INSERT INTO customer_rewards ({', '.join(_CUSTOMER_REWARD_COLUMNS)}) "
+        f"VALUES ({', '.join(['?'] * len(_CUSTOMER_REWARD_COLUMNS))})",
+        [[_stored(c, row[c]) for c in _CUSTOMER_REWARD_COLUMNS] for row in writes.inserts],
+    )
+    changes_before = connection.total_changes
+    await connection.executemany(
+        "UPDATE customer_rewards SET status = 'revert', revert_transaction_id = ?, "
+        "reverted_at = ?, updated_at = ? WHERE merchant_id = ? AND id = ? AND status = 'active'",
+        [(t.hex, at, at, m.hex, i.hex) for m, i, t in writes.reverts],
+    )
+    invariant(
+        connection.total_changes - changes_before == len(writes.reverts),
+        "every revert finds its active reward",
+    )
+    changes_before = connection.total_changes
+    await connection.executemany(
+        "UPDATE customer_balances SET store_credit_balance_minor = store_credit_balance_minor + ? "
+        "WHERE merchant_id = ? AND customer_id = ?",
+        [(amount, m.hex, c.hex) for (m, c), amount in writes.store_credit.items()],
+    )
+    invariant(
+        connection.total_changes - changes_before == len(writes.store_credit),
+        "every store credit reaches a balance",
+    )
+
+
 def is_transient(error: BaseException) -> bool:
+    if isinstance(error, sqlite3.IntegrityError):
+        # A new discount code met an existing one: the batch is planned again with new codes.
+        return "customer_rewards.discount_code" in str(error)
     return isinstance(error, sqlite3.OperationalError) and "locked" in str(error)
 
 

@@ -213,9 +213,16 @@ class LedgerWriter:
         # Replays of keys already used need no balance.
         to_apply = [m for m in movements if m.key_ref is None or m.key_ref in claimed]
         customers = await store.lock_customers(connection, to_apply) if to_apply else {}
+        rewards = None
+        if any(movement.reward is not None for movement in to_apply):
+            rewards = await store.load_reward_context(connection, to_apply, customers)
         locked.set()
-        plan = plan_batch(movements, claimed=claimed, stored=stored, customers=customers, now=now)
+        plan = plan_batch(
+            movements, claimed=claimed, stored=stored, customers=customers, now=now, rewards=rewards
+        )
         await store.apply_plan(connection, plan, now)
+        if plan.rewards:
+            await store.apply_rewards(connection, plan.rewards, now)
         return resolve_followers(plan)
 
     def _store_check(self, name: str) -> Callable[[BaseException], bool]:

@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.db.tables import merchants, program_settings
 from loyalty.merchants.schemas import Merchant, ProgramSettings
+from loyalty.rewards.codes import default_prefix
 
 DEFAULT_DESCRIPTION = "Points adjustment"
 
@@ -23,6 +25,7 @@ async def insert_merchant(connection: AsyncConnection, merchant: Merchant) -> No
             merchant_id=merchant.id,
             points_decimals=0,
             default_description=DEFAULT_DESCRIPTION,
+            discount_code_prefix=default_prefix(merchant.name),
             updated_at=merchant.created_at,
         )
     )
@@ -54,6 +57,7 @@ async def get_program_settings(
         merchant_id=row.merchant_id,
         points_decimals=row.points_decimals,
         default_description=row.default_description,
+        discount_code_prefix=row.discount_code_prefix,
     )
 
 
@@ -64,4 +68,19 @@ async def set_points_decimals(
         program_settings.update()
         .where(program_settings.c.merchant_id == merchant_id)
         .values(points_decimals=decimals, updated_at=now)
+    )
+
+
+async def get_program_settings_row(connection: AsyncConnection, merchant_id: uuid.UUID) -> Any:
+    statement = select(program_settings).where(program_settings.c.merchant_id == merchant_id)
+    return (await connection.execute(statement)).one()
+
+
+async def update_program_settings(
+    connection: AsyncConnection, merchant_id: uuid.UUID, values: dict[str, Any]
+) -> None:
+    await connection.execute(
+        program_settings.update()
+        .where(program_settings.c.merchant_id == merchant_id)
+        .values(**values)
     )

@@ -9,14 +9,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from loyalty.http.body import strict_body
 from loyalty.http.dependencies import CurrentCaller, CustomerRefQuery
 from loyalty.http.openapi import BEARER_SECURITY, error_responses
-from loyalty.http.writes import idempotent_write
+from loyalty.http.writes import idempotent_write, outcome_response, request_idempotency
 from loyalty.rewards import service
 from loyalty.rewards.schemas import (
+    ChangeCustomerRewardStatus,
     CreateReward,
+    CustomerRewardEnvelope,
+    CustomerRewardMovementEnvelope,
     RedeemableEnvelope,
+    RedeemReward,
     RewardEnvelope,
     RewardPage,
     UpdateReward,
+    UseReward,
 )
 
 
@@ -42,6 +47,139 @@ class RedeemableController(Controller):
     ) -> RedeemableEnvelope:
         redeemable = await service.get_redeemable(caller.database, caller.merchant_id, customer_ref)
         return RedeemableEnvelope(data=redeemable)
+
+    @post(
+        "/redeem",
+        opt={"scope": "rewards:write"},
+        status_code=201,
+        summary="Redeem a reward for points",
+        description=(
+            "Debits the reward's `points_cost` (not lifetime) and issues the customer reward, "
+            "with a unique `discount_code` (store credit goes to `store_credit_balance` "
+            "instead), in one transaction. 422 `insufficient_points`, `reward_inactive`, "
+            "`customer_excluded` or `reward_limit_reached` move nothing. Send an "
+            "`Idempotency-Key` header to make retries safe."
+        ),
+        responses=error_responses(404, 409, 422),
+    )
+    async def redeem(
+        self,
+        request: Request[Any, Any, Any],
+        caller: CurrentCaller,
+        customer_ref: CustomerRefQuery,
+        data: JSONBody[RedeemReward],
+    ) -> Response[CustomerRewardMovementEnvelope]:
+        data = await strict_body(request, RedeemReward)
+        key, fingerprint = await request_idempotency(request)
+        outcome = await service.redeem(
+            caller.ledger_writer,
+            caller.merchant_id,
+            customer_ref,
+            data,
+            idempotency_key=key,
+            request_fingerprint=fingerprint,
+        )
+        return outcome_response(outcome.status_code, outcome.body, outcome.replayed)
+
+    @get(
+        "/{customer_reward_id:str}",
+        opt={"scope": "rewards:read"},
+        summary="One customer reward",
+        responses=error_responses(404),
+    )
+    async def get_customer_reward(
+        self, caller: CurrentCaller, customer_reward_id: FromPath[str]
+    ) -> CustomerRewardEnvelope:
+        async with caller.database.read() as connection:
+            detail = await service.get_customer_reward(
+                connection, caller.merchant_id, customer_reward_id
+            )
+        return CustomerRewardEnvelope(data=detail)
+
+    @post(
+        "/{customer_reward_id:str}/revert",
+        opt={"scope": "rewards:write"},
+        status_code=200,
+        summary="Refund an unused reward",
+        description=(
+            "Gives the points back with a ledger credit that does not count toward lifetime "
+            "points, and sets the reward to `revert`. Only `active` rewards can be reverted; "
+            "others answer 409 `invalid_reward_state`."
+        ),
+        responses=error_responses(404, 409, 422),
+    )
+    async def revert(
+        self,
+        request: Request[Any, Any, Any],
+        caller: CurrentCaller,
+        customer_reward_id: FromPath[str],
+    ) -> Response[CustomerRewardMovementEnvelope]:
+        key, fingerprint = await request_idempotency(request)
+        outcome = await service.revert(
+            caller.database,
+            caller.ledger_writer,
+            caller.merchant_id,
+            customer_reward_id,
+            idempotency_key=key,
+            request_fingerprint=fingerprint,
+        )
+        return outcome_response(outcome.status_code, outcome.body, outcome.replayed)
+
+    @post(
+        "/{customer_reward_id:str}/use",
+        opt={"scope": "rewards:write"},
+        status_code=200,
+        summary="Mark a reward used",
+        description=(
+            "Records that the code was applied, optionally to `order_id`. Only `active` "
+            "rewards can be used; others answer 409 `invalid_reward_state`."
+        ),
+        responses=error_responses(404, 409, 422),
+    )
+    async def use(
+        self,
+        request: Request[Any, Any, Any],
+        caller: CurrentCaller,
+        customer_reward_id: FromPath[str],
+        data: JSONBody[UseReward | None] = None,
+    ) -> Response[CustomerRewardEnvelope]:
+        body = await request.body()
+        data = await strict_body(request, UseReward) if body.strip() else UseReward()
+
+        async def operation(connection: AsyncConnection) -> tuple[int, Any]:
+            detail = await service.use_reward(
+                connection, caller.merchant_id, customer_reward_id, data
+            )
+            return 200, CustomerRewardEnvelope(data=detail)
+
+        return await idempotent_write(request, caller.principal, operation)
+
+    @patch(
+        "/{customer_reward_id:str}",
+        opt={"scope": "rewards:write"},
+        summary="Suspend, restore or delete a customer reward",
+        description=(
+            "`inactive` suspends an active code, `active` restores it, `deleted` ends it "
+            "(no refund: revert refunds). Other changes answer 409 `invalid_reward_state`."
+        ),
+        responses=error_responses(404, 409, 422),
+    )
+    async def change_status(
+        self,
+        request: Request[Any, Any, Any],
+        caller: CurrentCaller,
+        customer_reward_id: FromPath[str],
+        data: JSONBody[ChangeCustomerRewardStatus],
+    ) -> Response[CustomerRewardEnvelope]:
+        data = await strict_body(request, ChangeCustomerRewardStatus)
+
+        async def operation(connection: AsyncConnection) -> tuple[int, Any]:
+            detail = await service.change_status(
+                connection, caller.merchant_id, customer_reward_id, data
+            )
+            return 200, CustomerRewardEnvelope(data=detail)
+
+        return await idempotent_write(request, caller.principal, operation)
 
 
 class RewardController(Controller):

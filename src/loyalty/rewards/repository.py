@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from loyalty.db.tables import program_settings, rewards
+from loyalty.db.tables import customer_rewards, customers, program_settings, rewards
 
 # A catalogue is shown whole; this bounds it.
 CATALOGUE_REWARDS_MAX = 500
@@ -82,5 +83,72 @@ async def catalogue(connection: AsyncConnection, merchant_id: uuid.UUID) -> list
         )
         .order_by(rewards.c.points_cost_minor, rewards.c.number)
         .limit(CATALOGUE_REWARDS_MAX)
+    )
+    return list(await connection.execute(statement))
+
+
+def _with_customer() -> Select[Any]:
+    return select(customer_rewards, customers.c.external_id).join(
+        customers,
+        (customers.c.merchant_id == customer_rewards.c.merchant_id)
+        & (customers.c.id == customer_rewards.c.customer_id),
+    )
+
+
+async def get_customer_reward(
+    connection: AsyncConnection,
+    merchant_id: uuid.UUID,
+    customer_reward_id: uuid.UUID,
+    *,
+    lock: bool = False,
+) -> Any | None:
+    """The customer reward with its customer's platform id."""
+    statement = _with_customer().where(
+        customer_rewards.c.merchant_id == merchant_id, customer_rewards.c.id == customer_reward_id
+    )
+    if lock:
+        statement = statement.with_for_update(of=customer_rewards)
+    return (await connection.execute(statement)).one_or_none()
+
+
+async def update_customer_reward(
+    connection: AsyncConnection,
+    merchant_id: uuid.UUID,
+    customer_reward_id: uuid.UUID,
+    values: dict[str, Any],
+) -> None:
+    await connection.execute(
+        customer_rewards.update()
+        .where(
+            customer_rewards.c.merchant_id == merchant_id,
+            customer_rewards.c.id == customer_reward_id,
+        )
+        .values(**values)
+    )
+
+
+async def customer_rewards_newest_first(
+    connection: AsyncConnection, merchant_id: uuid.UUID, customer_id: uuid.UUID, limit: int
+) -> list[Any]:
+    statement = (
+        select(customer_rewards)
+        .where(
+            customer_rewards.c.merchant_id == merchant_id,
+            customer_rewards.c.customer_id == customer_id,
+        )
+        .order_by(customer_rewards.c.created_at.desc(), customer_rewards.c.id.desc())
+        .limit(limit)
+    )
+    return list(await connection.execute(statement))
+
+
+async def claim_due_for_expiry(connection: AsyncConnection, now: datetime, limit: int) -> list[Any]:
+    """Active rewards past their expiry, locked; rows another worker holds are skipped."""
+    statement = (
+        _with_customer()
+        .where(customer_rewards.c.status == "active", customer_rewards.c.expires_at <= now)
+        .order_by(customer_rewards.c.expires_at)
+        .limit(limit)
+        .with_for_update(of=customer_rewards, skip_locked=True)
     )
     return list(await connection.execute(statement))

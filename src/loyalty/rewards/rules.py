@@ -8,6 +8,7 @@ import msgspec
 
 from loyalty.errors import ValidationFailedError
 from loyalty.http.body import validation_error
+from loyalty.points import MAXIMUM_DECIMALS, PointsFormatError, parse_points
 
 Positive = Annotated[float, msgspec.Meta(gt=0, le=1_000_000_000)]
 Percentage = Annotated[float, msgspec.Meta(ge=1, le=100)]
@@ -39,6 +40,9 @@ class StoreCreditRule(_Rule, kw_only=True):
     credit_amount: Positive
 
 
+# Amounts of money in the shop's currency: cents at most.
+MONEY_FIELDS = frozenset({"discount_value", "max_shipping_amount", "credit_amount"})
+
 RULES: dict[str, type[_Rule]] = {
     "fixed_discount": FixedDiscountRule,
     "percentage_discount": PercentageDiscountRule,
@@ -68,5 +72,10 @@ def validate_rule(reward_type: str, rule: dict[str, Any], points_cost: float) ->
     if parsed.points_required is not None and parsed.points_required != points_cost:
         raise _rule_error("points_required", "must equal points_cost when given")
     fields = {key: _whole(value) for key, value in msgspec.to_builtins(parsed).items()}
+    for key in MONEY_FIELDS & fields.keys():
+        try:
+            parse_points(fields[key], MAXIMUM_DECIMALS)
+        except PointsFormatError as error:
+            raise _rule_error(key, "money has at most 2 decimal places") from error
     fields.pop("points_required", None)
     return {"points_required": _whole(points_cost), **fields}

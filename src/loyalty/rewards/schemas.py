@@ -106,6 +106,59 @@ class CustomerReward(msgspec.Struct, frozen=True):
     created_at: datetime
 
 
+class CustomerRewardDetail(msgspec.Struct, frozen=True):
+    """A reward a customer redeemed: its code, its state, what it cost."""
+
+    id: uuid.UUID
+    customer_id: str
+    reward_id: uuid.UUID
+    reward_type: RewardType
+    name: str
+    reward_rule: dict[str, Any]
+    status: CustomerRewardStatus
+    discount_code: str | None
+    points_used: float
+    store_credit: float | None
+    order_id: str | None
+    transaction_id: uuid.UUID
+    revert_transaction_id: uuid.UUID | None
+    expires_at: datetime | None
+    used_at: datetime | None
+    reverted_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class CustomerRewardMovement(CustomerRewardDetail, frozen=True):
+    """A redemption or a refund, with the balance it left."""
+
+    points_balance: float
+
+
+class CustomerRewardEnvelope(msgspec.Struct, frozen=True):
+    data: CustomerRewardDetail
+
+
+class CustomerRewardMovementEnvelope(msgspec.Struct, frozen=True):
+    data: CustomerRewardMovement
+
+
+class RedeemReward(msgspec.Struct, forbid_unknown_fields=True):
+    reward_id: str
+
+
+class UseReward(msgspec.Struct, forbid_unknown_fields=True):
+    """``order_id``: the order the code was used on (optional)."""
+
+    order_id: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] | None = None
+
+
+class ChangeCustomerRewardStatus(msgspec.Struct, forbid_unknown_fields=True):
+    """``inactive`` suspends a code, ``active`` restores it, ``deleted`` is final."""
+
+    status: Literal["active", "inactive", "deleted"]
+
+
 class Redeemable(msgspec.Struct, frozen=True):
     points_balance: float
     rewards: list[RedeemableReward]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -12,29 +13,42 @@ from loyalty.customers import service as customers_service
 from loyalty.customers.service import CustomerRef
 from loyalty.db.engine import Database
 from loyalty.db.types import utc_now
-from loyalty.errors import NotFoundError, ValidationFailedError
+from loyalty.errors import ValidationFailedError
 from loyalty.events import repository as events
 from loyalty.ids import new_id
+from loyalty.ledger.batch import Movement, Outcome
+from loyalty.ledger.redemptions import Redemption, Revert
 from loyalty.ledger.service import check_limit, decode_cursor, encode_cursor
+from loyalty.ledger.writer import LedgerWriter
 from loyalty.merchants import repository as merchants_repository
 from loyalty.points import MAXIMUM_DECIMALS, PointsFormatError, format_points, parse_points
 from loyalty.rewards import repository
+from loyalty.rewards.customer_rewards import ACTIVE, effective_status, to_detail, to_summary
+from loyalty.rewards.errors import (
+    CustomerRewardNotFoundError,
+    InvalidRewardStateError,
+    RewardNotFoundError,
+)
 from loyalty.rewards.rules import validate_rule
 from loyalty.rewards.schemas import (
+    ChangeCustomerRewardStatus,
     CreateReward,
+    CustomerRewardDetail,
     Redeemable,
     RedeemableReward,
+    RedeemReward,
     Reward,
     RewardPage,
     UpdateReward,
+    UseReward,
 )
 from loyalty.text import check_characters, clean_text
 
 _encoder = msgspec.json.Encoder()
 
-
-class RewardNotFoundError(NotFoundError):
-    code = "reward_not_found"
+# The redeemable endpoint shows the customer's newest rewards, up to this many.
+CUSTOMER_REWARDS_SHOWN_MAX = 100
+EXPIRY_BATCH_SIZE = 500
 
 
 def to_reward(row: Any) -> Reward:
@@ -218,13 +232,15 @@ async def list_rewards(
 async def get_redeemable(
     database: Database, merchant_id: uuid.UUID, ref: CustomerRef
 ) -> Redeemable:
-    """Balance, the active catalogue with affordability, and the customer's rewards.
-
-    Redemption is not built yet, so the customer's rewards are an empty list.
-    """
-    balance_minor = await customers_service.get_points_balance_minor(database, merchant_id, ref)
+    """Balance, the active catalogue with affordability, the customer's rewards newest first."""
+    customer_id, balance_minor = await customers_service.get_points_balance_minor(
+        database, merchant_id, ref
+    )
     async with database.read() as connection:
         catalogue = await repository.catalogue(connection, merchant_id)
+        held = await repository.customer_rewards_newest_first(
+            connection, merchant_id, customer_id, CUSTOMER_REWARDS_SHOWN_MAX
+        )
     rewards: list[RedeemableReward] = []
     for row in catalogue:
         cost = format_points(row.points_cost_minor)
@@ -241,6 +257,205 @@ async def get_redeemable(
                 points_needed=format_points(needed_minor),
             )
         )
+    now = utc_now()
     return Redeemable(
-        points_balance=format_points(balance_minor), rewards=rewards, customer_rewards=[]
+        points_balance=format_points(balance_minor),
+        rewards=rewards,
+        customer_rewards=[to_summary(row._mapping, now) for row in held],
     )
+
+
+# --- redeeming and the life of a customer reward ----------------------------------
+
+
+def _customer_reward_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise _customer_reward_not_found(value) from None
+
+
+def _customer_reward_not_found(value: str) -> CustomerRewardNotFoundError:
+    return CustomerRewardNotFoundError(f"No customer reward {value!r}.", {"id": value})
+
+
+async def _load_customer_reward(
+    connection: AsyncConnection, merchant_id: uuid.UUID, value: str, *, lock: bool = False
+) -> Any:
+    row = await repository.get_customer_reward(
+        connection, merchant_id, _customer_reward_id(value), lock=lock
+    )
+    if row is None:
+        raise _customer_reward_not_found(value)
+    return row
+
+
+async def redeem(
+    writer: LedgerWriter,
+    merchant_id: uuid.UUID,
+    ref: CustomerRef,
+    data: RedeemReward,
+    *,
+    idempotency_key: str | None,
+    request_fingerprint: str,
+) -> Outcome:
+    """Debit the reward's cost and issue the customer reward, in one transaction."""
+    customer = customers_service.check_ref(ref)
+    movement = Movement(
+        merchant_id=merchant_id,
+        customer=customer,
+        points_minor=0,  # the reward's cost, read in the batch
+        kind="redeem",
+        description=None,
+        idempotency_key=idempotency_key,
+        request_fingerprint=request_fingerprint,
+        reward=Redemption(_reward_id(data.reward_id)),
+    )
+    return await writer.submit(movement)
+
+
+async def revert(
+    database: Database,
+    writer: LedgerWriter,
+    merchant_id: uuid.UUID,
+    customer_reward_id: str,
+    *,
+    idempotency_key: str | None,
+    request_fingerprint: str,
+) -> Outcome:
+    """Refund an active reward's points (not lifetime) and mark it ``revert``."""
+    async with database.read() as connection:
+        row = await _load_customer_reward(connection, merchant_id, customer_reward_id)
+    movement = Movement(
+        merchant_id=merchant_id,
+        customer=CustomerRef(customer_id=row.external_id),
+        points_minor=row.points_used_minor,  # read again, locked, in the batch
+        kind="revert",
+        description=None,
+        idempotency_key=idempotency_key,
+        request_fingerprint=request_fingerprint,
+        reward=Revert(row.id),
+    )
+    return await writer.submit(movement)
+
+
+async def get_customer_reward(
+    connection: AsyncConnection, merchant_id: uuid.UUID, customer_reward_id: str
+) -> CustomerRewardDetail:
+    row = await _load_customer_reward(connection, merchant_id, customer_reward_id)
+    return to_detail(row._mapping, row.external_id, utc_now())
+
+
+def _invalid_state(status: str, action: str, allowed: str) -> InvalidRewardStateError:
+    return InvalidRewardStateError(
+        f"A reward that is {status!r} cannot be {action}; {allowed}.",
+        {"status": status, "action": action},
+    )
+
+
+async def _change(
+    connection: AsyncConnection,
+    merchant_id: uuid.UUID,
+    row: Any,
+    values: dict[str, Any],
+    event_type: str,
+    now: datetime,
+) -> CustomerRewardDetail:
+    await repository.update_customer_reward(
+        connection, merchant_id, row.id, {**values, "updated_at": now}
+    )
+    changed = await _load_customer_reward(connection, merchant_id, str(row.id))
+    detail = to_detail(changed._mapping, changed.external_id, now)
+    await events.record(
+        connection,
+        merchant_id=merchant_id,
+        event_type=event_type,
+        subject_id=row.id,
+        payload={"customer_reward": msgspec.to_builtins(detail)},
+        now=now,
+    )
+    return detail
+
+
+async def use_reward(
+    connection: AsyncConnection, merchant_id: uuid.UUID, customer_reward_id: str, data: UseReward
+) -> CustomerRewardDetail:
+    """Mark an active reward used (its code was applied to an order)."""
+    check_characters(data.order_id, "order_id")
+    row = await _load_customer_reward(connection, merchant_id, customer_reward_id, lock=True)
+    now = utc_now()
+    status = effective_status(row.status, row.expires_at, now)
+    if status != ACTIVE:
+        raise _invalid_state(status, "used", "only active rewards can be used")
+    order_id = None if data.order_id is None else data.order_id.strip() or None
+    return await _change(
+        connection,
+        merchant_id,
+        row,
+        {"status": "used", "used_at": now, "order_id": order_id},
+        "customer_reward.used",
+        now,
+    )
+
+
+# The merchant's own changes to a customer reward: suspend, restore, delete.
+_MERCHANT_TRANSITIONS = {"active": {"inactive", "deleted"}, "inactive": {"active", "deleted"}}
+_STATUS_EVENTS = {
+    "inactive": "customer_reward.deactivated",
+    "active": "customer_reward.reactivated",
+    "deleted": "customer_reward.deleted",
+}
+
+
+async def change_status(
+    connection: AsyncConnection,
+    merchant_id: uuid.UUID,
+    customer_reward_id: str,
+    data: ChangeCustomerRewardStatus,
+) -> CustomerRewardDetail:
+    row = await _load_customer_reward(connection, merchant_id, customer_reward_id, lock=True)
+    now = utc_now()
+    status = effective_status(row.status, row.expires_at, now)
+    if status == data.status:
+        return to_detail(row._mapping, row.external_id, now)  # already so: nothing changes
+    if data.status not in _MERCHANT_TRANSITIONS.get(status, set()):
+        raise _invalid_state(
+            status,
+            f"set to {data.status!r}",
+            "only active and inactive rewards change status",
+        )
+    return await _change(
+        connection, merchant_id, row, {"status": data.status}, _STATUS_EVENTS[data.status], now
+    )
+
+
+async def expire_due_rewards(
+    database: Database, *, now: datetime | None = None, batch_size: int = EXPIRY_BATCH_SIZE
+) -> int:
+    """Mark active rewards past ``expires_at`` expired, in bounded transactions.
+
+    Rows are claimed with ``FOR UPDATE SKIP LOCKED`` on Postgres, so several
+    workers share the work and none expires a reward twice; each claimed row
+    is updated only if still active. Returns how many rewards expired.
+    """
+    moment = now or utc_now()
+
+    async def expire_batch(connection: AsyncConnection) -> int:
+        rows = await repository.claim_due_for_expiry(connection, moment, batch_size)
+        for row in rows:
+            await _change(
+                connection,
+                row.merchant_id,
+                row,
+                {"status": "expired"},
+                "customer_reward.expired",
+                moment,
+            )
+        return len(rows)
+
+    total = 0
+    while True:
+        expired = await database.transaction(expire_batch)
+        total += expired
+        if expired < batch_size:
+            return total
