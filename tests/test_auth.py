@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import httpx
 import pytest
+from litestar import Litestar
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -97,21 +99,29 @@ async def test_insufficient_scope_names_the_scope(tenant: Tenant, unique_id: str
     assert (await tenant.customer(unique_id))["points_balance"] == 0
 
 
-@pytest.mark.parametrize(
-    ("method", "path", "scope"),
-    [
-        ("POST", CUSTOMERS, "customers:write"),
-        ("GET", CUSTOMERS, "customers:read"),
-        ("POST", TRANSACTIONS, "transactions:write"),
-        ("GET", TRANSACTIONS, "transactions:read"),
-        ("GET", "/api/v1/public/customers/rewards/redeemable", "rewards:read"),
-        ("POST", "/api/v1/rewards", "rewards:write"),
-        ("GET", "/api/v1/rewards", "rewards:read"),
-        ("GET", "/api/v1/rewards/00000000-0000-7000-8000-000000000001", "rewards:read"),
-        ("PATCH", "/api/v1/rewards/00000000-0000-7000-8000-000000000001", "rewards:write"),
-        ("DELETE", "/api/v1/rewards/00000000-0000-7000-8000-000000000001", "rewards:write"),
-    ],
-)
+SOME_ID = "00000000-0000-7000-8000-000000000001"
+SCOPED_ENDPOINTS = [
+    ("POST", CUSTOMERS, "customers:write"),
+    ("GET", CUSTOMERS, "customers:read"),
+    ("POST", TRANSACTIONS, "transactions:write"),
+    ("GET", TRANSACTIONS, "transactions:read"),
+    ("GET", "/api/v1/public/customers/rewards/redeemable", "rewards:read"),
+    ("POST", "/api/v1/rewards", "rewards:write"),
+    ("GET", "/api/v1/rewards", "rewards:read"),
+    ("GET", f"/api/v1/rewards/{SOME_ID}", "rewards:read"),
+    ("PATCH", f"/api/v1/rewards/{SOME_ID}", "rewards:write"),
+    ("DELETE", f"/api/v1/rewards/{SOME_ID}", "rewards:write"),
+    ("POST", "/api/v1/public/customers/rewards/redeem", "rewards:write"),
+    ("GET", f"/api/v1/public/customers/rewards/{SOME_ID}", "rewards:read"),
+    ("PATCH", f"/api/v1/public/customers/rewards/{SOME_ID}", "rewards:write"),
+    ("POST", f"/api/v1/public/customers/rewards/{SOME_ID}/use", "rewards:write"),
+    ("POST", f"/api/v1/public/customers/rewards/{SOME_ID}/revert", "rewards:write"),
+    ("GET", "/api/v1/settings/program", "settings:read"),
+    ("PATCH", "/api/v1/settings/program", "settings:write"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "scope"), SCOPED_ENDPOINTS)
 async def test_every_endpoint_enforces_its_scope(
     tenant: Tenant, method: str, path: str, scope: str
 ) -> None:
@@ -126,6 +136,24 @@ async def test_every_endpoint_enforces_its_scope(
     )
     assert response.status_code == 403
     assert response.json()["error"]["details"] == {"required_scope": scope}
+
+
+def test_the_scope_list_above_covers_every_endpoint(app: Litestar) -> None:
+    listed = {
+        (method, re.sub(r"/[0-9a-f-]{36}", "/{id}", path), scope)
+        for method, path, scope in SCOPED_ENDPOINTS
+    }
+    served = set()
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", []):
+            scope = handler.opt.get("scope")
+            if scope is None:
+                continue
+            path = re.sub(r"\{[a-z_]+:str\}", "{id}", route.path_format.rstrip("/") or "/")
+            path = re.sub(r"\{[a-z_]+\}", "{id}", path)
+            for method in handler.http_methods:
+                served.add((method, path, scope))
+    assert served == listed
 
 
 async def test_tokens_are_stored_only_as_hashes(tenant: Tenant) -> None:

@@ -144,6 +144,55 @@ async def test_two_workers_64_clients_one_customer(fresh_database_url: str, tmp_
             )
 
 
+async def test_two_workers_20_redemptions_with_points_for_5(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    merchant = cli_json(fresh_database_url, "merchants", "create", "Busy Shop")
+    key = cli_json(
+        fresh_database_url, "keys", "create", "--merchant", merchant["id"], "--scopes", "all"
+    )
+    headers = {"Authorization": f"Bearer {key['token']}"}
+    with running_server(fresh_database_url, tmp_path, workers=2) as base_url:
+        async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=60) as client:
+            reward = await client.post(
+                "/api/v1/rewards",
+                json={"name": "$5 off", "reward_type": "fixed_discount", "points_cost": 500,
+                      "reward_rule": {"discount_value": 5}},
+            )  # fmt: skip
+            await client.post("/api/v1/public/customers", json={"customer_id": "hot"})
+            await client.post(
+                "/api/v1/public/customers/transactions",
+                params={"customer_id": "hot"},
+                json={"points": 2500, "description": "start"},
+            )
+            responses = await asyncio.gather(
+                *(
+                    client.post(
+                        "/api/v1/public/customers/rewards/redeem",
+                        params={"customer_id": "hot"},
+                        json={"reward_id": reward.json()["data"]["id"]},
+                    )
+                    for _ in range(20)
+                )
+            )
+            statuses = [response.status_code for response in responses]
+            assert statuses.count(201) == 5, statuses
+            assert statuses.count(422) == 15
+            codes = {r.json()["data"]["discount_code"] for r in responses if r.status_code == 201}
+            assert len(codes) == 5
+            page = await client.get(
+                "/api/v1/public/customers/rewards/redeemable", params={"customer_id": "hot"}
+            )
+            data = page.json()["data"]
+            assert data["points_balance"] == 0
+            assert {r["discount_code"] for r in data["customer_rewards"]} == codes
+            print(
+                f"\n2 workers, 20 concurrent redemptions of 500 against 2500 points: "
+                f"{statuses.count(201)} redeemed with 5 distinct codes, "
+                f"{statuses.count(422)} insufficient_points, final balance 0"
+            )
+
+
 async def test_keys_never_reach_the_logs(fresh_database_url: str, tmp_path: Path) -> None:
     merchant = cli_json(fresh_database_url, "merchants", "create", "Quiet shop")
     key = cli_json(
