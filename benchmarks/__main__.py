@@ -39,6 +39,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from loyalty.auth import service as auth_service
 from loyalty.db.engine import Database
 from loyalty.db.migrate import upgrade_to_head
+from loyalty.rewards import service as rewards_service
+from loyalty.rewards.schemas import CreateReward
 from loyalty.settings import Settings
 
 HERE = Path(__file__).parent
@@ -88,6 +90,23 @@ def require_tools() -> None:
 
 # --- data -----------------------------------------------------------------
 
+SEED_002_CATALOGUE = [
+    CreateReward(
+        name="$5 off your next order",
+        description="Redeem 500 points for a $5 discount.",
+        reward_type="fixed_discount",
+        points_cost=500,
+        reward_rule={"discount_value": 5},
+    ),
+    CreateReward(
+        name="10% off your next order",
+        description="Redeem 1000 points for 10% off.",
+        reward_type="percentage_discount",
+        points_cost=1000,
+        reward_rule={"discount_percentage": 10},
+    ),
+]
+
 
 async def seed(database_url: str, merchants: int, customers_per_merchant: int) -> list[str]:
     """Merchants with deterministic ids, customers c1..cN each, one key per merchant."""
@@ -105,6 +124,9 @@ async def seed(database_url: str, merchants: int, customers_per_merchant: int) -
                 await _seed_sqlite(driver, merchant_id, number, customers_per_merchant)
             else:
                 await _seed_postgres(driver, merchant_id, number, customers_per_merchant)
+            # Seed 002's catalogue, so the redeemable read has rewards to show.
+            for reward in SEED_002_CATALOGUE:
+                await rewards_service.create_reward(connection, merchant_id, reward)
             key = await auth_service.create_key(
                 connection, merchant_id=merchant_id, scopes="all", name="benchmark"
             )

@@ -61,6 +61,7 @@ async def entry_kinds(tenant: Tenant, customer_id: str) -> list[tuple[str, float
 async def test_seed_002_scenario_and_redeem(tenant: Tenant, unique_id: str) -> None:
     five = await create(tenant, FIVE_OFF)
     ten = await create(tenant, TEN_PERCENT)
+    await tenant.enrol(unique_id, email=f"{unique_id}@example.com")
     await funded(tenant, unique_id, 650)
 
     page = (await tenant.get(REDEEMABLE, params={"customer_id": unique_id})).json()["data"]
@@ -96,6 +97,8 @@ async def test_seed_002_scenario_and_redeem(tenant: Tenant, unique_id: str) -> N
     assert [(r["can_redeem"], r["points_needed"]) for r in page["rewards"]] == [
         (False, 350), (False, 850)
     ]  # fmt: skip
+    by_email = await tenant.get(REDEEMABLE, params={"customer_email": f"{unique_id}@EXAMPLE.com"})
+    assert by_email.json()["data"] == page
     [shown] = page["customer_rewards"]
     assert set(shown) == SEED_CUSTOMER_REWARD_FIELDS
     assert shown["id"] == redeemed["id"]

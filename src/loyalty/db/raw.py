@@ -69,3 +69,13 @@ async def fetch_row_sqlite(database: Database, sql: str, *arguments: Any) -> SQL
     row = await cursor.fetchone()
     await cursor.close()
     return None if row is None else SQLiteRowView(row)
+
+
+async def fetch_rows_sqlite(database: Database, sql: str, *arguments: Any) -> list[SQLiteRowView]:
+    """Rows from the process's driver-level SQLite reader."""
+    reader = database.sqlite_reader
+    assert reader is not None, "Database.start() opens the reader"
+    cursor = await reader.execute(sql, arguments)
+    rows = await cursor.fetchall()
+    await cursor.close()
+    return [SQLiteRowView(row) for row in rows]

@@ -46,15 +46,15 @@ def to_detail(row: Mapping[str, Any], customer_id: str, now: datetime) -> Custom
     )
 
 
-def to_summary(row: Mapping[str, Any], now: datetime) -> CustomerReward:
-    """The seed's fields, for the redeemable endpoint."""
+def to_summary(row: Any, now: datetime) -> CustomerReward:
+    """The seed's fields, for the redeemable endpoint (a row with attribute access)."""
     return CustomerReward(
-        id=row["id"],
-        reward_type=row["reward_type"],
-        status=effective_status(row["status"], row["expires_at"], now),  # type: ignore[arg-type]
-        discount_code=row["discount_code"],
-        points_used=format_points(row["points_used_minor"]),
-        expires_at=row["expires_at"],
-        used_at=row["used_at"],
-        created_at=row["created_at"],
+        id=row.id,
+        reward_type=row.reward_type,
+        status=effective_status(row.status, row.expires_at, now),  # type: ignore[arg-type]
+        discount_code=row.discount_code,
+        points_used=format_points(row.points_used_minor),
+        expires_at=row.expires_at,
+        used_at=row.used_at,
+        created_at=row.created_at,
     )

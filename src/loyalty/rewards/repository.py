@@ -1,12 +1,17 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import msgspec
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loyalty.customers.repository import load_with_balances
+from loyalty.db.engine import Database
+from loyalty.db.raw import fetch_rows_sqlite
 from loyalty.db.tables import customer_rewards, customers, program_settings, rewards
 
 # A catalogue is shown whole; this bounds it.
@@ -72,21 +77,6 @@ async def list_page(
     return list(await connection.execute(statement.order_by(rewards.c.number).limit(limit)))
 
 
-async def catalogue(connection: AsyncConnection, merchant_id: uuid.UUID) -> list[Any]:
-    """Active, not deleted rewards, cheapest first (the redeemable list)."""
-    statement = (
-        select(rewards)
-        .where(
-            rewards.c.merchant_id == merchant_id,
-            rewards.c.deleted_at.is_(None),
-            rewards.c.active.is_(True),
-        )
-        .order_by(rewards.c.points_cost_minor, rewards.c.number)
-        .limit(CATALOGUE_REWARDS_MAX)
-    )
-    return list(await connection.execute(statement))
-
-
 def _with_customer() -> Select[Any]:
     return select(customer_rewards, customers.c.external_id).join(
         customers,
@@ -127,21 +117,6 @@ async def update_customer_reward(
     )
 
 
-async def customer_rewards_newest_first(
-    connection: AsyncConnection, merchant_id: uuid.UUID, customer_id: uuid.UUID, limit: int
-) -> list[Any]:
-    statement = (
-        select(customer_rewards)
-        .where(
-            customer_rewards.c.merchant_id == merchant_id,
-            customer_rewards.c.customer_id == customer_id,
-        )
-        .order_by(customer_rewards.c.created_at.desc(), customer_rewards.c.id.desc())
-        .limit(limit)
-    )
-    return list(await connection.execute(statement))
-
-
 async def claim_due_for_expiry(connection: AsyncConnection, now: datetime, limit: int) -> list[Any]:
     """Active rewards past their expiry, locked; rows another worker holds are skipped."""
     statement = (
@@ -152,3 +127,139 @@ async def claim_due_for_expiry(connection: AsyncConnection, now: datetime, limit
         .with_for_update(of=customer_rewards, skip_locked=True)
     )
     return list(await connection.execute(statement))
+
+
+# The redeemable endpoint's reads (a hot path): straight on the driver. On
+# Postgres one statement answers the whole page (customer, balance, catalogue,
+# the customer's rewards) in one round trip, the lists as JSON.
+_REDEEMABLE_POSTGRES = """
+SELECT c.id, b.points_balance_minor,
+       (SELECT coalesce(json_agg(r), '[]')
+        FROM (SELECT id, name, description, reward_type, points_cost_minor,
+                     reward_rule::json AS reward_rule
+              FROM rewards
+              WHERE merchant_id = $1 AND deleted_at IS NULL AND active
+              ORDER BY points_cost_minor, number
+              LIMIT $3) AS r) AS catalogue,
+       (SELECT coalesce(json_agg(h), '[]')
+        FROM (SELECT id, reward_type, status, discount_code, points_used_minor,
+                     expires_at, used_at, created_at
+              FROM customer_rewards
+              WHERE merchant_id = $1 AND customer_id = c.id
+              ORDER BY created_at DESC, id DESC
+              LIMIT $4) AS h) AS held
+FROM customers c
+JOIN customer_balances b ON b.merchant_id = c.merchant_id AND b.customer_id = c.id
+WHERE c.merchant_id = $1 AND c.{column} = $2
+"""
+_CATALOGUE_SQLITE = """
+SELECT id, name, description, reward_type, points_cost_minor, reward_rule
+FROM rewards
+WHERE merchant_id = ? AND deleted_at IS NULL AND active = 1
+ORDER BY points_cost_minor, number
+LIMIT ?
+"""
+_CUSTOMER_REWARDS_SQLITE = """
+SELECT id, reward_type, status, discount_code, points_used_minor, expires_at, used_at, created_at
+FROM customer_rewards
+WHERE merchant_id = ? AND customer_id = ?
+ORDER BY created_at DESC, id DESC
+LIMIT ?
+"""
+
+
+class CatalogueRow(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    name: str
+    description: str | None
+    reward_type: str
+    points_cost_minor: int
+    reward_rule: dict[str, Any]
+
+
+class HeldRow(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    reward_type: str
+    status: str
+    discount_code: str | None
+    points_used_minor: int
+    expires_at: datetime | None
+    used_at: datetime | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RedeemableRows:
+    customer_id: uuid.UUID
+    points_balance_minor: int
+    catalogue: list[CatalogueRow]
+    held: list[HeldRow]
+
+
+_catalogue_decoder = msgspec.json.Decoder(list[CatalogueRow])
+_held_decoder = msgspec.json.Decoder(list[HeldRow])
+
+
+async def redeemable_rows(
+    database: Database, merchant_id: uuid.UUID, *, column: str, value: str, limit: int
+) -> RedeemableRows | None:
+    """The customer's balance, the active catalogue cheapest first, the newest rewards."""
+    if database.raw_pool is not None:
+        async with database.raw_connection() as connection:
+            record = await connection.fetchrow(
+                _REDEEMABLE_POSTGRES.format(column=column),
+                merchant_id,
+                value,
+                CATALOGUE_REWARDS_MAX,
+                limit,
+            )
+        if record is None:
+            return None
+        return RedeemableRows(
+            record["id"],
+            record["points_balance_minor"],
+            _catalogue_decoder.decode(record["catalogue"]),
+            _held_decoder.decode(record["held"]),
+        )
+    customer = await load_with_balances(
+        database,
+        merchant_id,
+        external_id=value if column == "external_id" else None,
+        email=value if column == "email" else None,
+    )
+    if customer is None:
+        return None
+    catalogue = await fetch_rows_sqlite(
+        database, _CATALOGUE_SQLITE, merchant_id.hex, CATALOGUE_REWARDS_MAX
+    )
+    held = await fetch_rows_sqlite(
+        database, _CUSTOMER_REWARDS_SQLITE, merchant_id.hex, customer.id.hex, limit
+    )
+    return RedeemableRows(
+        customer.id,
+        customer.points_balance_minor,
+        [
+            CatalogueRow(
+                row.id,
+                row.name,
+                row.description,
+                row.reward_type,
+                row.points_cost_minor,
+                msgspec.json.decode(row.reward_rule),
+            )
+            for row in catalogue
+        ],
+        [
+            HeldRow(
+                row.id,
+                row.reward_type,
+                row.status,
+                row.discount_code,
+                row.points_used_minor,
+                row.expires_at,
+                row.used_at,
+                row.created_at,
+            )
+            for row in held
+        ],
+    )

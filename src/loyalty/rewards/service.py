@@ -233,26 +233,30 @@ async def get_redeemable(
     database: Database, merchant_id: uuid.UUID, ref: CustomerRef
 ) -> Redeemable:
     """Balance, the active catalogue with affordability, the customer's rewards newest first."""
-    customer_id, balance_minor = await customers_service.get_points_balance_minor(
-        database, merchant_id, ref
+    ref = customers_service.check_ref(ref)
+    column, value = (
+        ("external_id", ref.customer_id)
+        if ref.customer_id is not None
+        else ("email", ref.customer_email)
     )
-    async with database.read() as connection:
-        catalogue = await repository.catalogue(connection, merchant_id)
-        held = await repository.customer_rewards_newest_first(
-            connection, merchant_id, customer_id, CUSTOMER_REWARDS_SHOWN_MAX
-        )
+    assert value is not None
+    rows = await repository.redeemable_rows(
+        database, merchant_id, column=column, value=value, limit=CUSTOMER_REWARDS_SHOWN_MAX
+    )
+    if rows is None:
+        raise customers_service.customer_not_found(ref)
+    balance_minor = rows.points_balance_minor
     rewards: list[RedeemableReward] = []
-    for row in catalogue:
-        cost = format_points(row.points_cost_minor)
+    for row in rows.catalogue:
         needed_minor = max(row.points_cost_minor - balance_minor, 0)
         rewards.append(
             RedeemableReward(
                 id=row.id,
                 name=row.name,
                 description=row.description,
-                reward_type=row.reward_type,
-                points_cost=cost,
-                reward_rule=msgspec.json.decode(row.reward_rule),
+                reward_type=row.reward_type,  # type: ignore[arg-type]
+                points_cost=format_points(row.points_cost_minor),
+                reward_rule=row.reward_rule,
                 can_redeem=needed_minor == 0,
                 points_needed=format_points(needed_minor),
             )
@@ -261,7 +265,7 @@ async def get_redeemable(
     return Redeemable(
         points_balance=format_points(balance_minor),
         rewards=rewards,
-        customer_rewards=[to_summary(row._mapping, now) for row in held],
+        customer_rewards=[to_summary(row, now) for row in rows.held],
     )
 
 
