@@ -68,7 +68,9 @@ def is_unavailable(error: BaseException) -> bool:
         | asyncpg.exceptions.CannotConnectNowError
         | asyncpg.exceptions.AdminShutdownError
         | asyncpg.exceptions.TooManyConnectionsError
-        | asyncpg.exceptions.ConnectionFailureError,
+        | asyncpg.exceptions.ConnectionFailureError
+        # A connection left mid-operation by a lost server: treated as lost.
+        | asyncpg.exceptions.InternalClientError,
     ) or (isinstance(error, DBAPIError) and error.orig is not None and is_unavailable(error.orig))
 
 
@@ -189,8 +191,18 @@ class Database:
         assert pool is not None, "Database.start() opens the pool"
         if self._raw_slots is None:
             self._raw_slots = asyncio.Semaphore(self._raw_pool_size)
-        async with self._raw_slots, pool.acquire() as connection:
-            yield connection
+        async with self._raw_slots:
+            connection = await pool.acquire()
+            try:
+                yield connection
+            except BaseException:
+                # A connection that failed or was cancelled mid-operation may be
+                # left in a state the next user would trip over (the pool's
+                # reset is a no-op, see _keep_session): close it, never reuse it.
+                connection.terminate()
+                raise
+            finally:
+                await pool.release(connection)
 
     async def dispose(self) -> None:
         if self._revocation_listener is not None:
