@@ -103,6 +103,7 @@ SOME_ID = "00000000-0000-7000-8000-000000000001"
 SCOPED_ENDPOINTS = [
     ("POST", CUSTOMERS, "customers:write"),
     ("GET", CUSTOMERS, "customers:read"),
+    ("PATCH", f"{CUSTOMERS}/status", "customers:write"),
     ("POST", TRANSACTIONS, "transactions:write"),
     ("GET", TRANSACTIONS, "transactions:read"),
     ("GET", "/api/v1/public/customers/rewards/redeemable", "rewards:read"),

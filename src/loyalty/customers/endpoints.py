@@ -2,13 +2,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, Response, get, patch, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.customers import service
-from loyalty.customers.schemas import CustomerEnvelope, EnrolCustomer
+from loyalty.customers.schemas import ChangeCustomerStatus, CustomerEnvelope, EnrolCustomer
 from loyalty.http.body import strict_body
 from loyalty.http.dependencies import CurrentCaller, CustomerRefQuery
 from loyalty.http.openapi import BEARER_SECURITY, error_responses
@@ -63,3 +63,31 @@ class CustomerController(Controller):
     ) -> CustomerEnvelope:
         customer = await service.get_customer(caller.database, caller.merchant_id, customer_ref)
         return CustomerEnvelope(data=customer)
+
+    @patch(
+        "/status",
+        opt={"scope": "customers:write"},
+        summary="Change a customer's status",
+        description=(
+            "`active` customers earn and redeem; `inactive` ones redeem but do not earn; "
+            "`excluded` and `excluded_by_customer` neither earn nor redeem (422 "
+            "`customer_excluded`). Manual adjustments work for every status."
+        ),
+        responses=error_responses(404, 422),
+    )
+    async def change_status(
+        self,
+        request: Request[Any, Any, Any],
+        caller: CurrentCaller,
+        customer_ref: CustomerRefQuery,
+        data: JSONBody[ChangeCustomerStatus],
+    ) -> Response[CustomerEnvelope]:
+        data = await strict_body(request, ChangeCustomerStatus)
+
+        async def operation(connection: AsyncConnection) -> tuple[int, Any]:
+            customer = await service.change_status(
+                connection, caller.merchant_id, customer_ref, data
+            )
+            return 200, CustomerEnvelope(data=customer)
+
+        return await idempotent_write(request, caller.principal, operation)

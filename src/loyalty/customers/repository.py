@@ -183,3 +183,33 @@ def profile_values(
         if value is not unset:
             values[name] = value
     return values
+
+
+async def find_by_id(
+    connection: AsyncConnection,
+    merchant_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    *,
+    lock: bool = False,
+) -> Any:
+    statement = _CUSTOMER_WITH_BALANCES.where(
+        customers.c.merchant_id == merchant_id, customers.c.id == customer_id
+    )
+    if lock:
+        statement = statement.with_for_update(of=customers)
+    return (await connection.execute(statement)).one()
+
+
+async def set_status(
+    connection: AsyncConnection,
+    merchant_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    status: str,
+    reason: str | None,
+    now: datetime,
+) -> None:
+    await connection.execute(
+        customers.update()
+        .where(customers.c.merchant_id == merchant_id, customers.c.id == customer_id)
+        .values(status=status, status_reason=reason, updated_at=now)
+    )

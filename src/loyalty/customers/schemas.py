@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -33,6 +33,19 @@ class EnrolCustomer(msgspec.Struct, forbid_unknown_fields=True):
     date_of_birth: date | msgspec.UnsetType | None = msgspec.UNSET
 
 
+CustomerStatus = Literal["active", "inactive", "excluded", "excluded_by_customer"]
+
+
+class ChangeCustomerStatus(msgspec.Struct, forbid_unknown_fields=True):
+    """``active`` customers earn and redeem; ``inactive`` ones redeem but do not
+    earn; ``excluded`` (by the merchant) and ``excluded_by_customer`` (the
+    customer opted out) neither earn nor redeem. Manual adjustments work for
+    every status. ``reason`` is a staff note kept with the status."""
+
+    status: CustomerStatus
+    reason: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+
+
 class TierRef(msgspec.Struct, frozen=True):
     id: uuid.UUID
     name: str
@@ -49,6 +62,7 @@ class Customer(msgspec.Struct, frozen=True):
     last_name: str | None
     date_of_birth: date | None
     status: str
+    status_reason: str | None
     points_balance: float
     pending_points: float
     lifetime_points: float

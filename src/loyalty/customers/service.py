@@ -13,14 +13,19 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.customers import repository
-from loyalty.customers.schemas import EMAIL_PATTERN, Customer, EnrolCustomer
+from loyalty.customers.schemas import (
+    EMAIL_PATTERN,
+    ChangeCustomerStatus,
+    Customer,
+    EnrolCustomer,
+)
 from loyalty.db.engine import Database
 from loyalty.db.types import utc_now
 from loyalty.errors import ConflictError, NotFoundError, ValidationFailedError
 from loyalty.events import repository as events
 from loyalty.ids import new_id
 from loyalty.points import format_points
-from loyalty.text import strip_html
+from loyalty.text import check_characters, clean_note, strip_html
 
 _EMAIL_PATTERN = re.compile(EMAIL_PATTERN)
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
@@ -90,6 +95,7 @@ def to_customer(row: Any) -> Customer:
         last_name=row.last_name,
         date_of_birth=row.date_of_birth,
         status=row.status,
+        status_reason=row.status_reason,
         points_balance=format_points(row.points_balance_minor),
         pending_points=format_points(row.pending_points_minor),
         lifetime_points=format_points(row.lifetime_points_minor),
@@ -246,3 +252,35 @@ async def resolve_customer_id(
     if customer_uuid is None:
         raise customer_not_found(ref)
     return customer_uuid
+
+
+async def change_status(
+    connection: AsyncConnection,
+    merchant_id: uuid.UUID,
+    ref: CustomerRef,
+    data: ChangeCustomerStatus,
+) -> Customer:
+    """Set the customer's status; the change and its reason are an event."""
+    ref = check_ref(ref)
+    customer_uuid = await resolve_customer_id(connection, merchant_id, ref)
+    check_characters(data.reason, "reason")
+    reason = clean_note(data.reason)
+    before = await repository.find_by_id(connection, merchant_id, customer_uuid, lock=True)
+    if before.status == data.status and before.status_reason == reason:
+        return to_customer(before)
+    now = utc_now()
+    await repository.set_status(connection, merchant_id, customer_uuid, data.status, reason, now)
+    customer = to_customer(await repository.find_by_id(connection, merchant_id, customer_uuid))
+    await events.record(
+        connection,
+        merchant_id=merchant_id,
+        event_type="customer.status_changed",
+        subject_id=customer_uuid,
+        payload={
+            "customer": msgspec.to_builtins(customer),
+            "previous_status": before.status,
+            "reason": reason,
+        },
+        now=now,
+    )
+    return customer

@@ -98,6 +98,8 @@ customers = Table(
     Column("last_name", String(100), nullable=True),
     Column("date_of_birth", Date, nullable=True),
     Column("status", String(32), nullable=False, server_default="active"),
+    # Why the merchant last changed the status (staff-facing).
+    Column("status_reason", String(500), nullable=True),
     Column("total_spent_minor", BigInteger, nullable=False, server_default="0"),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
@@ -105,6 +107,10 @@ customers = Table(
     ForeignKeyConstraint(["merchant_id"], ["merchants.id"]),
     UniqueConstraint("merchant_id", "external_id"),
     UniqueConstraint("merchant_id", "email"),
+    CheckConstraint(
+        "status IN ('active', 'inactive', 'excluded', 'excluded_by_customer')",
+        name="status_known",
+    ),
 )
 
 customer_balances = Table(
