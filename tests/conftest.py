@@ -79,7 +79,8 @@ async def database_url(
 
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, database_pool_size=20)
+    # Jobs run when a test runs them (tests/test_jobs.py tests the scheduler itself).
+    return Settings(database_url=database_url, database_pool_size=20, scheduler="off")
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,7 @@ from loyalty.http.errors import EXCEPTION_HANDLERS
 from loyalty.http.health import healthz, readyz
 from loyalty.http.observability import request_id_middleware
 from loyalty.http.options import options_middleware
+from loyalty.jobs import Scheduler, scheduler_enabled
 from loyalty.ledger.endpoints import TransactionController
 from loyalty.ledger.writer import LedgerWriter
 from loyalty.logs import configure_logging
@@ -57,10 +58,16 @@ async def start_services(app: Litestar, settings: Settings, database: Database) 
     app.state.settings = settings
     app.state.database = database
     app.state.ledger_writer = writer
+    app.state.scheduler = None
+    if scheduler_enabled(settings, database):
+        app.state.scheduler = Scheduler(database, settings, settings.scheduler_interval_seconds)
+        app.state.scheduler.start()
 
 
 async def stop_services(app: Litestar, *, dispose_database: bool) -> None:
     """Finish queued movements, then close the database if this app opened it."""
+    if app.state.scheduler is not None:
+        await app.state.scheduler.stop()
     await app.state.ledger_writer.stop()
     if dispose_database:
         await app.state.database.dispose()

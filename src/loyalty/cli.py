@@ -14,14 +14,13 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loyalty import jobs
 from loyalty.auth import service as auth_service
 from loyalty.db.engine import Database, DatabaseURLError
 from loyalty.db.migrate import upgrade_to_head
 from loyalty.errors import LoyaltyError
-from loyalty.idempotency import service as idempotency_service
 from loyalty.merchants import repository as merchants_repository
 from loyalty.merchants import service as merchants_service
-from loyalty.rewards import service as rewards_service
 from loyalty.settings import Settings
 
 T = TypeVar("T")
@@ -144,12 +143,9 @@ def worker(
         database = Database(settings, pool_size=2)
         try:
             while True:
-                expired = await rewards_service.expire_due_rewards(database)
-                console.print(f"expired {expired} customer reward(s)")
-                purged = await idempotency_service.purge_expired(
-                    database, settings.idempotency_retention_days
-                )
-                console.print(f"purged {purged} idempotency record(s)")
+                run = await jobs.run_due_jobs(database, settings)
+                console.print(f"expired {run.rewards_expired} customer reward(s)")
+                console.print(f"purged {run.idempotency_records_purged} idempotency record(s)")
                 if once:
                     return
                 await asyncio.sleep(interval_seconds)

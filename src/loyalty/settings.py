@@ -49,12 +49,21 @@ class Settings:
     # the last commits on power loss (never on a process crash).
     sqlite_synchronous: str = "FULL"
     log_level: str = "info"
+    # Scheduled jobs inside `loyalty serve`: auto (on SQLite only), on or off.
+    scheduler: str = "auto"
+    scheduler_interval_seconds: float = 60.0
 
     @classmethod
     def from_env(cls) -> Settings:
         sqlite_synchronous = os.environ.get("LOYALTY_SQLITE_SYNCHRONOUS", "FULL").upper()
         if sqlite_synchronous not in {"FULL", "NORMAL"}:
             raise ValueError("LOYALTY_SQLITE_SYNCHRONOUS must be FULL or NORMAL")
+        scheduler = os.environ.get("LOYALTY_SCHEDULER", "auto").lower()
+        if scheduler not in {"auto", "on", "off"}:
+            raise ValueError("LOYALTY_SCHEDULER must be auto, on or off")
+        interval = _float_env("LOYALTY_SCHEDULER_INTERVAL_SECONDS", 60.0)
+        if interval <= 0:
+            raise ValueError("LOYALTY_SCHEDULER_INTERVAL_SECONDS must be positive")
         return cls(
             database_url=os.environ.get("LOYALTY_DATABASE_URL") or DEFAULT_DATABASE_URL,
             redis_url=os.environ.get("LOYALTY_REDIS_URL") or None,
@@ -69,4 +78,6 @@ class Settings:
             request_body_bytes_max=_int_env("LOYALTY_REQUEST_BODY_BYTES_MAX", 64 * 1024),
             sqlite_synchronous=sqlite_synchronous,
             log_level=os.environ.get("LOYALTY_LOG_LEVEL", "info").lower(),
+            scheduler=scheduler,
+            scheduler_interval_seconds=interval,
         )
