@@ -29,6 +29,7 @@ from loyalty.ledger.errors import (
 )
 from loyalty.ledger.schemas import Transaction, TransactionEnvelope
 from loyalty.points import BALANCE_MINOR_MAX, MINOR_PER_POINT, format_points
+from loyalty.rewards.customer_rewards import to_detail
 
 EntryKind = Literal["adjustment", "earn", "redeem", "refund", "expire", "revert"]
 KeyRef = tuple[uuid.UUID, str]
@@ -359,18 +360,19 @@ def _apply(
     event_type, row = redemptions.apply(
         prepared, plan.rewards, context, locked, transaction_id=entry_id, now=now
     )
+    detail = to_detail(row, locked.external_id, now)
     plan.events.append(
         {
             "merchant_id": movement.merchant_id,
             "id": new_id(),
             "type": event_type,
             "subject_id": row["id"],
-            "payload": redemptions.event_payload(row, locked, now),
+            "payload": redemptions.event_payload(detail),
             "created_at": now,
         }
     )
     status_code = 201 if prepared.reward is not None else 200
-    return Outcome(status_code, redemptions.reply(row, locked, balance_after, now))
+    return Outcome(status_code, redemptions.reply(detail, balance_after))
 
 
 def resolve_followers(plan: Plan) -> list[Outcome]:

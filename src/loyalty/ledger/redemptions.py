@@ -24,7 +24,7 @@ from loyalty.errors import invariant
 from loyalty.ids import new_id
 from loyalty.points import MAXIMUM_DECIMALS, format_points, parse_points
 from loyalty.rewards.codes import generate_code
-from loyalty.rewards.customer_rewards import ACTIVE, effective_status, to_detail
+from loyalty.rewards.customer_rewards import ACTIVE, effective_status
 from loyalty.rewards.errors import (
     CustomerExcludedError,
     CustomerRewardNotFoundError,
@@ -33,7 +33,11 @@ from loyalty.rewards.errors import (
     RewardLimitReachedError,
     RewardNotFoundError,
 )
-from loyalty.rewards.schemas import CustomerRewardMovement, CustomerRewardMovementEnvelope
+from loyalty.rewards.schemas import (
+    CustomerRewardDetail,
+    CustomerRewardMovement,
+    CustomerRewardMovementEnvelope,
+)
 
 if TYPE_CHECKING:
     from loyalty.ledger.batch import CustomerKey, LockedCustomer, Movement
@@ -57,6 +61,14 @@ class Revert:
 
 
 RewardOperation = Redemption | Revert
+
+# The customer_rewards columns, in the order both stores write and read them.
+CUSTOMER_REWARD_COLUMNS = (
+    "merchant_id", "id", "customer_id", "reward_id", "reward_type", "reward_name", "reward_rule",
+    "status", "discount_code", "points_used_minor", "store_credit_minor", "order_id",
+    "redeem_transaction_id", "revert_transaction_id", "expires_at", "used_at", "reverted_at",
+    "created_at", "updated_at",
+)  # fmt: skip
 RewardKey = tuple[uuid.UUID, uuid.UUID]  # (merchant_id, id)
 
 
@@ -268,14 +280,12 @@ def apply(
     return "customer_reward.reverted", held
 
 
-def reply(row: dict[str, Any], locked: LockedCustomer, balance_after: int, now: datetime) -> bytes:
-    detail = to_detail(row, locked.external_id, now)
+def reply(detail: CustomerRewardDetail, balance_after: int) -> bytes:
     movement = CustomerRewardMovement(
         **msgspec.structs.asdict(detail), points_balance=format_points(balance_after)
     )
     return _encoder.encode(CustomerRewardMovementEnvelope(data=movement))
 
 
-def event_payload(row: dict[str, Any], locked: LockedCustomer, now: datetime) -> str:
-    detail = to_detail(row, locked.external_id, now)
+def event_payload(detail: CustomerRewardDetail) -> str:
     return _encoder.encode({"customer_reward": detail}).decode()

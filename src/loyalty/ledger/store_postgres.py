@@ -255,11 +255,6 @@ SELECT (SELECT count(*) FROM inserted) AS inserted,
        (SELECT count(*) FROM credited) AS credited
 """
 
-_CUSTOMER_REWARD_COLUMNS = (
-    "merchant_id", "id", "customer_id", "reward_id", "reward_type", "reward_name", "reward_rule",
-    "status", "discount_code", "points_used_minor", "store_credit_minor", "order_id",
-    "redeem_transaction_id", "revert_transaction_id", "expires_at", "used_at", "reverted_at",
-)  # fmt: skip
 DISCOUNT_CODE_CONSTRAINT = "uq_customer_rewards_merchant_id_discount_code"
 
 
@@ -289,7 +284,9 @@ async def load_reward_context(
 async def apply_rewards(
     connection: asyncpg.Connection, writes: redemptions.RewardWrites, now: datetime
 ) -> None:
-    inserts = _columns([[r[c] for c in _CUSTOMER_REWARD_COLUMNS] for r in writes.inserts], 17)
+    # created_at and updated_at are the batch's time ($1).
+    columns = redemptions.CUSTOMER_REWARD_COLUMNS[:-2]
+    inserts = _columns([[r[c] for c in columns] for r in writes.inserts], len(columns))
     reverts = _columns(writes.reverts, 3)
     credits = _columns([(m, c, amount) for (m, c), amount in writes.store_credit.items()], 3)
     row = await connection.fetchrow(_APPLY_REWARDS, now, *inserts, *reverts, *credits)

@@ -190,12 +190,6 @@ async def apply_plan(connection: aiosqlite.Connection, plan: Plan, now: datetime
     )
 
 
-_CUSTOMER_REWARD_COLUMNS = (
-    "merchant_id", "id", "customer_id", "reward_id", "reward_type", "reward_name", "reward_rule",
-    "status", "discount_code", "points_used_minor", "store_credit_minor", "order_id",
-    "redeem_transaction_id", "revert_transaction_id", "expires_at", "used_at", "reverted_at",
-    "created_at", "updated_at",
-)  # fmt: skip
 _UUID_COLUMNS = frozenset(
     {"merchant_id", "id", "customer_id", "reward_id", "redeem_transaction_id",
      "revert_transaction_id"}
@@ -258,7 +252,7 @@ async def load_reward_context(
                 context.redeemed[key] = row[3]
     held = redemptions.held_keys(movements)
     if held:
-        columns = ", ".join(f"cr.{column}" for column in _CUSTOMER_REWARD_COLUMNS)
+        columns = ", ".join(f"cr.{column}" for column in redemptions.CUSTOMER_REWARD_COLUMNS)
         cursor = await connection.execute(
             f"SELECT {columns} FROM ({_values(len(held))}) AS w CROSS JOIN customer_rewards cr "
             f"ON cr.merchant_id = w.column1 AND cr.id = w.column2",
@@ -267,7 +261,7 @@ async def load_reward_context(
         for row in await cursor.fetchall():
             values = {
                 column: _loaded(column, value)
-                for column, value in zip(_CUSTOMER_REWARD_COLUMNS, row, strict=True)
+                for column, value in zip(redemptions.CUSTOMER_REWARD_COLUMNS, row, strict=True)
             }
             context.held[(values["merchant_id"], values["id"])] = values
     return context
@@ -278,9 +272,12 @@ async def apply_rewards(
 ) -> None:
     at = sqlite_time(now)
     await connection.executemany(
-        f"INSERT INTO customer_rewards ({', '.join(_CUSTOMER_REWARD_COLUMNS)}) "
-        f"VALUES ({', '.join(['?'] * len(_CUSTOMER_REWARD_COLUMNS))})",
-        [[_stored(c, row[c]) for c in _CUSTOMER_REWARD_COLUMNS] for row in writes.inserts],
+        f"INSERT INTO customer_rewards ({', '.join(redemptions.CUSTOMER_REWARD_COLUMNS)}) "
+        f"VALUES ({', '.join(['?'] * len(redemptions.CUSTOMER_REWARD_COLUMNS))})",
+        [
+            [_stored(c, row[c]) for c in redemptions.CUSTOMER_REWARD_COLUMNS]
+            for row in writes.inserts
+        ],
     )
     changes_before = connection.total_changes
     await connection.executemany(

@@ -48,11 +48,7 @@ async def list_merchants(connection: AsyncConnection) -> list[Merchant]:
 async def get_program_settings(
     connection: AsyncConnection, merchant_id: uuid.UUID
 ) -> ProgramSettings:
-    row = (
-        await connection.execute(
-            select(program_settings).where(program_settings.c.merchant_id == merchant_id)
-        )
-    ).one()
+    row = await get_program_settings_row(connection, merchant_id)
     return ProgramSettings(
         merchant_id=row.merchant_id,
         points_decimals=row.points_decimals,
