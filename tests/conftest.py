@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -26,6 +27,8 @@ from loyalty.auth import service as auth_service
 from loyalty.db.engine import Database
 from loyalty.db.migrate import upgrade_to_head_async
 from loyalty.db.tables import events
+from loyalty.db.types import set_clock_offset
+from loyalty.jobs import JobsRun, run_due_jobs
 from loyalty.merchants import service as merchants_service
 from loyalty.settings import Settings
 
@@ -197,3 +200,33 @@ async def event_types(tenant: Tenant) -> list[str]:
             .order_by(events.c.id)
         )
         return list(rows.scalars().all())
+
+
+class Clock:
+    """The application's clock, moved by tests of time-driven rules."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def advance(self, **delta: float) -> None:
+        self.offset += timedelta(**delta)
+        set_clock_offset(self.offset)
+
+
+@pytest.fixture
+def clock() -> Iterator[Clock]:
+    moved = Clock()
+    try:
+        yield moved
+    finally:
+        set_clock_offset(timedelta(0))
+
+
+@pytest.fixture
+def run_jobs(app: Litestar, settings: Settings) -> Callable[[], Awaitable[JobsRun]]:
+    """Run every due job once, as `loyalty worker --once` does, with the app's writer."""
+
+    async def run() -> JobsRun:
+        return await run_due_jobs(app.state.database, settings, app.state.ledger_writer)
+
+    return run

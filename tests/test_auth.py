@@ -119,6 +119,14 @@ SCOPED_ENDPOINTS = [
     ("POST", f"/api/v1/public/customers/rewards/{SOME_ID}/revert", "rewards:write"),
     ("GET", "/api/v1/settings/program", "settings:read"),
     ("PATCH", "/api/v1/settings/program", "settings:write"),
+    ("POST", "/api/v1/settings/program/preview", "settings:read"),
+    ("GET", "/api/v1/public/customers/pending", "transactions:read"),
+    ("POST", "/api/v1/public/customers/pending/approve", "transactions:write"),
+    ("POST", f"/api/v1/public/customers/pending/{SOME_ID}/cancel", "transactions:write"),
+    ("GET", "/api/v1/tiers", "settings:read"),
+    ("POST", "/api/v1/tiers", "settings:write"),
+    ("GET", f"/api/v1/tiers/{SOME_ID}", "settings:read"),
+    ("PATCH", f"/api/v1/tiers/{SOME_ID}", "settings:write"),
 ]
 
 

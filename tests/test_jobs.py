@@ -7,6 +7,7 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from litestar import Litestar
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -20,7 +21,7 @@ from tests.test_rewards_catalogue import FIVE_OFF, create
 
 
 async def test_the_scheduler_expires_codes_while_the_api_runs(
-    tenant: Tenant, settings: Settings, unique_id: str
+    tenant: Tenant, settings: Settings, app: Litestar, unique_id: str
 ) -> None:
     weekly = await create(tenant, {**FIVE_OFF, "code_validity_days": 7})
     await funded(tenant, unique_id, 500)
@@ -34,7 +35,7 @@ async def test_the_scheduler_expires_codes_while_the_api_runs(
         )
 
     await tenant.database.transaction(backdate)
-    scheduler = Scheduler(tenant.database, settings, interval_seconds=0.05)
+    scheduler = Scheduler(tenant.database, settings, app.state.ledger_writer, interval_seconds=0.05)
     scheduler.start()
     try:
         for _ in range(100):

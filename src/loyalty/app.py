@@ -22,12 +22,13 @@ from loyalty.http.health import healthz, readyz
 from loyalty.http.observability import request_id_middleware
 from loyalty.http.options import options_middleware
 from loyalty.jobs import Scheduler, scheduler_enabled
-from loyalty.ledger.endpoints import TransactionController
+from loyalty.ledger.endpoints import PendingController, TransactionController
 from loyalty.ledger.writer import LedgerWriter
 from loyalty.logs import configure_logging
 from loyalty.merchants.endpoints import ProgramSettingsController
 from loyalty.rewards.endpoints import RedeemableController, RewardController
 from loyalty.settings import Settings
+from loyalty.tiers.endpoints import TierController
 
 STATIC_DIRECTORY = Path(__file__).parent / "static"
 # Swagger UI is vendored (no CDN) so the docs work on a machine without internet.
@@ -60,7 +61,9 @@ async def start_services(app: Litestar, settings: Settings, database: Database) 
     app.state.ledger_writer = writer
     app.state.scheduler = None
     if scheduler_enabled(settings, database):
-        app.state.scheduler = Scheduler(database, settings, settings.scheduler_interval_seconds)
+        app.state.scheduler = Scheduler(
+            database, settings, writer, settings.scheduler_interval_seconds
+        )
         app.state.scheduler.start()
 
 
@@ -118,9 +121,11 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         route_handlers=[
             CustomerController,
             TransactionController,
+            PendingController,
             RedeemableController,
             RewardController,
             ProgramSettingsController,
+            TierController,
             healthz,
             readyz,
             openapi_json,

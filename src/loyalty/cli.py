@@ -19,6 +19,7 @@ from loyalty.auth import service as auth_service
 from loyalty.db.engine import Database, DatabaseURLError
 from loyalty.db.migrate import upgrade_to_head
 from loyalty.errors import LoyaltyError
+from loyalty.ledger.writer import LedgerWriter
 from loyalty.merchants import repository as merchants_repository
 from loyalty.merchants import service as merchants_service
 from loyalty.settings import Settings
@@ -134,22 +135,32 @@ def worker(
     once: Annotated[bool, typer.Option("--once", help="Run every due job once and exit.")] = False,
     interval_seconds: Annotated[float, typer.Option(min=1.0, help="Pause between runs.")] = 60.0,
 ) -> None:
-    """Run scheduled jobs: expire discount codes past their expiry, purge idempotency
-    records past their retention. Safe to run several at once."""
+    """Run scheduled jobs: release pending points when due, expire points (lots and
+    inactivity), recheck tiers, expire discount codes, purge idempotency records past
+    their retention. Safe to run several at once."""
     settings = _settings()
     _migrate(settings)
 
     async def _main() -> None:
         database = Database(settings, pool_size=2)
+        await database.start()
+        writer = LedgerWriter(database)
+        await writer.start()
         try:
             while True:
-                run = await jobs.run_due_jobs(database, settings)
+                run = await jobs.run_due_jobs(database, settings, writer)
+                console.print(
+                    f"released {run.pending_released} pending credit(s), expired "
+                    f"{run.points_expired:g} point(s), looked at "
+                    f"{run.customers_maintained} customer(s)"
+                )
                 console.print(f"expired {run.rewards_expired} customer reward(s)")
                 console.print(f"purged {run.idempotency_records_purged} idempotency record(s)")
                 if once:
                     return
                 await asyncio.sleep(interval_seconds)
         finally:
+            await writer.stop()
             await database.dispose()
 
     asyncio.run(_main())

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import structlog
 
 from loyalty.db.engine import Database
 from loyalty.idempotency import service as idempotency_service
+from loyalty.ledger.maintenance import run_maintenance
+from loyalty.ledger.writer import LedgerWriter
 from loyalty.rewards import service as rewards_service
 from loyalty.settings import Settings
 
@@ -27,22 +29,41 @@ log = structlog.get_logger(__name__)
 class JobsRun:
     rewards_expired: int
     idempotency_records_purged: int
+    customers_maintained: int = 0
+    points_expired: float = 0
+    pending_released: int = 0
 
 
-async def run_due_jobs(database: Database, settings: Settings) -> JobsRun:
+async def run_due_jobs(database: Database, settings: Settings, writer: LedgerWriter) -> JobsRun:
+    """Release due pending points, expire points, recheck tiers (through ``writer``),
+    expire discount codes, purge old idempotency records."""
+    points = await run_maintenance(database, writer)
     expired = await rewards_service.expire_due_rewards(database)
     purged = await idempotency_service.purge_expired(database, settings.idempotency_retention_days)
-    run = JobsRun(rewards_expired=expired, idempotency_records_purged=purged)
-    log.info("jobs_run", rewards_expired=expired, idempotency_records_purged=purged)
+    run = JobsRun(
+        rewards_expired=expired,
+        idempotency_records_purged=purged,
+        customers_maintained=points.customers,
+        points_expired=points.points_expired,
+        pending_released=points.pending_released,
+    )
+    log.info("jobs_run", **asdict(run))
     return run
 
 
 class Scheduler:
     """Runs the due jobs every ``interval_seconds`` until stopped."""
 
-    def __init__(self, database: Database, settings: Settings, interval_seconds: float) -> None:
+    def __init__(
+        self,
+        database: Database,
+        settings: Settings,
+        writer: LedgerWriter,
+        interval_seconds: float,
+    ) -> None:
         self.database = database
         self.settings = settings
+        self.writer = writer
         self.interval_seconds = interval_seconds
         self.runs = 0
         self._task: asyncio.Task[None] | None = None
@@ -61,7 +82,7 @@ class Scheduler:
     async def _loop(self) -> None:
         while True:
             try:
-                await run_due_jobs(self.database, self.settings)
+                await run_due_jobs(self.database, self.settings, self.writer)
                 self.runs += 1
             except Exception:  # a failed run is logged and tried again next time
                 log.exception("jobs_run_failed")

@@ -12,39 +12,67 @@ from loyalty.db.coalesce import ReadCoalescer
 from loyalty.db.dialect import upsert_insert
 from loyalty.db.engine import Database
 from loyalty.db.raw import RecordView, fetch_row_sqlite
-from loyalty.db.tables import customer_balances, customers
+from loyalty.db.tables import customer_balances, customers, program_settings, tiers
 
-_CUSTOMER_WITH_BALANCES = select(
-    customers,
-    customer_balances.c.points_balance_minor,
-    customer_balances.c.pending_points_minor,
-    customer_balances.c.lifetime_points_minor,
-    customer_balances.c.points_spent_minor,
-    customer_balances.c.points_expired_minor,
-    customer_balances.c.store_credit_balance_minor,
-).join(
-    customer_balances,
-    (customer_balances.c.merchant_id == customers.c.merchant_id)
-    & (customer_balances.c.customer_id == customers.c.id),
+_CUSTOMER_WITH_BALANCES = (
+    select(
+        customers,
+        customer_balances.c.points_balance_minor,
+        customer_balances.c.pending_points_minor,
+        customer_balances.c.lifetime_points_minor,
+        customer_balances.c.points_spent_minor,
+        customer_balances.c.points_expired_minor,
+        customer_balances.c.store_credit_balance_minor,
+        customer_balances.c.last_activity_at,
+        customer_balances.c.next_expiry_at,
+        customer_balances.c.next_expiry_minor,
+        customer_balances.c.tier_id,
+        customer_balances.c.tier_expires_at,
+        tiers.c.name.label("tier_name"),
+        program_settings.c.expiry_policy,
+        program_settings.c.expiry_days,
+        program_settings.c.expiry_changed_at,
+        program_settings.c.tier_basis,
+        program_settings.c.tier_window_days,
+    )
+    .join(
+        customer_balances,
+        (customer_balances.c.merchant_id == customers.c.merchant_id)
+        & (customer_balances.c.customer_id == customers.c.id),
+    )
+    .join(program_settings, program_settings.c.merchant_id == customers.c.merchant_id)
+    .outerjoin(
+        tiers,
+        (tiers.c.merchant_id == customer_balances.c.merchant_id)
+        & (tiers.c.id == customer_balances.c.tier_id),
+    )
 )
+
+# Balances, the next expiry, the tier and the programme's expiry policy.
+_COLUMNS = """c.*, b.points_balance_minor, b.pending_points_minor, b.lifetime_points_minor,
+       b.points_spent_minor, b.points_expired_minor, b.store_credit_balance_minor,
+       b.last_activity_at, b.next_expiry_at, b.next_expiry_minor, b.tier_id,
+       b.tier_expires_at, t.name AS tier_name, s.expiry_policy, s.expiry_days,
+       s.expiry_changed_at, s.tier_basis, s.tier_window_days"""
+_JOINS = """JOIN customer_balances b ON b.merchant_id = c.merchant_id AND b.customer_id = c.id
+JOIN program_settings s ON s.merchant_id = c.merchant_id
+LEFT JOIN tiers t ON t.merchant_id = b.merchant_id AND t.id = b.tier_id"""
 
 
 # Hot read on Postgres: concurrent look-ups are coalesced into one query.
-_CUSTOMERS_POSTGRES = """
-SELECT c.*, b.points_balance_minor, b.pending_points_minor, b.lifetime_points_minor,
-       b.points_spent_minor, b.points_expired_minor, b.store_credit_balance_minor
+_CUSTOMERS_POSTGRES = f"""
+SELECT {_COLUMNS}
 FROM unnest($1::uuid[], $2::text[]) AS r(merchant_id, value)
-JOIN customers c ON c.merchant_id = r.merchant_id AND c.{column} = r.value
-JOIN customer_balances b ON b.merchant_id = c.merchant_id AND b.customer_id = c.id
+JOIN customers c ON c.merchant_id = r.merchant_id AND c.{{column}} = r.value
+{_JOINS}
 """
 
 
-_CUSTOMER_SQLITE = """
-SELECT c.*, b.points_balance_minor, b.pending_points_minor, b.lifetime_points_minor,
-       b.points_spent_minor, b.points_expired_minor, b.store_credit_balance_minor
+_CUSTOMER_SQLITE = f"""
+SELECT {_COLUMNS}
 FROM customers c
-JOIN customer_balances b ON b.merchant_id = c.merchant_id AND b.customer_id = c.id
-WHERE c.merchant_id = ? AND c.{column} = ?
+{_JOINS}
+WHERE c.merchant_id = ? AND c.{{column}} = ?
 """
 
 

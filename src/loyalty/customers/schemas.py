@@ -69,9 +69,16 @@ class Customer(msgspec.Struct, frozen=True):
     points_spent: float
     points_expired: float
     store_credit_balance: float
+    # The next points to expire and when (the next lot, or the whole balance
+    # at the inactivity deadline); 0 and null when nothing is due to expire.
     expiring_points: float
     points_expire_at: datetime | None
     tier: TierRef | None
+    # Set while the tier is kept by retention only: it lapses then.
+    tier_expires_at: datetime | None
+    next_tier: TierRef | None
+    # Points (or money, for amount_spent tiers) still needed for next_tier.
+    amount_to_next_tier: float | None
     total_spent: float
     created_at: datetime
     updated_at: datetime

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import msgspec
@@ -18,14 +18,18 @@ from loyalty.customers.schemas import (
     ChangeCustomerStatus,
     Customer,
     EnrolCustomer,
+    TierRef,
 )
 from loyalty.db.engine import Database
 from loyalty.db.types import utc_now
 from loyalty.errors import ConflictError, NotFoundError, ValidationFailedError
 from loyalty.events import repository as events
 from loyalty.ids import new_id
+from loyalty.ledger.lifecycle import inactivity_deadline
 from loyalty.points import format_points
 from loyalty.text import check_characters, clean_note, strip_html
+from loyalty.tiers import service as tiers_service
+from loyalty.tiers.service import Progress
 
 _EMAIL_PATTERN = re.compile(EMAIL_PATTERN)
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
@@ -86,7 +90,22 @@ def _check_date_of_birth(value: date | None) -> date | None:
     return value
 
 
-def to_customer(row: Any) -> Customer:
+def _next_expiry(row: Any) -> tuple[int, datetime | None]:
+    """The next points to expire: the next lot, or the whole balance for inactivity."""
+    deadline = None
+    if row.points_balance_minor > 0:
+        deadline = inactivity_deadline(
+            row.expiry_policy, row.expiry_days, row.expiry_changed_at, row.last_activity_at
+        )
+    if deadline is not None and (row.next_expiry_at is None or deadline <= row.next_expiry_at):
+        return row.points_balance_minor, deadline
+    if row.next_expiry_at is not None:
+        return row.next_expiry_minor, row.next_expiry_at
+    return 0, None
+
+
+def to_customer(row: Any, progress: Progress | None = None) -> Customer:
+    expiring_minor, expire_at = _next_expiry(row)
     return Customer(
         id=row.id,
         customer_id=row.external_id,
@@ -102,9 +121,12 @@ def to_customer(row: Any) -> Customer:
         points_spent=format_points(row.points_spent_minor),
         points_expired=format_points(row.points_expired_minor),
         store_credit_balance=format_points(row.store_credit_balance_minor),
-        expiring_points=0,
-        points_expire_at=None,
-        tier=None,
+        expiring_points=format_points(expiring_minor),
+        points_expire_at=expire_at,
+        tier=None if row.tier_id is None else TierRef(id=row.tier_id, name=row.tier_name),
+        tier_expires_at=row.tier_expires_at,
+        next_tier=None if progress is None else progress.next_tier,
+        amount_to_next_tier=None if progress is None else progress.amount_to_next_tier,
         total_spent=format_points(row.total_spent_minor),
         created_at=row.created_at,
         updated_at=row.updated_at,
@@ -163,7 +185,7 @@ async def enrol_customer(
         await savepoint.rollback()
         raise _email_taken(str(email)) from error
     row = await repository.find_by_external_id(connection, merchant_id, external_id)
-    customer = to_customer(row)
+    customer = await customer_view(connection, merchant_id, row)
     await events.record(
         connection,
         merchant_id=merchant_id,
@@ -223,8 +245,19 @@ async def _load(database: Database, merchant_id: uuid.UUID, ref: CustomerRef) ->
     return row
 
 
+async def customer_view(connection: AsyncConnection, merchant_id: uuid.UUID, row: Any) -> Customer:
+    """The customer, with its progress to the next tier when the programme has tiers."""
+    if row.tier_basis is None:
+        return to_customer(row)
+    return to_customer(row, await tiers_service.progress(connection, merchant_id, row))
+
+
 async def get_customer(database: Database, merchant_id: uuid.UUID, ref: CustomerRef) -> Customer:
-    return to_customer(await _load(database, merchant_id, ref))
+    row = await _load(database, merchant_id, ref)
+    if row.tier_basis is None:
+        return to_customer(row)
+    async with database.read() as connection:
+        return await customer_view(connection, merchant_id, row)
 
 
 async def get_points_balance_minor(
@@ -267,10 +300,11 @@ async def change_status(
     reason = clean_note(data.reason)
     before = await repository.find_by_id(connection, merchant_id, customer_uuid, lock=True)
     if before.status == data.status and before.status_reason == reason:
-        return to_customer(before)
+        return await customer_view(connection, merchant_id, before)
     now = utc_now()
     await repository.set_status(connection, merchant_id, customer_uuid, data.status, reason, now)
-    customer = to_customer(await repository.find_by_id(connection, merchant_id, customer_uuid))
+    after = await repository.find_by_id(connection, merchant_id, customer_uuid)
+    customer = await customer_view(connection, merchant_id, after)
     await events.record(
         connection,
         merchant_id=merchant_id,

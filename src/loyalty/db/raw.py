@@ -11,7 +11,7 @@ from loyalty.db.engine import Database
 
 # SQLite stores UUIDs as hex text and datetimes as naive UTC text (the forms
 # SQLAlchemy uses); raw rows convert them back by column name.
-_UUID_COLUMNS = frozenset({"id", "merchant_id", "customer_id", "subject_id"})
+_UUID_COLUMNS = frozenset({"id", "merchant_id", "customer_id", "subject_id", "tier_id"})
 _DATE_COLUMNS = frozenset({"date_of_birth"})
 
 

@@ -57,10 +57,25 @@ program_settings = Table(
     Column("reward_number_last", BigInteger, nullable=False, server_default="0"),
     # Discount codes read PREFIX-XXXX-XXXX ('' for no prefix).
     Column("discount_code_prefix", String(12), nullable=False, server_default=""),
+    # Expiry: 'none', 'fixed' (each credit N days after it) or 'inactivity'.
+    Column("expiry_policy", String(16), nullable=False, server_default="none"),
+    Column("expiry_days", Integer, nullable=True),
+    # When the policy last changed: inactivity is counted from here at the
+    # earliest, so turning expiry on is never retroactive.
+    Column("expiry_changed_at", UTCDateTime, nullable=True),
+    # What tiers are reached on ('lifetime_points' | 'amount_spent'; NULL: no
+    # tiers) and over how many days (NULL: all time); shared by every tier.
+    Column("tier_basis", String(16), nullable=True),
+    Column("tier_window_days", Integer, nullable=True),
     Column("updated_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("merchant_id"),
     ForeignKeyConstraint(["merchant_id"], ["merchants.id"]),
     CheckConstraint("points_decimals BETWEEN 0 AND 2", name="points_decimals_range"),
+    CheckConstraint(
+        "(expiry_policy = 'none' AND expiry_days IS NULL) OR "
+        "(expiry_policy IN ('fixed', 'inactivity') AND expiry_days >= 1)",
+        name="expiry_policy_known",
+    ),
 )
 
 api_keys = Table(
@@ -126,12 +141,104 @@ customer_balances = Table(
     Column("store_credit_balance_minor", BigInteger, nullable=False, server_default="0"),
     # Sequence of the customer's last ledger entry; entries are numbered 1, 2, 3...
     Column("last_sequence", BigInteger, nullable=False, server_default="0"),
+    # The last earning or redemption (inactivity expiry counts from it).
+    Column("last_activity_at", UTCDateTime, nullable=True),
+    # Points in expiring lots (the sum of point_lots.remaining_minor) and the
+    # next lot to expire, kept with the balance for reads.
+    Column("expiring_lots_minor", BigInteger, nullable=False, server_default="0"),
+    Column("next_expiry_at", UTCDateTime, nullable=True),
+    Column("next_expiry_minor", BigInteger, nullable=False, server_default="0"),
+    Column("tier_id", Uuid, nullable=True),
+    # Kept by retention although no longer qualifying: the tier lapses then.
+    Column("tier_expires_at", UTCDateTime, nullable=True),
+    # When the tier must be looked at again without any movement (a retention
+    # ending, points leaving a rolling window); the scheduler's index.
+    Column("tier_recheck_at", UTCDateTime, nullable=True),
     Column("updated_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("merchant_id", "customer_id"),
     ForeignKeyConstraint(["merchant_id", "customer_id"], ["customers.merchant_id", "customers.id"]),
     CheckConstraint("points_balance_minor >= 0", name="points_balance_not_negative"),
     CheckConstraint("pending_points_minor >= 0", name="pending_points_not_negative"),
     CheckConstraint("lifetime_points_minor >= 0", name="lifetime_points_not_negative"),
+    CheckConstraint(
+        "expiring_lots_minor >= 0 AND expiring_lots_minor <= points_balance_minor",
+        name="expiring_lots_within_balance",
+    ),
+    Index("ix_customer_balances_tier_recheck_at", "tier_recheck_at"),
+)
+
+# The unspent part of each credit that will expire (fixed policy or an
+# explicit expires_at). Debits spend the earliest-expiring lots first; a lot
+# spent to zero is deleted. Points without a lot never expire.
+point_lots = Table(
+    "point_lots",
+    metadata,
+    Column("merchant_id", Uuid, nullable=False),
+    # The ledger entry that credited the points.
+    Column("id", Uuid, nullable=False),
+    Column("customer_id", Uuid, nullable=False),
+    Column("remaining_minor", BigInteger, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "id"),
+    ForeignKeyConstraint(["merchant_id", "customer_id"], ["customers.merchant_id", "customers.id"]),
+    CheckConstraint("remaining_minor > 0", name="remaining_positive"),
+    Index("ix_point_lots_customer", "merchant_id", "customer_id", "expires_at"),
+    Index("ix_point_lots_expires_at", "expires_at"),
+)
+
+# Credits on hold (e.g. an order's return window): counted in pending_points,
+# never redeemable, never expiring; released into the ledger when due or
+# approved, or cancelled.
+pending_credits = Table(
+    "pending_credits",
+    metadata,
+    Column("merchant_id", Uuid, nullable=False),
+    Column("id", Uuid, nullable=False),
+    Column("customer_id", Uuid, nullable=False),
+    Column("points_minor", BigInteger, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("description", String(255), nullable=False),
+    Column("internal_note", String(500), nullable=True),
+    Column("visible_to_customer", Boolean, nullable=False),
+    Column("apply_to_lifetime", Boolean, nullable=False),
+    # An explicit expiry for the points once released (else the policy's).
+    Column("expires_at", UTCDateTime, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("available_at", UTCDateTime, nullable=False),
+    # The ledger entry that released it.
+    Column("transaction_id", Uuid, nullable=True),
+    Column("released_at", UTCDateTime, nullable=True),
+    Column("cancelled_at", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "id"),
+    ForeignKeyConstraint(["merchant_id", "customer_id"], ["customers.merchant_id", "customers.id"]),
+    CheckConstraint("points_minor > 0", name="points_positive"),
+    CheckConstraint("status IN ('pending', 'released', 'cancelled')", name="status_known"),
+    Index("ix_pending_credits_customer", "merchant_id", "customer_id", "status"),
+    Index("ix_pending_credits_status_available_at", "status", "available_at"),
+)
+
+# VIP tiers, ordered by threshold (on the programme's tier_basis).
+tiers = Table(
+    "tiers",
+    metadata,
+    Column("merchant_id", Uuid, nullable=False),
+    Column("id", Uuid, nullable=False),
+    Column("name", String(100), nullable=False),
+    # Points or money, in hundredths.
+    Column("threshold_minor", BigInteger, nullable=False),
+    # Earning multiplier in hundredths (100 = x1).
+    Column("multiplier_hundredths", Integer, nullable=False),
+    Column("retention_days", Integer, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "id"),
+    ForeignKeyConstraint(["merchant_id"], ["merchants.id"]),
+    UniqueConstraint("merchant_id", "threshold_minor"),
+    UniqueConstraint("merchant_id", "name"),
+    CheckConstraint("threshold_minor >= 0", name="threshold_not_negative"),
+    CheckConstraint("multiplier_hundredths >= 100", name="multiplier_at_least_one"),
 )
 
 ledger_entries = Table(

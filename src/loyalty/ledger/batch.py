@@ -11,6 +11,7 @@ the plan in one transaction.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -20,14 +21,34 @@ import msgspec
 from loyalty.customers.service import CustomerRef, customer_not_found
 from loyalty.errors import LoyaltyError, ValidationFailedError, invariant
 from loyalty.ids import new_id
-from loyalty.ledger import redemptions
+from loyalty.ledger import lifecycle, redemptions
 from loyalty.ledger.errors import (
     BalanceLimitExceededError,
     IdempotencyKeyReusedError,
     IdempotencyRequestInProgressError,
     InsufficientPointsError,
 )
-from loyalty.ledger.schemas import Transaction, TransactionEnvelope
+from loyalty.ledger.lifecycle import (
+    EXPIRED_DESCRIPTION,
+    Cancel,
+    Hold,
+    InvalidPendingStateError,
+    LifecycleContext,
+    LifecycleOperation,
+    LifecycleWrites,
+    Maintain,
+    PendingCreditNotFoundError,
+    Release,
+)
+from loyalty.ledger.schemas import (
+    PendingCredit,
+    PendingCreditEnvelope,
+    PendingCreditMovement,
+    PendingRelease,
+    PendingReleaseEnvelope,
+    Transaction,
+    TransactionEnvelope,
+)
 from loyalty.points import BALANCE_MINOR_MAX, MINOR_PER_POINT, format_points
 from loyalty.rewards.customer_rewards import to_detail
 
@@ -55,6 +76,8 @@ class Movement:
     request_fingerprint: str = ""
     # A redemption or a revert: the points then come from the reward, not from here.
     reward: redemptions.RewardOperation | None = None
+    # A hold, a release or cancellation of one, or the scheduler's maintenance.
+    lifecycle: LifecycleOperation | None = None
 
     @property
     def key_ref(self) -> KeyRef | None:
@@ -103,6 +126,20 @@ class LockedCustomer:
     default_description: str
     status: str = "active"
     discount_code_prefix: str = ""
+    pending_points_minor: int = 0
+    total_spent_minor: int = 0
+    last_activity_at: datetime | None = None
+    expiring_lots_minor: int = 0
+    next_expiry_at: datetime | None = None
+    next_expiry_minor: int = 0
+    tier_id: uuid.UUID | None = None
+    tier_expires_at: datetime | None = None
+    tier_recheck_at: datetime | None = None
+    expiry_policy: str = "none"
+    expiry_days: int | None = None
+    expiry_changed_at: datetime | None = None
+    tier_basis: str | None = None
+    tier_window_days: int | None = None
     initial_sequence: int = 0
     touched: bool = False
 
@@ -110,14 +147,39 @@ class LockedCustomer:
         self.initial_sequence = self.last_sequence
 
 
+# The balance columns a batch writes, in the order both stores send them.
+BALANCE_COLUMNS = (
+    "points_balance_minor", "lifetime_points_minor", "points_spent_minor",
+    "points_expired_minor", "pending_points_minor", "last_sequence", "last_activity_at",
+    "expiring_lots_minor", "next_expiry_at", "next_expiry_minor", "tier_id", "tier_expires_at",
+    "tier_recheck_at",
+)  # fmt: skip
+# What the stores read for each locked customer, besides the identity columns.
+LOCKED_COLUMNS = (
+    "points_balance_minor", "lifetime_points_minor", "points_spent_minor",
+    "points_expired_minor", "last_sequence", "points_decimals", "default_description", "status",
+    "discount_code_prefix", "pending_points_minor", "total_spent_minor", "last_activity_at",
+    "expiring_lots_minor", "next_expiry_at", "next_expiry_minor", "tier_id", "tier_expires_at",
+    "tier_recheck_at", "expiry_policy", "expiry_days", "expiry_changed_at", "tier_basis",
+    "tier_window_days",
+)  # fmt: skip
+
+
+def balance_row(locked: LockedCustomer) -> tuple[Any, ...]:
+    """(merchant_id, customer_id, *BALANCE_COLUMNS, previous last_sequence)."""
+    return (
+        locked.merchant_id,
+        locked.customer_id,
+        *(getattr(locked, column) for column in BALANCE_COLUMNS),
+        locked.initial_sequence,
+    )
+
+
 @dataclass(slots=True)
 class Plan:
     outcomes: list[Outcome | None]
-    # Rows: (merchant_id, customer_id, balance, lifetime, spent, expired, sequence,
-    # previous_sequence); entries and events as dictionaries of column values.
-    balance_updates: list[tuple[uuid.UUID, uuid.UUID, int, int, int, int, int, int]] = field(
-        default_factory=list
-    )
+    # Rows of balance_row(); entries and events as dictionaries of column values.
+    balance_updates: list[tuple[Any, ...]] = field(default_factory=list)
     entries: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     key_updates: list[tuple[uuid.UUID, str, int, str]] = field(default_factory=list)
@@ -127,6 +189,7 @@ class Plan:
     # Movements whose outcome is not stored under their key (refused before running).
     unstored: set[int] = field(default_factory=set)
     rewards: redemptions.RewardWrites = field(default_factory=redemptions.RewardWrites)
+    lifecycle: LifecycleWrites = field(default_factory=LifecycleWrites)
 
 
 def key_leaders(movements: list[Movement]) -> dict[KeyRef, str]:
@@ -206,10 +269,16 @@ def plan_batch(
     customers: dict[CustomerKey, LockedCustomer],
     now: datetime,
     rewards: redemptions.RewardContext | None = None,
+    times: LifecycleContext | None = None,
 ) -> Plan:
     """Decide every movement in arrival order and collect the writes."""
     plan = Plan(outcomes=[None] * len(movements))
-    context = rewards if rewards is not None else redemptions.RewardContext()
+    batch = _Batch(
+        plan,
+        now,
+        rewards if rewards is not None else redemptions.RewardContext(),
+        times if times is not None else LifecycleContext(),
+    )
     first_index: dict[KeyRef, int] = {}
     for index, movement in enumerate(movements):
         key = movement.key_ref
@@ -226,7 +295,7 @@ def plan_batch(
                 plan.outcomes[index] = _replay(movement, stored[key])
                 continue
         try:
-            outcome = _apply(plan, movement, customers.get(movement.customer_key), now, context)
+            outcome = batch.apply(movement, customers.get(movement.customer_key))
         except LoyaltyError as error:
             outcome = error_outcome(error)
             if key is not None and not error.replayable:
@@ -240,47 +309,19 @@ def plan_batch(
     distinct = {(locked.merchant_id, locked.customer_id): locked for locked in customers.values()}
     for locked in distinct.values():
         if locked.touched:
-            plan.balance_updates.append(
-                (
-                    locked.merchant_id,
-                    locked.customer_id,
-                    locked.points_balance_minor,
-                    locked.lifetime_points_minor,
-                    locked.points_spent_minor,
-                    locked.points_expired_minor,
-                    locked.last_sequence,
-                    locked.initial_sequence,
-                )
-            )
+            batch.settle(locked)
+            plan.balance_updates.append(balance_row(locked))
     return plan
 
 
-def _apply(
-    plan: Plan,
-    movement: Movement,
-    locked: LockedCustomer | None,
-    now: datetime,
-    context: redemptions.RewardContext,
-) -> Outcome:
-    if locked is None:
-        raise customer_not_found(movement.customer)
-    prepared: redemptions.Prepared | None = None
-    points_minor = movement.points_minor
-    if movement.reward is not None:
-        # The reward's cost was checked against the precision when it was set.
-        prepared = redemptions.prepare(movement, locked, context, now)
-        points_minor = prepared.points_minor
-    else:
-        _check_precision(movement, locked.points_decimals)
-    invariant(points_minor != 0, "a movement moves points")
-    balance_after = locked.points_balance_minor + points_minor
+def _check_balance(balance_after: int, *, reward: bool, points_minor: int, before: int) -> None:
     if balance_after < 0:
         raise InsufficientPointsError(
-            "The customer does not have enough points for this debit."
-            if prepared is None
-            else "The customer does not have enough points for this reward.",
+            "The customer does not have enough points for this reward."
+            if reward
+            else "The customer does not have enough points for this debit.",
             {
-                "points_balance": format_points(locked.points_balance_minor),
+                "points_balance": format_points(before),
                 "points_requested": format_points(-points_minor),
             },
         )
@@ -289,90 +330,378 @@ def _apply(
             "This credit would take the balance past the largest balance allowed.",
             {"points_balance_max": format_points(BALANCE_MINOR_MAX)},
         )
-    lifetime_delta = 0
-    if movement.apply_to_lifetime:
-        # Removing earned points lowers lifetime, but never below zero.
-        lifetime_delta = max(points_minor, -locked.lifetime_points_minor)
-    locked.points_balance_minor = balance_after
-    locked.lifetime_points_minor += lifetime_delta
-    if movement.kind in ("redeem", "revert"):
-        # Spent is net of refunded redemptions.
-        locked.points_spent_minor -= points_minor
-    if movement.kind == "expire":
-        locked.points_expired_minor -= points_minor
-    locked.last_sequence += 1
-    locked.touched = True
-    if prepared is not None:
-        description = prepared.description
-    else:
-        description = movement.description or locked.default_description
-    entry_id = new_id()
-    plan.entries.append(
-        {
-            "merchant_id": movement.merchant_id,
-            "id": entry_id,
-            "customer_id": locked.customer_id,
-            "sequence": locked.last_sequence,
-            "points_minor": points_minor,
-            "kind": movement.kind,
-            "description": description,
-            "internal_note": movement.internal_note,
-            "visible_to_customer": movement.visible_to_customer,
-            "apply_to_lifetime": movement.apply_to_lifetime,
-            "lifetime_delta_minor": lifetime_delta,
-            "balance_after_minor": balance_after,
-            "expires_at": movement.expires_at,
-            "created_at": now,
-        }
-    )
-    transaction = Transaction(
-        transaction_id=entry_id,
-        customer_id=locked.customer_id,
-        points=format_points(points_minor),
-        type="credit" if points_minor > 0 else "debit",
-        kind=movement.kind,
-        description=description,
-        internal_note=movement.internal_note,
-        visible_to_customer=movement.visible_to_customer,
-        apply_to_lifetime=movement.apply_to_lifetime,
-        points_balance=format_points(balance_after),
-        sequence=locked.last_sequence,
-        expires_at=movement.expires_at,
-        created_at=now,
-    )
-    plan.events.append(
-        {
-            "merchant_id": movement.merchant_id,
-            "id": new_id(),
-            "type": "transaction.created",
-            "subject_id": locked.customer_id,
-            "payload": _encoder.encode(
+
+
+@dataclass(frozen=True, slots=True)
+class _Posting:
+    """One ledger entry to post for a customer."""
+
+    points_minor: int
+    kind: EntryKind
+    description: str
+    internal_note: str | None = None
+    visible_to_customer: bool = True
+    apply_to_lifetime: bool = False
+    expires_at: datetime | None = None
+    entry_id: uuid.UUID | None = None
+
+
+@dataclass(slots=True)
+class _Batch:
+    plan: Plan
+    now: datetime
+    rewards: redemptions.RewardContext
+    times: LifecycleContext
+
+    def event(
+        self, merchant_id: uuid.UUID, event_type: str, subject_id: uuid.UUID, payload: str
+    ) -> None:
+        self.plan.events.append(
+            {
+                "merchant_id": merchant_id,
+                "id": new_id(),
+                "type": event_type,
+                "subject_id": subject_id,
+                "payload": payload,
+                "created_at": self.now,
+            }
+        )
+
+    def apply(self, movement: Movement, locked: LockedCustomer | None) -> Outcome:
+        if locked is None:
+            raise customer_not_found(movement.customer)
+        operation = movement.lifecycle
+        if operation is not None:
+            return self.apply_lifecycle(movement, operation, locked)
+        if movement.reward is None:
+            _check_precision(movement, locked.points_decimals)
+            transaction = self.post(
+                locked,
+                _Posting(
+                    points_minor=movement.points_minor,
+                    kind=movement.kind,
+                    description=movement.description or locked.default_description,
+                    internal_note=movement.internal_note,
+                    visible_to_customer=movement.visible_to_customer,
+                    apply_to_lifetime=movement.apply_to_lifetime,
+                    expires_at=movement.expires_at,
+                ),
+            )
+            return Outcome(201, _encoder.encode(TransactionEnvelope(data=transaction)))
+        # The reward's cost was checked against the precision when it was set.
+        prepared = redemptions.prepare(movement, locked, self.rewards, self.now)
+        transaction = self.post(
+            locked,
+            _Posting(
+                points_minor=prepared.points_minor,
+                kind=movement.kind,
+                description=prepared.description,
+                internal_note=movement.internal_note,
+                visible_to_customer=movement.visible_to_customer,
+            ),
+            reward=True,
+        )
+        event_type, row = redemptions.apply(
+            prepared,
+            self.plan.rewards,
+            self.rewards,
+            locked,
+            transaction_id=transaction.transaction_id,
+            now=self.now,
+        )
+        detail = to_detail(row, locked.external_id, self.now)
+        self.event(locked.merchant_id, event_type, row["id"], redemptions.event_payload(detail))
+        status_code = 201 if prepared.reward is not None else 200
+        return Outcome(status_code, redemptions.reply(detail, locked.points_balance_minor))
+
+    def post(
+        self, locked: LockedCustomer, posting: _Posting, *, reward: bool = False
+    ) -> Transaction:
+        """Post one entry: balances, lots, activity, the entry and its event."""
+        points_minor = posting.points_minor
+        invariant(points_minor != 0, "a movement moves points")
+        balance_before = locked.points_balance_minor
+        balance_after = balance_before + points_minor
+        _check_balance(
+            balance_after, reward=reward, points_minor=points_minor, before=balance_before
+        )
+        lifetime_delta = 0
+        if posting.apply_to_lifetime:
+            # Removing earned points lowers lifetime, but never below zero.
+            lifetime_delta = max(points_minor, -locked.lifetime_points_minor)
+        now = self.now
+        entry_id = posting.entry_id or new_id()
+        locked.points_balance_minor = balance_after
+        locked.lifetime_points_minor += lifetime_delta
+        if posting.kind in ("redeem", "revert"):
+            # Spent is net of refunded redemptions.
+            locked.points_spent_minor -= points_minor
+        if posting.kind == "expire":
+            locked.points_expired_minor -= points_minor
+        if points_minor > 0:
+            expires_at = lifecycle.credit_expiry(locked, posting.expires_at, now)
+            if expires_at is not None:
+                lifecycle.open_lot(self.times, locked, entry_id, points_minor, expires_at, now)
+        else:
+            lifecycle.spend_lots(self.times, locked, -points_minor)
+        if points_minor > 0 or posting.kind == "redeem":
+            locked.last_activity_at = now
+        window = self.times.windows.get((locked.merchant_id, locked.customer_id))
+        if window is not None and lifetime_delta != 0 and locked.tier_basis == "lifetime_points":
+            window.total_minor += lifetime_delta
+            window.oldest_at = now if window.oldest_at is None else min(window.oldest_at, now)
+        locked.last_sequence += 1
+        locked.touched = True
+        self.plan.entries.append(
+            {
+                "merchant_id": locked.merchant_id,
+                "id": entry_id,
+                "customer_id": locked.customer_id,
+                "sequence": locked.last_sequence,
+                "points_minor": points_minor,
+                "kind": posting.kind,
+                "description": posting.description,
+                "internal_note": posting.internal_note,
+                "visible_to_customer": posting.visible_to_customer,
+                "apply_to_lifetime": posting.apply_to_lifetime,
+                "lifetime_delta_minor": lifetime_delta,
+                "balance_after_minor": balance_after,
+                "expires_at": posting.expires_at,
+                "created_at": now,
+            }
+        )
+        transaction = Transaction(
+            transaction_id=entry_id,
+            customer_id=locked.customer_id,
+            points=format_points(points_minor),
+            type="credit" if points_minor > 0 else "debit",
+            kind=posting.kind,
+            description=posting.description,
+            internal_note=posting.internal_note,
+            visible_to_customer=posting.visible_to_customer,
+            apply_to_lifetime=posting.apply_to_lifetime,
+            points_balance=format_points(balance_after),
+            sequence=locked.last_sequence,
+            expires_at=posting.expires_at,
+            created_at=now,
+        )
+        self.event(
+            locked.merchant_id,
+            "transaction.created",
+            locked.customer_id,
+            _encoder.encode(
                 {
                     "transaction": transaction,
                     "lifetime_points": format_points(locked.lifetime_points_minor),
                 }
             ).decode(),
-            "created_at": now,
-        }
-    )
-    if prepared is None:
-        return Outcome(201, _encoder.encode(TransactionEnvelope(data=transaction)))
-    event_type, row = redemptions.apply(
-        prepared, plan.rewards, context, locked, transaction_id=entry_id, now=now
-    )
-    detail = to_detail(row, locked.external_id, now)
-    plan.events.append(
-        {
-            "merchant_id": movement.merchant_id,
+        )
+        return transaction
+
+    # Holds, releases, cancellations, maintenance ---------------------------------
+
+    def apply_lifecycle(
+        self, movement: Movement, operation: LifecycleOperation, locked: LockedCustomer
+    ) -> Outcome:
+        if isinstance(operation, Hold):
+            return self.hold(movement, operation, locked)
+        if isinstance(operation, Cancel):
+            row = self.named_pending(operation.pending_id, locked, "cancel")
+            self.finish_pending(locked, row, "cancelled", None)
+            return Outcome(200, pending_reply(row, locked))
+        if isinstance(operation, Release):
+            if operation.pending_id is not None:
+                rows = [self.named_pending(operation.pending_id, locked, "release")]
+            else:
+                rows = self.times.customer_pending(locked)
+            released = [self.release(locked, row) for row in rows]
+            return Outcome(200, release_reply(released, locked))
+        invariant(isinstance(operation, Maintain), "a lifecycle operation is known")
+        locked.touched = True  # the tier is rechecked even when nothing moves
+        expired = lifecycle.due_expiry(self.times, locked, self.now)
+        if expired:
+            self.post(
+                locked,
+                _Posting(points_minor=-expired, kind="expire", description=EXPIRED_DESCRIPTION),
+            )
+        due = [
+            row for row in self.times.customer_pending(locked) if row["available_at"] <= self.now
+        ]
+        for row in due:
+            self.release(locked, row)
+        return Outcome(
+            200,
+            _encoder.encode(
+                {"data": {"points_expired": format_points(expired), "pending_released": len(due)}}
+            ),
+        )
+
+    def hold(self, movement: Movement, operation: Hold, locked: LockedCustomer) -> Outcome:
+        _check_precision(movement, locked.points_decimals)
+        invariant(movement.points_minor > 0, "only credits are held")
+        pending_after = locked.pending_points_minor + movement.points_minor
+        if locked.points_balance_minor + pending_after > BALANCE_MINOR_MAX:
+            raise BalanceLimitExceededError(
+                "This credit would take the balance past the largest balance allowed.",
+                {"points_balance_max": format_points(BALANCE_MINOR_MAX)},
+            )
+        row: dict[str, Any] = {
+            "merchant_id": locked.merchant_id,
             "id": new_id(),
-            "type": event_type,
-            "subject_id": row["id"],
-            "payload": redemptions.event_payload(detail),
-            "created_at": now,
+            "customer_id": locked.customer_id,
+            "points_minor": movement.points_minor,
+            "kind": movement.kind,
+            "description": movement.description or locked.default_description,
+            "internal_note": movement.internal_note,
+            "visible_to_customer": movement.visible_to_customer,
+            "apply_to_lifetime": movement.apply_to_lifetime,
+            "expires_at": movement.expires_at,
+            "status": "pending",
+            "available_at": operation.available_at,
+            "transaction_id": None,
+            "released_at": None,
+            "cancelled_at": None,
+            "created_at": self.now,
         }
+        self.plan.lifecycle.pending_inserts.append(row)
+        self.plan.lifecycle.new_pending.add(row["id"])
+        self.times.pending[(locked.merchant_id, row["id"])] = row
+        locked.pending_points_minor = pending_after
+        # Earning, even on hold, is activity (inactivity expiry restarts).
+        locked.last_activity_at = self.now
+        locked.touched = True
+        self.event(locked.merchant_id, "pending_points.created", row["id"], pending_payload(row))
+        return Outcome(201, pending_reply(row, locked))
+
+    def named_pending(
+        self, pending_id: uuid.UUID, locked: LockedCustomer, action: str
+    ) -> dict[str, Any]:
+        row = self.times.pending.get((locked.merchant_id, pending_id))
+        if row is None or row["customer_id"] != locked.customer_id:
+            raise PendingCreditNotFoundError(
+                f"No pending credit {str(pending_id)!r} for this customer.", {"id": str(pending_id)}
+            )
+        if row["status"] != "pending":
+            raise InvalidPendingStateError(
+                f"A pending credit that is {row['status']!r} cannot be {action}led; "
+                "only pending ones can."
+                if action == "cancel"
+                else f"A pending credit that is {row['status']!r} cannot be released again.",
+                {"status": row["status"], "action": action},
+            )
+        return row
+
+    def release(self, locked: LockedCustomer, row: dict[str, Any]) -> dict[str, Any]:
+        transaction = self.post(
+            locked,
+            _Posting(
+                points_minor=row["points_minor"],
+                kind=row["kind"],
+                description=row["description"],
+                internal_note=row["internal_note"],
+                visible_to_customer=row["visible_to_customer"],
+                apply_to_lifetime=row["apply_to_lifetime"],
+                expires_at=row["expires_at"],
+            ),
+        )
+        self.finish_pending(locked, row, "released", transaction.transaction_id)
+        return row
+
+    def finish_pending(
+        self,
+        locked: LockedCustomer,
+        row: dict[str, Any],
+        status: str,
+        transaction_id: uuid.UUID | None,
+    ) -> None:
+        row["status"] = status
+        row["transaction_id"] = transaction_id
+        row["released_at" if status == "released" else "cancelled_at"] = self.now
+        locked.pending_points_minor -= row["points_minor"]
+        invariant(locked.pending_points_minor >= 0, "pending points never go negative")
+        locked.touched = True
+        if row["id"] not in self.plan.lifecycle.new_pending:
+            # (A hold of this batch is inserted as it ends up.)
+            self.plan.lifecycle.pending_updates.append(
+                (locked.merchant_id, row["id"], status, transaction_id, self.now)
+            )
+        self.event(locked.merchant_id, f"pending_points.{status}", row["id"], pending_payload(row))
+
+    def settle(self, locked: LockedCustomer) -> None:
+        """After the customer's last movement: lots to write, tier to recompute."""
+        lifecycle.settle_lots(self.times, locked, self.plan.lifecycle)
+        tiers = self.times.tiers.get(locked.merchant_id, [])
+        window = self.times.windows.get((locked.merchant_id, locked.customer_id))
+        change = lifecycle.recompute_tier(locked, tiers, window, self.now)
+        if change is None:
+            return
+        upgrade = change.previous is None or (
+            change.current is not None
+            and change.current.threshold_minor > change.previous.threshold_minor
+        )
+        self.event(
+            locked.merchant_id,
+            "customer.tier_changed",
+            locked.customer_id,
+            _encoder.encode(
+                {
+                    "customer_id": locked.external_id,
+                    "previous_tier": lifecycle.tier_ref(change.previous),
+                    "tier": lifecycle.tier_ref(change.current),
+                    "direction": "upgrade" if upgrade else "downgrade",
+                    "basis": locked.tier_basis,
+                    "basis_value": format_points(change.basis_minor),
+                }
+            ).decode(),
+        )
+
+
+def pending_view(row: Mapping[str, Any]) -> PendingCredit:
+    return PendingCredit(
+        id=row["id"],
+        customer_id=row["customer_id"],
+        points=format_points(row["points_minor"]),
+        kind=row["kind"],
+        description=row["description"],
+        internal_note=row["internal_note"],
+        visible_to_customer=row["visible_to_customer"],
+        apply_to_lifetime=row["apply_to_lifetime"],
+        expires_at=row["expires_at"],
+        status=row["status"],
+        available_at=row["available_at"],
+        transaction_id=row["transaction_id"],
+        released_at=row["released_at"],
+        cancelled_at=row["cancelled_at"],
+        created_at=row["created_at"],
     )
-    status_code = 201 if prepared.reward is not None else 200
-    return Outcome(status_code, redemptions.reply(detail, balance_after))
+
+
+def pending_payload(row: dict[str, Any]) -> str:
+    return _encoder.encode({"pending_credit": pending_view(row)}).decode()
+
+
+def pending_reply(row: dict[str, Any], locked: LockedCustomer) -> bytes:
+    return _encoder.encode(
+        PendingCreditEnvelope(
+            data=PendingCreditMovement(
+                **msgspec.structs.asdict(pending_view(row)),
+                points_balance=format_points(locked.points_balance_minor),
+                pending_points=format_points(locked.pending_points_minor),
+            )
+        )
+    )
+
+
+def release_reply(rows: list[dict[str, Any]], locked: LockedCustomer) -> bytes:
+    return _encoder.encode(
+        PendingReleaseEnvelope(
+            data=PendingRelease(
+                released=[pending_view(row) for row in rows],
+                points_balance=format_points(locked.points_balance_minor),
+                pending_points=format_points(locked.pending_points_minor),
+            )
+        )
+    )
 
 
 def resolve_followers(plan: Plan) -> list[Outcome]:

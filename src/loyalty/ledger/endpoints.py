@@ -1,16 +1,24 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from litestar import Controller, Request, Response, get, post
-from litestar.params import JSONBody, Parameter
+from litestar.params import FromPath, JSONBody, Parameter
 
 from loyalty.http.body import strict_body
 from loyalty.http.dependencies import CurrentCaller, CustomerRefQuery
 from loyalty.http.openapi import BEARER_SECURITY, error_responses
 from loyalty.http.writes import outcome_response, request_idempotency
 from loyalty.ledger import service
-from loyalty.ledger.schemas import CreateTransaction, TransactionEnvelope, TransactionPage
+from loyalty.ledger.schemas import (
+    ApprovePending,
+    CreateTransaction,
+    PendingCreditEnvelope,
+    PendingCreditPage,
+    PendingReleaseEnvelope,
+    TransactionEnvelope,
+    TransactionPage,
+)
 
 
 class TransactionController(Controller):
@@ -26,7 +34,9 @@ class TransactionController(Controller):
         description=(
             "Credit (positive `points`) or debit (negative) a customer's balance. Zero is "
             "rejected; a debit beyond the balance answers 422 `insufficient_points` and moves "
-            "nothing. Send an `Idempotency-Key` header to make retries safe."
+            "nothing. A credit sent with `pending_days` or `available_at` is held as pending "
+            "instead (201 with the pending credit): counted in `pending_points`, released into "
+            "the balance when due. Send an `Idempotency-Key` header to make retries safe."
         ),
         responses=error_responses(404, 409, 422),
     )
@@ -74,3 +84,102 @@ class TransactionController(Controller):
             return await service.list_transactions(
                 connection, caller.merchant_id, customer_ref, limit=limit, cursor=cursor
             )
+
+
+class PendingController(Controller):
+    path = "/api/v1/public/customers/pending"
+    security = BEARER_SECURITY
+    tags = ["Transactions"]
+
+    @get(
+        "/",
+        opt={"scope": "transactions:read"},
+        summary="Pending credits",
+        description="The customer's credits on hold (and, past them, released or cancelled).",
+        responses=error_responses(404, 422),
+    )
+    async def list_pending(
+        self,
+        caller: CurrentCaller,
+        customer_ref: CustomerRefQuery,
+        status: Literal["pending", "released", "cancelled"] | None = Parameter(
+            required=False, description="Only credits in this status; all when left out."
+        ),
+        limit: int = Parameter(
+            default=service.PAGE_LIMIT_DEFAULT,
+            description=f"Page size, 1 to {service.PAGE_LIMIT_MAX}.",
+        ),
+        cursor: str | None = Parameter(required=False, max_length=200),
+    ) -> PendingCreditPage:
+        async with caller.database.read() as connection:
+            return await service.list_pending(
+                connection,
+                caller.merchant_id,
+                customer_ref,
+                status=status,
+                limit=limit,
+                cursor=cursor,
+            )
+
+    @post(
+        "/approve",
+        opt={"scope": "transactions:write"},
+        status_code=200,
+        summary="Release pending points now",
+        description=(
+            "Releases `pending_id`, or every pending credit of the customer when it is left "
+            "out, into the available balance at once (each a ledger credit). A credit no "
+            "longer pending answers 409 `invalid_pending_state`."
+        ),
+        responses=error_responses(404, 409, 422),
+    )
+    async def approve(
+        self,
+        request: Request[Any, Any, Any],
+        caller: CurrentCaller,
+        customer_ref: CustomerRefQuery,
+        data: JSONBody[ApprovePending | None] = None,
+    ) -> Response[PendingReleaseEnvelope]:
+        body = await request.body()
+        data = await strict_body(request, ApprovePending) if body.strip() else ApprovePending()
+        key, fingerprint = await request_idempotency(request)
+        outcome = await service.release_pending(
+            caller.ledger_writer,
+            caller.merchant_id,
+            customer_ref,
+            data.pending_id,
+            idempotency_key=key,
+            request_fingerprint=fingerprint,
+        )
+        return outcome_response(outcome.status_code, outcome.body, outcome.replayed)
+
+    @post(
+        "/{pending_id:str}/cancel",
+        opt={"scope": "transactions:write"},
+        status_code=200,
+        summary="Cancel a pending credit",
+        description=(
+            "Voids a credit still on hold (e.g. its order was cancelled): `pending_points` goes "
+            "down, nothing reaches the balance. Released or cancelled credits answer 409 "
+            "`invalid_pending_state`."
+        ),
+        responses=error_responses(404, 409),
+    )
+    async def cancel(
+        self,
+        request: Request[Any, Any, Any],
+        caller: CurrentCaller,
+        pending_id: FromPath[str],
+    ) -> Response[PendingCreditEnvelope]:
+        key, fingerprint = await request_idempotency(request)
+        async with caller.database.read() as connection:
+            owner = await service.pending_owner(connection, caller.merchant_id, pending_id)
+        outcome = await service.cancel_pending(
+            caller.ledger_writer,
+            caller.merchant_id,
+            owner.ref,
+            owner.pending_id,
+            idempotency_key=key,
+            request_fingerprint=fingerprint,
+        )
+        return outcome_response(outcome.status_code, outcome.body, outcome.replayed)

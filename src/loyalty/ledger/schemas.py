@@ -63,6 +63,30 @@ class CreateTransaction(msgspec.Struct, forbid_unknown_fields=True):
         ]
         | None
     ) = None
+    pending_days: (
+        Annotated[
+            int,
+            msgspec.Meta(
+                ge=1,
+                le=3650,
+                description=(
+                    "Credits only: hold the points as pending for this many days "
+                    "(e.g. a return window) before they become available."
+                ),
+            ),
+        ]
+        | None
+    ) = None
+    available_at: (
+        Annotated[
+            datetime,
+            msgspec.Meta(
+                tz=True,
+                description="Credits only: hold the points as pending until this moment.",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class Transaction(msgspec.Struct, frozen=True):
@@ -90,3 +114,57 @@ class TransactionEnvelope(msgspec.Struct, frozen=True):
 class TransactionPage(msgspec.Struct, frozen=True):
     data: list[Transaction]
     next_cursor: str | None
+
+
+class PendingCredit(msgspec.Struct, frozen=True):
+    """A credit on hold: counted in ``pending_points``, not redeemable, never
+    expiring. Released into the ledger at ``available_at`` (or when approved),
+    or cancelled. ``transaction_id`` is the ledger entry that released it."""
+
+    id: uuid.UUID
+    customer_id: uuid.UUID
+    points: float
+    kind: str
+    description: str
+    internal_note: str | None
+    visible_to_customer: bool
+    apply_to_lifetime: bool
+    expires_at: datetime | None
+    status: Literal["pending", "released", "cancelled"]
+    available_at: datetime
+    transaction_id: uuid.UUID | None
+    released_at: datetime | None
+    cancelled_at: datetime | None
+    created_at: datetime
+
+
+class PendingCreditMovement(PendingCredit, frozen=True):
+    """A pending credit with the customer's balances after the change."""
+
+    points_balance: float
+    pending_points: float
+
+
+class PendingCreditEnvelope(msgspec.Struct, frozen=True):
+    data: PendingCreditMovement
+
+
+class PendingCreditPage(msgspec.Struct, frozen=True):
+    data: list[PendingCredit]
+    next_cursor: str | None
+
+
+class PendingRelease(msgspec.Struct, frozen=True):
+    released: list[PendingCredit]
+    points_balance: float
+    pending_points: float
+
+
+class PendingReleaseEnvelope(msgspec.Struct, frozen=True):
+    data: PendingRelease
+
+
+class ApprovePending(msgspec.Struct, forbid_unknown_fields=True):
+    """Release one pending credit now (``pending_id``), or all of the customer's."""
+
+    pending_id: uuid.UUID | None = None

@@ -13,6 +13,8 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -22,14 +24,21 @@ from loyalty.customers.service import CustomerRef
 from loyalty.db.types import utc_now
 from loyalty.errors import ValidationFailedError
 from loyalty.ledger import repository
-from loyalty.ledger.batch import Movement, Outcome
-from loyalty.ledger.schemas import CreateTransaction, Transaction, TransactionPage
+from loyalty.ledger.batch import Movement, Outcome, pending_view
+from loyalty.ledger.lifecycle import Cancel, Hold, Maintain, PendingCreditNotFoundError, Release
+from loyalty.ledger.schemas import (
+    CreateTransaction,
+    PendingCreditPage,
+    Transaction,
+    TransactionPage,
+)
 from loyalty.ledger.writer import LedgerWriter
 from loyalty.points import MAXIMUM_DECIMALS, PointsFormatError, format_points, parse_points
 from loyalty.text import check_characters, clean_note, clean_text
 
 PAGE_LIMIT_DEFAULT = 20
 PAGE_LIMIT_MAX = 100
+PENDING_DAYS_MAX = 3650
 
 
 async def move_points(writer: LedgerWriter, movement: Movement) -> Outcome:
@@ -62,6 +71,7 @@ async def adjust_points(
             raise ValidationFailedError.for_field("expires_at", "only credits can expire")
         if data.expires_at <= utc_now():
             raise ValidationFailedError.for_field("expires_at", "must be in the future")
+    hold = _hold(data, is_credit)
     movement = Movement(
         merchant_id=merchant_id,
         customer=customers_service.check_ref(ref),
@@ -74,8 +84,138 @@ async def adjust_points(
         expires_at=data.expires_at,
         idempotency_key=idempotency_key,
         request_fingerprint=request_fingerprint,
+        lifecycle=hold,
     )
     return await move_points(writer, movement)
+
+
+def _hold(data: CreateTransaction, is_credit: bool) -> Hold | None:
+    """A credit held as pending (``pending_days`` or ``available_at``), else None."""
+    if data.pending_days is None and data.available_at is None:
+        return None
+    field = "pending_days" if data.pending_days is not None else "available_at"
+    if data.pending_days is not None and data.available_at is not None:
+        raise ValidationFailedError.for_field(
+            "available_at", "send either pending_days or available_at, not both"
+        )
+    if not is_credit:
+        raise ValidationFailedError.for_field(field, "only credits can be held as pending")
+    now = utc_now()
+    if data.pending_days is not None:
+        return Hold(available_at=now + timedelta(days=data.pending_days))
+    assert data.available_at is not None
+    if data.available_at <= now:
+        raise ValidationFailedError.for_field("available_at", "must be in the future")
+    if data.available_at > now + timedelta(days=PENDING_DAYS_MAX):
+        raise ValidationFailedError.for_field(
+            "available_at", f"must be within {PENDING_DAYS_MAX} days"
+        )
+    if data.expires_at is not None and data.expires_at <= data.available_at:
+        raise ValidationFailedError.for_field("expires_at", "must be after available_at")
+    return Hold(available_at=data.available_at)
+
+
+async def release_pending(
+    writer: LedgerWriter,
+    merchant_id: uuid.UUID,
+    ref: CustomerRef,
+    pending_id: uuid.UUID | None,
+    *,
+    idempotency_key: str | None,
+    request_fingerprint: str,
+) -> Outcome:
+    """Approve pending credits early: one, or all of the customer's."""
+    return await _pending_operation(
+        writer, merchant_id, ref, Release(pending_id), idempotency_key, request_fingerprint
+    )
+
+
+async def cancel_pending(
+    writer: LedgerWriter,
+    merchant_id: uuid.UUID,
+    ref: CustomerRef,
+    pending_id: uuid.UUID,
+    *,
+    idempotency_key: str | None,
+    request_fingerprint: str,
+) -> Outcome:
+    return await _pending_operation(
+        writer, merchant_id, ref, Cancel(pending_id), idempotency_key, request_fingerprint
+    )
+
+
+async def _pending_operation(
+    writer: LedgerWriter,
+    merchant_id: uuid.UUID,
+    ref: CustomerRef,
+    operation: Release | Cancel,
+    idempotency_key: str | None,
+    request_fingerprint: str,
+) -> Outcome:
+    movement = Movement(
+        merchant_id=merchant_id,
+        customer=customers_service.check_ref(ref),
+        points_minor=0,
+        kind="adjustment",
+        description=None,
+        idempotency_key=idempotency_key,
+        request_fingerprint=request_fingerprint,
+        lifecycle=operation,
+    )
+    return await move_points(writer, movement)
+
+
+async def maintain_customer(
+    writer: LedgerWriter, merchant_id: uuid.UUID, customer_id: str
+) -> Outcome:
+    """The scheduler's pass over one customer: expiry, due holds, tier."""
+    movement = Movement(
+        merchant_id=merchant_id,
+        customer=CustomerRef(customer_id=customer_id),
+        points_minor=0,
+        kind="expire",
+        description=None,
+        lifecycle=Maintain(),
+    )
+    return await move_points(writer, movement)
+
+
+async def list_pending(
+    connection: AsyncConnection,
+    merchant_id: uuid.UUID,
+    ref: CustomerRef,
+    *,
+    status: str | None,
+    limit: int = PAGE_LIMIT_DEFAULT,
+    cursor: str | None = None,
+) -> PendingCreditPage:
+    """The customer's pending credits (by default those still pending), newest first."""
+    limit = check_limit(limit)
+    before = decode_pending_cursor(cursor) if cursor else None
+    customer_id = await customers_service.resolve_customer_id(connection, merchant_id, ref)
+    rows = await repository.list_pending(
+        connection, merchant_id, customer_id, status=status, before_id=before, limit=limit + 1
+    )
+    page = [pending_view(row._mapping) for row in rows[:limit]]
+    next_cursor = (
+        base64.urlsafe_b64encode(f"p:{page[-1].id}".encode()).decode().rstrip("=")
+        if len(rows) > limit
+        else None
+    )
+    return PendingCreditPage(data=page, next_cursor=next_cursor)
+
+
+def decode_pending_cursor(cursor: str) -> uuid.UUID:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        kind, _, value = base64.urlsafe_b64decode(padded.encode()).decode().partition(":")
+        if kind != "p":
+            raise ValueError(cursor)
+        return uuid.UUID(value)
+    except (ValueError, binascii.Error, UnicodeError) as error:
+        raise ValidationFailedError.for_field(
+            "cursor", "is not a cursor this API returned", location="query"
+        ) from error
 
 
 def to_transaction(row: Any) -> Transaction:
@@ -141,3 +281,25 @@ async def list_transactions(
     page = [to_transaction(row) for row in rows[:limit]]
     next_cursor = encode_cursor(page[-1].sequence) if len(rows) > limit else None
     return TransactionPage(data=page, next_cursor=next_cursor)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingOwner:
+    pending_id: uuid.UUID
+    ref: CustomerRef
+
+
+async def pending_owner(
+    connection: AsyncConnection, merchant_id: uuid.UUID, pending_id: str
+) -> PendingOwner:
+    """The customer a pending credit belongs to (the writer then decides under its lock)."""
+    try:
+        wanted = uuid.UUID(pending_id)
+    except ValueError:
+        wanted = None
+    external_id = (
+        None if wanted is None else await repository.pending_owner(connection, merchant_id, wanted)
+    )
+    if wanted is None or external_id is None:
+        raise PendingCreditNotFoundError(f"No pending credit {pending_id!r}.", {"id": pending_id})
+    return PendingOwner(wanted, CustomerRef(customer_id=external_id))

@@ -16,8 +16,10 @@ import asyncpg
 
 from loyalty.db.engine import is_unavailable as database_unavailable
 from loyalty.errors import invariant
-from loyalty.ledger import redemptions
+from loyalty.ledger import lifecycle, redemptions
 from loyalty.ledger.batch import (
+    BALANCE_COLUMNS,
+    LOCKED_COLUMNS,
     CustomerKey,
     KeyRef,
     LockedCustomer,
@@ -58,10 +60,13 @@ WITH wanted AS (
     FROM unnest($3::uuid[], $4::text[]) AS r(merchant_id, email)
     JOIN customers c ON c.merchant_id = r.merchant_id AND c.email = r.email
 )
-SELECT c.merchant_id, c.id, c.external_id, c.email, c.status,
+SELECT c.merchant_id, c.id, c.external_id, c.email, c.status, c.total_spent_minor,
        b.points_balance_minor, b.lifetime_points_minor, b.points_spent_minor,
-       b.points_expired_minor, b.last_sequence,
-       s.points_decimals, s.default_description, s.discount_code_prefix
+       b.points_expired_minor, b.last_sequence, b.pending_points_minor, b.last_activity_at,
+       b.expiring_lots_minor, b.next_expiry_at, b.next_expiry_minor, b.tier_id,
+       b.tier_expires_at, b.tier_recheck_at,
+       s.points_decimals, s.default_description, s.discount_code_prefix, s.expiry_policy,
+       s.expiry_days, s.expiry_changed_at, s.tier_basis, s.tier_window_days
 FROM wanted w
 JOIN customers c ON c.merchant_id = w.merchant_id AND c.id = w.id
 JOIN customer_balances b ON b.merchant_id = c.merchant_id AND b.customer_id = c.id
@@ -75,10 +80,15 @@ WITH balances AS (
     UPDATE customer_balances AS b
     SET points_balance_minor = v.balance, lifetime_points_minor = v.lifetime,
         points_spent_minor = v.spent, points_expired_minor = v.expired,
-        last_sequence = v.sequence, updated_at = $1
+        pending_points_minor = v.pending, last_sequence = v.sequence,
+        last_activity_at = v.activity, expiring_lots_minor = v.lots,
+        next_expiry_at = v.next_at, next_expiry_minor = v.next_minor, tier_id = v.tier,
+        tier_expires_at = v.tier_expires, tier_recheck_at = v.recheck, updated_at = $1
     FROM unnest($2::uuid[], $3::uuid[], $4::int8[], $5::int8[], $6::int8[], $7::int8[],
-                $8::int8[], $9::int8[])
-        AS v(merchant_id, customer_id, balance, lifetime, spent, expired, sequence, previous)
+                $8::int8[], $9::int8[], $10::timestamptz[], $11::int8[], $12::timestamptz[],
+                $13::int8[], $14::uuid[], $15::timestamptz[], $16::timestamptz[], $17::int8[])
+        AS v(merchant_id, customer_id, balance, lifetime, spent, expired, pending, sequence,
+             activity, lots, next_at, next_minor, tier, tier_expires, recheck, previous)
     WHERE b.merchant_id = v.merchant_id AND b.customer_id = v.customer_id
       AND b.last_sequence = v.previous
     RETURNING 1
@@ -87,25 +97,25 @@ WITH balances AS (
         (merchant_id, id, customer_id, sequence, points_minor, kind, description,
          internal_note, visible_to_customer, apply_to_lifetime, lifetime_delta_minor,
          balance_after_minor, expires_at, created_at)
-    SELECT e.*, $1 FROM unnest($10::uuid[], $11::uuid[], $12::uuid[], $13::int8[], $14::int8[],
-                               $15::text[], $16::text[], $17::text[], $18::bool[], $19::bool[],
-                               $20::int8[], $21::int8[], $22::timestamptz[]) AS e
+    SELECT e.*, $1 FROM unnest($18::uuid[], $19::uuid[], $20::uuid[], $21::int8[], $22::int8[],
+                               $23::text[], $24::text[], $25::text[], $26::bool[], $27::bool[],
+                               $28::int8[], $29::int8[], $30::timestamptz[]) AS e
     RETURNING 1
 ), new_events AS (
     INSERT INTO events (merchant_id, id, type, subject_id, payload, created_at)
-    SELECT v.*, $1 FROM unnest($23::uuid[], $24::uuid[], $25::text[], $26::uuid[], $27::text[])
+    SELECT v.*, $1 FROM unnest($31::uuid[], $32::uuid[], $33::text[], $34::uuid[], $35::text[])
         AS v
     RETURNING 1
 ), stored_keys AS (
     UPDATE idempotency_keys AS k
     SET response_status = v.status, response_body = v.body
-    FROM unnest($28::uuid[], $29::text[], $30::int4[], $31::text[])
+    FROM unnest($36::uuid[], $37::text[], $38::int4[], $39::text[])
         AS v(merchant_id, key, status, body)
     WHERE k.merchant_id = v.merchant_id AND k.key = v.key
     RETURNING 1
 ), released_keys AS (
     DELETE FROM idempotency_keys AS k
-    USING unnest($32::uuid[], $33::text[]) AS v(merchant_id, key)
+    USING unnest($40::uuid[], $41::text[]) AS v(merchant_id, key)
     WHERE k.merchant_id = v.merchant_id AND k.key = v.key
     RETURNING 1
 )
@@ -163,15 +173,7 @@ async def lock_customers(
                 customer_id=row["id"],
                 external_id=row["external_id"],
                 email=row["email"],
-                points_balance_minor=row["points_balance_minor"],
-                lifetime_points_minor=row["lifetime_points_minor"],
-                points_spent_minor=row["points_spent_minor"],
-                points_expired_minor=row["points_expired_minor"],
-                last_sequence=row["last_sequence"],
-                points_decimals=row["points_decimals"],
-                default_description=row["default_description"],
-                status=row["status"],
-                discount_code_prefix=row["discount_code_prefix"],
+                **{column: row[column] for column in LOCKED_COLUMNS},
             )
         )
     return index_customers(locked)
@@ -187,7 +189,7 @@ _EVENT_COLUMNS = ("merchant_id", "id", "type", "subject_id", "payload")
 
 async def apply_plan(connection: asyncpg.Connection, plan: Plan, now: datetime) -> None:
     """All of the batch's writes in one statement; checks every count."""
-    balances = _columns(plan.balance_updates, 8)
+    balances = _columns(plan.balance_updates, len(BALANCE_COLUMNS) + 3)
     entries = _columns([[e[c] for c in _ENTRY_COLUMNS] for e in plan.entries], 13)
     events = _columns([[e[c] for c in _EVENT_COLUMNS] for e in plan.events], 5)
     stored = _columns(plan.key_updates, 4)
@@ -294,6 +296,155 @@ async def apply_rewards(
     invariant(row["inserted"] == len(writes.inserts), "every redemption has its customer reward")
     invariant(row["reverted"] == len(writes.reverts), "every revert finds its active reward")
     invariant(row["credited"] == len(writes.store_credit), "every store credit reaches a balance")
+
+
+# Lots, pending credits and tiers are only ever changed by the writer under
+# their customer's balance lock, which the batch already holds: no further lock.
+_LOTS = """
+SELECT l.merchant_id, l.customer_id, l.id, l.remaining_minor, l.expires_at, l.created_at
+FROM unnest($1::uuid[], $2::uuid[]) AS t(merchant_id, customer_id)
+JOIN point_lots l ON l.merchant_id = t.merchant_id AND l.customer_id = t.customer_id
+"""
+
+_PENDING_BY_ID = """
+SELECT p.*
+FROM unnest($1::uuid[], $2::uuid[]) AS t(merchant_id, id)
+JOIN pending_credits p ON p.merchant_id = t.merchant_id AND p.id = t.id
+"""
+
+_PENDING_BY_CUSTOMER = """
+SELECT p.*
+FROM unnest($1::uuid[], $2::uuid[]) AS t(merchant_id, customer_id)
+JOIN pending_credits p ON p.merchant_id = t.merchant_id AND p.customer_id = t.customer_id
+ AND p.status = 'pending'
+"""
+
+_TIERS = """
+SELECT merchant_id, id, name, threshold_minor, retention_days
+FROM tiers WHERE merchant_id = ANY($1::uuid[])
+ORDER BY merchant_id, threshold_minor
+"""
+
+# The basis inside a rolling window: lifetime points earned in the last N days.
+_WINDOWS = """
+SELECT t.merchant_id, t.customer_id, coalesce(sum(e.lifetime_delta_minor), 0)::int8 AS total,
+       min(e.created_at) AS oldest_at
+FROM unnest($1::uuid[], $2::uuid[], $3::int4[]) AS t(merchant_id, customer_id, days)
+LEFT JOIN ledger_entries e ON e.merchant_id = t.merchant_id AND e.customer_id = t.customer_id
+ AND e.created_at > $4::timestamptz - make_interval(days => t.days)
+ AND e.lifetime_delta_minor <> 0
+GROUP BY t.merchant_id, t.customer_id
+"""
+
+_APPLY_LIFECYCLE = """
+WITH new_lots AS (
+    INSERT INTO point_lots (merchant_id, id, customer_id, remaining_minor, expires_at, created_at)
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::int8[], $5::timestamptz[],
+                         $6::timestamptz[])
+    RETURNING 1
+), spent_lots AS (
+    UPDATE point_lots AS l SET remaining_minor = v.remaining
+    FROM unnest($7::uuid[], $8::uuid[], $9::int8[]) AS v(merchant_id, id, remaining)
+    WHERE l.merchant_id = v.merchant_id AND l.id = v.id
+    RETURNING 1
+), closed_lots AS (
+    DELETE FROM point_lots AS l
+    USING unnest($10::uuid[], $11::uuid[]) AS v(merchant_id, id)
+    WHERE l.merchant_id = v.merchant_id AND l.id = v.id
+    RETURNING 1
+), new_pending AS (
+    INSERT INTO pending_credits
+        (merchant_id, id, customer_id, points_minor, kind, description, internal_note,
+         visible_to_customer, apply_to_lifetime, expires_at, status, available_at,
+         transaction_id, released_at, cancelled_at, created_at)
+    SELECT * FROM unnest($12::uuid[], $13::uuid[], $14::uuid[], $15::int8[], $16::text[],
+                         $17::text[], $18::text[], $19::bool[], $20::bool[],
+                         $21::timestamptz[], $22::text[], $23::timestamptz[], $24::uuid[],
+                         $25::timestamptz[], $26::timestamptz[], $27::timestamptz[])
+    RETURNING 1
+), finished_pending AS (
+    UPDATE pending_credits AS p
+    SET status = v.status, transaction_id = v.transaction_id,
+        released_at = CASE WHEN v.status = 'released' THEN v.at END,
+        cancelled_at = CASE WHEN v.status = 'cancelled' THEN v.at END
+    FROM unnest($28::uuid[], $29::uuid[], $30::text[], $31::uuid[], $32::timestamptz[])
+        AS v(merchant_id, id, status, transaction_id, at)
+    WHERE p.merchant_id = v.merchant_id AND p.id = v.id AND p.status = 'pending'
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM new_lots) AS new_lots,
+       (SELECT count(*) FROM spent_lots) AS spent_lots,
+       (SELECT count(*) FROM closed_lots) AS closed_lots,
+       (SELECT count(*) FROM new_pending) AS new_pending,
+       (SELECT count(*) FROM finished_pending) AS finished_pending
+"""
+
+
+async def load_lifecycle_context(
+    connection: asyncpg.Connection,
+    movements: list[Movement],
+    customers: dict[CustomerKey, LockedCustomer],
+    now: datetime,
+) -> lifecycle.LifecycleContext:
+    context = lifecycle.LifecycleContext()
+    locked = list({(c.merchant_id, c.customer_id): c for c in customers.values()}.values())
+    owners = lifecycle.lot_owners(locked)
+    if owners:
+        for row in await connection.fetch(_LOTS, *_columns(owners, 2)):
+            lot = lifecycle.Lot(
+                row["id"], row["remaining_minor"], row["expires_at"], row["created_at"],
+                stored_remaining_minor=row["remaining_minor"],
+            )  # fmt: skip
+            context.lots.setdefault((row["merchant_id"], row["customer_id"]), []).append(lot)
+    named = lifecycle.pending_ids(movements)
+    if named:
+        for row in await connection.fetch(_PENDING_BY_ID, *_columns(named, 2)):
+            context.pending[(row["merchant_id"], row["id"])] = dict(row)
+    holders = lifecycle.pending_owners(movements, locked)
+    if holders:
+        for row in await connection.fetch(_PENDING_BY_CUSTOMER, *_columns(holders, 2)):
+            context.pending[(row["merchant_id"], row["id"])] = dict(row)
+    merchants = lifecycle.tier_merchants(locked)
+    if merchants:
+        for row in await connection.fetch(_TIERS, merchants):
+            tier = lifecycle.Tier(
+                row["id"], row["name"], row["threshold_minor"], row["retention_days"]
+            )
+            context.tiers.setdefault(row["merchant_id"], []).append(tier)
+        windowed = lifecycle.window_owners(locked)
+        if windowed:
+            for row in await connection.fetch(_WINDOWS, *_columns(windowed, 3), now):
+                context.windows[(row["merchant_id"], row["customer_id"])] = lifecycle.Window(
+                    row["total"], row["oldest_at"]
+                )
+    return context
+
+
+async def apply_lifecycle(
+    connection: asyncpg.Connection, writes: lifecycle.LifecycleWrites
+) -> None:
+    lots = _columns([[r[c] for c in lifecycle.LOT_COLUMNS] for r in writes.lot_inserts], 6)
+    pending_columns = lifecycle.PENDING_COLUMNS
+    pending = _columns(
+        [[r[c] for c in pending_columns] for r in writes.pending_inserts], len(pending_columns)
+    )
+    row = await connection.fetchrow(
+        _APPLY_LIFECYCLE,
+        *lots,
+        *_columns(writes.lot_updates, 3),
+        *_columns(writes.lot_deletes, 2),
+        *pending,
+        *_columns(writes.pending_updates, 5),
+    )
+    assert row is not None
+    invariant(row["new_lots"] == len(writes.lot_inserts), "every new lot is stored")
+    invariant(row["spent_lots"] == len(writes.lot_updates), "every spent lot exists")
+    invariant(row["closed_lots"] == len(writes.lot_deletes), "every closed lot exists")
+    invariant(row["new_pending"] == len(writes.pending_inserts), "every hold is stored")
+    invariant(
+        row["finished_pending"] == len(writes.pending_updates),
+        "every released or cancelled credit was pending",
+    )
 
 
 def is_transient(error: BaseException) -> bool:

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiosqlite
 
 from loyalty.errors import invariant
-from loyalty.ledger import redemptions
+from loyalty.ledger import lifecycle, redemptions
 from loyalty.ledger.batch import (
+    BALANCE_COLUMNS,
+    LOCKED_COLUMNS,
     CustomerKey,
     KeyRef,
     LockedCustomer,
@@ -32,8 +34,11 @@ from loyalty.ledger.batch import (
 _CUSTOMERS_BY = """
 SELECT c.merchant_id, c.id, c.external_id, c.email,
        b.points_balance_minor, b.lifetime_points_minor, b.points_spent_minor,
-       b.points_expired_minor, b.last_sequence,
-       s.points_decimals, s.default_description, c.status, s.discount_code_prefix
+       b.points_expired_minor, b.last_sequence, s.points_decimals, s.default_description,
+       c.status, s.discount_code_prefix, b.pending_points_minor, c.total_spent_minor,
+       b.last_activity_at, b.expiring_lots_minor, b.next_expiry_at, b.next_expiry_minor,
+       b.tier_id, b.tier_expires_at, b.tier_recheck_at, s.expiry_policy, s.expiry_days,
+       s.expiry_changed_at, s.tier_basis, s.tier_window_days
 FROM ({values}) AS w
 CROSS JOIN customers c ON c.merchant_id = w.column1 AND c.{column} = w.column2
 JOIN customer_balances b ON b.merchant_id = c.merchant_id AND b.customer_id = c.id
@@ -109,15 +114,10 @@ async def lock_customers(
                 customer_id=uuid.UUID(row[1]),
                 external_id=row[2],
                 email=row[3],
-                points_balance_minor=row[4],
-                lifetime_points_minor=row[5],
-                points_spent_minor=row[6],
-                points_expired_minor=row[7],
-                last_sequence=row[8],
-                points_decimals=row[9],
-                default_description=row[10],
-                status=row[11],
-                discount_code_prefix=row[12],
+                **{
+                    column: _loaded(column, value)
+                    for column, value in zip(LOCKED_COLUMNS, row[4:], strict=True)
+                },
             )
         )
     return index_customers(locked)
@@ -126,13 +126,19 @@ async def lock_customers(
 async def apply_plan(connection: aiosqlite.Connection, plan: Plan, now: datetime) -> None:
     updated_at = sqlite_time(now)
     changes_before = connection.total_changes
+    assignments = ", ".join(f"{column} = ?" for column in BALANCE_COLUMNS)
     await connection.executemany(
-        "UPDATE customer_balances SET points_balance_minor = ?, lifetime_points_minor = ?, "
-        "points_spent_minor = ?, points_expired_minor = ?, last_sequence = ?, updated_at = ? "
+        f"UPDATE customer_balances SET {assignments}, updated_at = ? "
         "WHERE merchant_id = ? AND customer_id = ? AND last_sequence = ?",
         [
-            (balance, lifetime, spent, expired, sequence, updated_at, m.hex, c.hex, previous)
-            for m, c, balance, lifetime, spent, expired, sequence, previous in plan.balance_updates
+            (
+                *(_stored(c, v) for c, v in zip(BALANCE_COLUMNS, row[2:-1], strict=True)),
+                updated_at,
+                row[0].hex,
+                row[1].hex,
+                row[-1],
+            )
+            for row in plan.balance_updates
         ],
     )
     invariant(
@@ -192,7 +198,7 @@ async def apply_plan(connection: aiosqlite.Connection, plan: Plan, now: datetime
 
 _UUID_COLUMNS = frozenset(
     {"merchant_id", "id", "customer_id", "reward_id", "redeem_transaction_id",
-     "revert_transaction_id"}
+     "revert_transaction_id", "tier_id", "transaction_id"}
 )  # fmt: skip
 
 
@@ -298,6 +304,149 @@ async def apply_rewards(
     invariant(
         connection.total_changes - changes_before == len(writes.store_credit),
         "every store credit reaches a balance",
+    )
+
+
+async def _select(
+    connection: aiosqlite.Connection, sql: str, parameters: list[Any], columns: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    cursor = await connection.execute(sql, parameters)
+    return [
+        {column: _loaded(column, value) for column, value in zip(columns, row, strict=True)}
+        for row in await cursor.fetchall()
+    ]
+
+
+async def load_lifecycle_context(
+    connection: aiosqlite.Connection,
+    movements: list[Movement],
+    customers: dict[CustomerKey, LockedCustomer],
+    now: datetime,
+) -> lifecycle.LifecycleContext:
+    """Lots, pending credits, tiers and windows (the write lock is held: nothing changes)."""
+    context = lifecycle.LifecycleContext()
+    locked = list({(c.merchant_id, c.customer_id): c for c in customers.values()}.values())
+    owners = lifecycle.lot_owners(locked)
+    if owners:
+        columns = ", ".join(f"l.{c}" for c in lifecycle.LOT_COLUMNS)
+        for row in await _select(
+            connection,
+            f"SELECT {columns} FROM ({_values(len(owners))}) AS w CROSS JOIN point_lots l "
+            "ON l.merchant_id = w.column1 AND l.customer_id = w.column2",
+            _parameters(owners),
+            lifecycle.LOT_COLUMNS,
+        ):
+            lot = lifecycle.Lot(
+                row["id"], row["remaining_minor"], row["expires_at"], row["created_at"],
+                stored_remaining_minor=row["remaining_minor"],
+            )  # fmt: skip
+            context.lots.setdefault((row["merchant_id"], row["customer_id"]), []).append(lot)
+    pending_columns = ", ".join(f"p.{c}" for c in lifecycle.PENDING_COLUMNS)
+    named = lifecycle.pending_ids(movements)
+    holders = lifecycle.pending_owners(movements, locked)
+    for wanted, join in ((named, "p.id"), (holders, "p.customer_id AND p.status = 'pending'")):
+        if not wanted:
+            continue
+        for row in await _select(
+            connection,
+            f"SELECT {pending_columns} FROM ({_values(len(wanted))}) AS w "
+            f"CROSS JOIN pending_credits p ON p.merchant_id = w.column1 AND w.column2 = {join}",
+            _parameters(wanted),
+            lifecycle.PENDING_COLUMNS,
+        ):
+            row["visible_to_customer"] = bool(row["visible_to_customer"])
+            row["apply_to_lifetime"] = bool(row["apply_to_lifetime"])
+            context.pending[(row["merchant_id"], row["id"])] = row
+    merchants = lifecycle.tier_merchants(locked)
+    if merchants:
+        tier_columns = ("merchant_id", "id", "name", "threshold_minor", "retention_days")
+        for row in await _select(
+            connection,
+            f"SELECT {', '.join(tier_columns)} FROM tiers WHERE merchant_id IN "
+            f"({', '.join(['?'] * len(merchants))}) ORDER BY merchant_id, threshold_minor",
+            [m.hex for m in merchants],
+            tier_columns,
+        ):
+            tier = lifecycle.Tier(
+                row["id"], row["name"], row["threshold_minor"], row["retention_days"]
+            )
+            context.tiers.setdefault(row["merchant_id"], []).append(tier)
+        windowed = lifecycle.window_owners(locked)
+        if windowed:
+            rows = [(m, c, sqlite_time(now - timedelta(days=days))) for m, c, days in windowed]
+            for row in await _select(
+                connection,
+                f"SELECT w.column1, w.column2, coalesce(sum(e.lifetime_delta_minor), 0), "
+                f"min(e.created_at) FROM ({_values(len(rows), 3)}) AS w "
+                f"LEFT JOIN ledger_entries e ON e.merchant_id = w.column1 "
+                f"AND e.customer_id = w.column2 AND e.created_at > w.column3 "
+                f"AND e.lifetime_delta_minor <> 0 GROUP BY w.column1, w.column2",
+                _parameters(rows),
+                ("merchant_id", "customer_id", "total", "oldest_at"),
+            ):
+                context.windows[(row["merchant_id"], row["customer_id"])] = lifecycle.Window(
+                    row["total"], row["oldest_at"]
+                )
+    return context
+
+
+async def _executemany_checked(
+    connection: aiosqlite.Connection, sql: str, rows: list[Any], what: str
+) -> None:
+    changes_before = connection.total_changes
+    await connection.executemany(sql, rows)
+    invariant(connection.total_changes - changes_before == len(rows), what)
+
+
+async def apply_lifecycle(
+    connection: aiosqlite.Connection, writes: lifecycle.LifecycleWrites
+) -> None:
+    await _executemany_checked(
+        connection,
+        f"INSERT INTO point_lots ({', '.join(lifecycle.LOT_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)",
+        [[_stored(c, row[c]) for c in lifecycle.LOT_COLUMNS] for row in writes.lot_inserts],
+        "every new lot is stored",
+    )
+    await _executemany_checked(
+        connection,
+        "UPDATE point_lots SET remaining_minor = ? WHERE merchant_id = ? AND id = ?",
+        [(remaining, m.hex, i.hex) for m, i, remaining in writes.lot_updates],
+        "every spent lot exists",
+    )
+    await _executemany_checked(
+        connection,
+        "DELETE FROM point_lots WHERE merchant_id = ? AND id = ?",
+        [(m.hex, i.hex) for m, i in writes.lot_deletes],
+        "every closed lot exists",
+    )
+    columns = lifecycle.PENDING_COLUMNS
+    await _executemany_checked(
+        connection,
+        f"INSERT INTO pending_credits ({', '.join(columns)}) "
+        f"VALUES ({', '.join(['?'] * len(columns))})",
+        [[_stored(c, row[c]) for c in columns] for row in writes.pending_inserts],
+        "every hold is stored",
+    )
+    await _executemany_checked(
+        connection,
+        "UPDATE pending_credits SET status = ?, transaction_id = ?, "
+        "released_at = CASE WHEN ? = 'released' THEN ? END, "
+        "cancelled_at = CASE WHEN ? = 'cancelled' THEN ? END "
+        "WHERE merchant_id = ? AND id = ? AND status = 'pending'",
+        [
+            (
+                status,
+                _stored("transaction_id", t),
+                status,
+                sqlite_time(at),
+                status,
+                sqlite_time(at),
+                m.hex,
+                i.hex,
+            )
+            for m, i, status, t, at in writes.pending_updates
+        ],
+        "every released or cancelled credit was pending",
     )
 
 

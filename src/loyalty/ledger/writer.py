@@ -216,13 +216,23 @@ class LedgerWriter:
         rewards = None
         if any(movement.reward is not None for movement in to_apply):
             rewards = await store.load_reward_context(connection, to_apply, customers)
+        # Reads nothing unless the batch has holds, lots, tiers or maintenance.
+        times = await store.load_lifecycle_context(connection, to_apply, customers, now)
         locked.set()
         plan = plan_batch(
-            movements, claimed=claimed, stored=stored, customers=customers, now=now, rewards=rewards
+            movements,
+            claimed=claimed,
+            stored=stored,
+            customers=customers,
+            now=now,
+            rewards=rewards,
+            times=times,
         )
         await store.apply_plan(connection, plan, now)
         if plan.rewards:
             await store.apply_rewards(connection, plan.rewards, now)
+        if plan.lifecycle:
+            await store.apply_lifecycle(connection, plan.lifecycle)
         return resolve_followers(plan)
 
     def _store_check(self, name: str) -> Callable[[BaseException], bool]:

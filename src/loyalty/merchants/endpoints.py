@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, Response, get, patch
+from litestar import Controller, Request, Response, get, patch, post
 from litestar.params import JSONBody
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -11,7 +11,12 @@ from loyalty.http.dependencies import CurrentCaller
 from loyalty.http.openapi import BEARER_SECURITY, error_responses
 from loyalty.http.writes import idempotent_write
 from loyalty.merchants import service
-from loyalty.merchants.schemas import ProgramSettingsEnvelope, UpdateProgramSettings
+from loyalty.merchants.schemas import (
+    ExpiryPreviewEnvelope,
+    PreviewExpiry,
+    ProgramSettingsEnvelope,
+    UpdateProgramSettings,
+)
 
 
 class ProgramSettingsController(Controller):
@@ -52,3 +57,25 @@ class ProgramSettingsController(Controller):
             return 200, ProgramSettingsEnvelope(data=settings)
 
         return await idempotent_write(request, caller.principal, operation)
+
+    @post(
+        "/preview",
+        opt={"scope": "settings:read"},
+        status_code=200,
+        summary="Preview an expiry policy change",
+        description=(
+            "How many customers and points a proposed `expiry_policy` / `expiry_days` would "
+            "affect, computed now; nothing is saved."
+        ),
+        responses=error_responses(422),
+    )
+    async def preview(
+        self,
+        request: Request[Any, Any, Any],
+        caller: CurrentCaller,
+        data: JSONBody[PreviewExpiry],
+    ) -> ExpiryPreviewEnvelope:
+        data = await strict_body(request, PreviewExpiry)
+        async with caller.database.read() as connection:
+            preview = await service.preview_expiry(connection, caller.merchant_id, data)
+        return ExpiryPreviewEnvelope(data=preview)

@@ -4,10 +4,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from loyalty.db.tables import merchants, program_settings
+from loyalty.db.tables import customer_balances, merchants, program_settings
 from loyalty.merchants.schemas import Merchant, ProgramSettings
 from loyalty.rewards.codes import default_prefix
 
@@ -80,3 +80,18 @@ async def update_program_settings(
         .where(program_settings.c.merchant_id == merchant_id)
         .values(**values)
     )
+
+
+async def expiry_totals(connection: AsyncConnection, merchant_id: uuid.UUID) -> Any:
+    """Customers and points with a balance, split into dated (in lots) and undated."""
+    b = customer_balances
+    undated = b.c.points_balance_minor - b.c.expiring_lots_minor
+    statement = select(
+        func.count().filter(b.c.points_balance_minor > 0).label("customers"),
+        func.coalesce(func.sum(b.c.points_balance_minor), 0).label("points_minor"),
+        func.count().filter(b.c.expiring_lots_minor > 0).label("dated_customers"),
+        func.coalesce(func.sum(b.c.expiring_lots_minor), 0).label("dated_minor"),
+        func.count().filter(undated > 0).label("undated_customers"),
+        func.coalesce(func.sum(undated), 0).label("undated_minor"),
+    ).where(b.c.merchant_id == merchant_id)
+    return (await connection.execute(statement)).one()

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -20,10 +20,18 @@ class ProgramSettings(msgspec.Struct, frozen=True):
     discount_code_prefix: str
 
 
+ExpiryPolicy = Literal["none", "fixed", "inactivity"]
+ExpiryDays = Annotated[int, msgspec.Meta(ge=1, le=3650)]
+
+
 class ProgramSettingsView(msgspec.Struct, frozen=True):
     points_decimals: int
     default_description: str
     discount_code_prefix: str
+    expiry_policy: ExpiryPolicy
+    expiry_days: int | None
+    # When the expiry policy last changed (inactivity counts from here at the earliest).
+    expiry_changed_at: datetime | None
     updated_at: datetime
 
 
@@ -36,7 +44,12 @@ class UpdateProgramSettings(msgspec.Struct, forbid_unknown_fields=True):
 
     ``points_decimals``: 0 (whole points), 1 or 2; ``default_description``: the
     activity-log text of movements sent without one; ``discount_code_prefix``:
-    up to 12 letters or digits leading every new discount code (empty: none).
+    up to 12 letters or digits leading every new discount code (empty: none);
+    ``expiry_policy``: ``none``, ``fixed`` (each credit expires ``expiry_days``
+    after it is earned; debits spend the earliest-expiring points first) or
+    ``inactivity`` (the whole balance expires after ``expiry_days`` without
+    earning or redeeming). A policy change applies from now on: never
+    retroactive. Preview one with ``POST /api/v1/settings/program/preview``.
     """
 
     points_decimals: Annotated[int, msgspec.Meta(ge=0, le=2)] | msgspec.UnsetType = msgspec.UNSET
@@ -46,3 +59,44 @@ class UpdateProgramSettings(msgspec.Struct, forbid_unknown_fields=True):
     discount_code_prefix: Annotated[str, msgspec.Meta(max_length=12)] | msgspec.UnsetType = (
         msgspec.UNSET
     )
+    expiry_policy: ExpiryPolicy | msgspec.UnsetType = msgspec.UNSET
+    expiry_days: ExpiryDays | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class PreviewExpiry(msgspec.Struct, forbid_unknown_fields=True):
+    """A proposed expiry policy (``expiry_days`` required unless ``none``)."""
+
+    expiry_policy: ExpiryPolicy
+    expiry_days: ExpiryDays | None = None
+
+
+class ExpiryImpact(msgspec.Struct, frozen=True):
+    customers: int
+    points: float
+
+
+class ExpiryPreview(msgspec.Struct, frozen=True):
+    """What saving the proposed policy would change, computed now, saving nothing.
+
+    ``newly_expiring``: customers and points that would start to expire
+    (inactivity: whole balances, first at ``first_expiry_at`` at the earliest,
+    since the count starts when the policy is saved). ``no_longer_expiring``:
+    points the current inactivity policy would no longer expire. ``dated``:
+    points already in lots with an expiry date, which keep it whatever the
+    policy (enabling expiry is never retroactive; dates given are kept).
+    ``expiring_now``: what would expire the moment it is saved (always 0:
+    no policy change expires points at once)."""
+
+    expiry_policy: ExpiryPolicy
+    expiry_days: int | None
+    current_expiry_policy: ExpiryPolicy
+    current_expiry_days: int | None
+    newly_expiring: ExpiryImpact
+    no_longer_expiring: ExpiryImpact
+    dated: ExpiryImpact
+    expiring_now: ExpiryImpact
+    first_expiry_at: datetime | None
+
+
+class ExpiryPreviewEnvelope(msgspec.Struct, frozen=True):
+    data: ExpiryPreview

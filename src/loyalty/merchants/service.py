@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import msgspec
@@ -13,7 +14,15 @@ from loyalty.errors import NotFoundError, ValidationFailedError
 from loyalty.events import repository as events
 from loyalty.ids import new_id
 from loyalty.merchants import repository
-from loyalty.merchants.schemas import Merchant, ProgramSettingsView, UpdateProgramSettings
+from loyalty.merchants.schemas import (
+    ExpiryImpact,
+    ExpiryPreview,
+    Merchant,
+    PreviewExpiry,
+    ProgramSettingsView,
+    UpdateProgramSettings,
+)
+from loyalty.points import format_points
 from loyalty.rewards.codes import normalise_prefix
 from loyalty.text import check_characters, clean_text
 
@@ -47,7 +56,65 @@ def _to_view(row: Any) -> ProgramSettingsView:
         points_decimals=row.points_decimals,
         default_description=row.default_description,
         discount_code_prefix=row.discount_code_prefix,
+        expiry_policy=row.expiry_policy,
+        expiry_days=row.expiry_days,
+        expiry_changed_at=row.expiry_changed_at,
         updated_at=row.updated_at,
+    )
+
+
+def check_expiry(policy: str, days: int | None) -> int | None:
+    """A policy and its days, consistent: ``none`` has no days, the others need them."""
+    if policy == "none":
+        if days is not None:
+            raise ValidationFailedError.for_field(
+                "expiry_days", "must be null when expiry_policy is none"
+            )
+        return None
+    if days is None:
+        raise ValidationFailedError.for_field(
+            "expiry_days", f"is required when expiry_policy is {policy}"
+        )
+    return days
+
+
+async def preview_expiry(
+    connection: AsyncConnection, merchant_id: uuid.UUID, data: PreviewExpiry
+) -> ExpiryPreview:
+    """What saving ``data`` would change (nothing is saved)."""
+    days = check_expiry(data.expiry_policy, data.expiry_days)
+    current = await repository.get_program_settings_row(connection, merchant_id)
+    totals = await repository.expiry_totals(connection, merchant_id)
+    now = utc_now()
+    nothing = ExpiryImpact(customers=0, points=0)
+    undated = ExpiryImpact(
+        customers=totals.undated_customers, points=format_points(int(totals.undated_minor))
+    )
+    newly, no_longer, first_at = nothing, nothing, None
+    if data.expiry_policy == "inactivity" and days is not None:
+        # Inactivity expires whole balances, counted from the moment it is saved.
+        newly = ExpiryImpact(
+            customers=totals.customers, points=format_points(int(totals.points_minor))
+        )
+        first_at = now + timedelta(days=days)
+        if current.expiry_policy == "inactivity":
+            newly = nothing  # already expiring; only the count restarts
+    elif current.expiry_policy == "inactivity":
+        no_longer = undated
+    if data.expiry_policy == "fixed" and days is not None:
+        first_at = now + timedelta(days=days)  # the first credit made after saving
+    return ExpiryPreview(
+        expiry_policy=data.expiry_policy,
+        expiry_days=days,
+        current_expiry_policy=current.expiry_policy,
+        current_expiry_days=current.expiry_days,
+        newly_expiring=newly,
+        no_longer_expiring=no_longer,
+        dated=ExpiryImpact(
+            customers=totals.dated_customers, points=format_points(int(totals.dated_minor))
+        ),
+        expiring_now=nothing,
+        first_expiry_at=first_at,
     )
 
 
@@ -73,6 +140,26 @@ async def update_program_settings(
     if not isinstance(data.discount_code_prefix, msgspec.UnsetType):
         values["discount_code_prefix"] = normalise_prefix(data.discount_code_prefix)
     now = utc_now()
+    if not (
+        isinstance(data.expiry_policy, msgspec.UnsetType)
+        and isinstance(data.expiry_days, msgspec.UnsetType)
+    ):
+        current = await repository.get_program_settings_row(connection, merchant_id)
+        policy = (
+            current.expiry_policy
+            if isinstance(data.expiry_policy, msgspec.UnsetType)
+            else data.expiry_policy
+        )
+        days = check_expiry(
+            policy,
+            None
+            if isinstance(data.expiry_days, msgspec.UnsetType) and policy == "none"
+            else current.expiry_days
+            if isinstance(data.expiry_days, msgspec.UnsetType)
+            else data.expiry_days,
+        )
+        if (policy, days) != (current.expiry_policy, current.expiry_days):
+            values.update(expiry_policy=policy, expiry_days=days, expiry_changed_at=now)
     if values:
         await repository.update_program_settings(
             connection, merchant_id, {**values, "updated_at": now}
