@@ -171,9 +171,15 @@ async def insert_customer(
     inserted = (await connection.execute(statement)).scalar_one_or_none()
     if inserted is None:
         return False
+    # A programme's entry tier (threshold 0) is reached at enrolment.
+    entry_tier = (
+        select(tiers.c.id)
+        .where(tiers.c.merchant_id == merchant_id, tiers.c.threshold_minor == 0)
+        .scalar_subquery()
+    )
     await connection.execute(
         customer_balances.insert().values(
-            merchant_id=merchant_id, customer_id=customer_id, updated_at=now
+            merchant_id=merchant_id, customer_id=customer_id, tier_id=entry_tier, updated_at=now
         )
     )
     return True

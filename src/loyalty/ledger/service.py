@@ -102,17 +102,21 @@ def _hold(data: CreateTransaction, is_credit: bool) -> Hold | None:
         raise ValidationFailedError.for_field(field, "only credits can be held as pending")
     now = utc_now()
     if data.pending_days is not None:
-        return Hold(available_at=now + timedelta(days=data.pending_days))
-    assert data.available_at is not None
-    if data.available_at <= now:
-        raise ValidationFailedError.for_field("available_at", "must be in the future")
-    if data.available_at > now + timedelta(days=PENDING_DAYS_MAX):
+        available_at = now + timedelta(days=data.pending_days)
+    else:
+        assert data.available_at is not None
+        available_at = data.available_at
+        if available_at <= now:
+            raise ValidationFailedError.for_field("available_at", "must be in the future")
+        if available_at > now + timedelta(days=PENDING_DAYS_MAX):
+            raise ValidationFailedError.for_field(
+                "available_at", f"must be within {PENDING_DAYS_MAX} days"
+            )
+    if data.expires_at is not None and data.expires_at <= available_at:
         raise ValidationFailedError.for_field(
-            "available_at", f"must be within {PENDING_DAYS_MAX} days"
+            "expires_at", "must be after the points become available"
         )
-    if data.expires_at is not None and data.expires_at <= data.available_at:
-        raise ValidationFailedError.for_field("expires_at", "must be after available_at")
-    return Hold(available_at=data.available_at)
+    return Hold(available_at=available_at)
 
 
 async def release_pending(
