@@ -46,7 +46,7 @@ class TransactionController(Controller):
         caller: CurrentCaller,
         customer_ref: CustomerRefQuery,
         data: JSONBody[CreateTransaction],
-    ) -> Response[TransactionEnvelope]:
+    ) -> Response[TransactionEnvelope | PendingCreditEnvelope]:
         data = await strict_body(request, CreateTransaction)
         key, fingerprint = await request_idempotency(request)
         outcome = await service.adjust_points(
