@@ -224,17 +224,31 @@ async def test_tiers_need_settings_scopes(tenant: Tenant) -> None:
 # Customers on the ladder -------------------------------------------------------
 
 
+def show(moment: str, customer: dict[str, Any]) -> None:
+    """One line of the walkthrough (pytest -s prints it)."""
+    tier = customer["tier"]["name"] if customer["tier"] else None
+    upcoming = customer["next_tier"]["name"] if customer["next_tier"] else None
+    print(
+        f"{moment}: lifetime {customer['lifetime_points']}, tier {tier}, "
+        f"tier_expires_at {customer['tier_expires_at']}, next {upcoming} "
+        f"(+{customer['amount_to_next_tier']})"
+    )
+
+
 async def test_customer_climbs_and_falls_after_retention(
     tenant: Tenant, unique_id: str, clock: Clock, run_jobs: RunJobs
 ) -> None:
     silver, gold = await silver_and_gold(tenant)
     customer = await tenant.enrol(unique_id)
+    print()
+    show("enrolled", customer)
     assert (customer["tier"], customer["tier_expires_at"]) == (None, None)
     assert customer["next_tier"] == {"id": silver, "name": "Silver"}
     assert customer["amount_to_next_tier"] == 500
 
     await credit(tenant, unique_id, 600)
     customer = await tenant.customer(unique_id)
+    show("credit 600", customer)
     assert customer["tier"] == {"id": silver, "name": "Silver"}
     assert customer["next_tier"] == {"id": gold, "name": "Gold"}
     assert customer["amount_to_next_tier"] == 400
@@ -243,11 +257,13 @@ async def test_customer_climbs_and_falls_after_retention(
 
     await credit(tenant, unique_id, 500)
     customer = await tenant.customer(unique_id)
+    show("credit 500 (threshold 1000 crossed)", customer)
     assert customer["tier"] == {"id": gold, "name": "Gold"}
     assert (customer["next_tier"], customer["amount_to_next_tier"]) == (None, None)
 
     await credit(tenant, unique_id, -700, apply_to_lifetime=True)
     customer = await tenant.customer(unique_id)
+    show("remove 700 earned points", customer)
     assert customer["lifetime_points"] == 400
     assert customer["tier"] == {"id": gold, "name": "Gold"}  # kept by retention
     expected = datetime.now(UTC) + timedelta(days=30)
@@ -255,11 +271,13 @@ async def test_customer_climbs_and_falls_after_retention(
 
     clock.advance(days=29)
     await run_jobs()
+    show("day 29, jobs run", await tenant.customer(unique_id))
     assert (await tenant.customer(unique_id))["tier"] == {"id": gold, "name": "Gold"}
 
     clock.advance(days=2)
     await run_jobs()
     customer = await tenant.customer(unique_id)
+    show("day 31, retention lapsed, jobs run", customer)
     assert (customer["tier"], customer["tier_expires_at"]) == (None, None)
     assert customer["next_tier"] == {"id": silver, "name": "Silver"}
     assert customer["amount_to_next_tier"] == 100
