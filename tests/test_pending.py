@@ -21,7 +21,7 @@ SETTINGS = "/api/v1/settings/program"
 PENDING_FIELDS = {
     "id", "customer_id", "points", "kind", "description", "internal_note",
     "visible_to_customer", "apply_to_lifetime", "expires_at", "status", "available_at",
-    "transaction_id", "released_at", "cancelled_at", "created_at",
+    "transaction_id", "earn_rule_id", "released_at", "cancelled_at", "created_at",
 }  # fmt: skip
 RunJobs = Callable[[], Awaitable[JobsRun]]
 

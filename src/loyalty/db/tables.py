@@ -67,6 +67,8 @@ program_settings = Table(
     # tiers) and over how many days (NULL: all time); shared by every tier.
     Column("tier_basis", String(16), nullable=True),
     Column("tier_window_days", Integer, nullable=True),
+    # ISO 4217 code of the shop's money (orders, thresholds on spend).
+    Column("currency", String(3), nullable=False, server_default="USD"),
     Column("updated_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("merchant_id"),
     ForeignKeyConstraint(["merchant_id"], ["merchants.id"]),
@@ -208,6 +210,7 @@ pending_credits = Table(
     Column("available_at", UTCDateTime, nullable=False),
     # The ledger entry that released it.
     Column("transaction_id", Uuid, nullable=True),
+    Column("earn_rule_id", Uuid, nullable=True),
     Column("released_at", UTCDateTime, nullable=True),
     Column("cancelled_at", UTCDateTime, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
@@ -258,6 +261,8 @@ ledger_entries = Table(
     Column("lifetime_delta_minor", BigInteger, nullable=False),
     Column("balance_after_minor", BigInteger, nullable=False),
     Column("expires_at", UTCDateTime, nullable=True),
+    # The earn rule that granted the points (reporting).
+    Column("earn_rule_id", Uuid, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("merchant_id", "id"),
     ForeignKeyConstraint(["merchant_id", "customer_id"], ["customers.merchant_id", "customers.id"]),
@@ -362,4 +367,86 @@ idempotency_keys = Table(
     PrimaryKeyConstraint("merchant_id", "key"),
     ForeignKeyConstraint(["merchant_id"], ["merchants.id"]),
     Index("ix_idempotency_keys_created_at", "created_at"),
+)
+
+# How points are earned: one rule per type (purchase, and one per action).
+earn_rules = Table(
+    "earn_rules",
+    metadata,
+    Column("merchant_id", Uuid, nullable=False),
+    Column("id", Uuid, nullable=False),
+    Column("type", String(32), nullable=False),
+    # Fixed points (an action's reward; a purchase's bonus per order).
+    Column("points_minor", BigInteger, nullable=False),
+    Column("active", Boolean, nullable=False),
+    # Purchase: points per currency unit in hundredths, rounding, minimum, hold.
+    Column("points_per_currency_unit_minor", BigInteger, nullable=True),
+    Column("rounding", String(8), nullable=True),
+    Column("min_order_total_minor", BigInteger, nullable=True),
+    Column("pending_days", Integer, nullable=True),
+    # Referral: what the referred customer gets (points_minor is the referrer's).
+    Column("referee_points_minor", BigInteger, nullable=True),
+    # At most max_per_customer rewards per customer (per period_days, or ever).
+    Column("max_per_customer", Integer, nullable=True),
+    Column("period_days", Integer, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "id"),
+    ForeignKeyConstraint(["merchant_id"], ["merchants.id"]),
+    UniqueConstraint("merchant_id", "type"),
+    CheckConstraint("points_minor >= 0", name="points_not_negative"),
+)
+
+# Orders sent by the shop (each once: unique per merchant), with what they earned.
+orders = Table(
+    "orders",
+    metadata,
+    Column("merchant_id", Uuid, nullable=False),
+    Column("id", Uuid, nullable=False),
+    Column("order_id", String(255), nullable=False),
+    Column("customer_id", Uuid, nullable=False),
+    Column("total_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    # JSON list of the discount codes applied.
+    Column("discount_codes", Text, nullable=False),
+    # SHA-256 of the order's content: the same order_id with other content is a conflict.
+    Column("fingerprint", String(64), nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("refunded_minor", BigInteger, nullable=False),
+    Column("points_earned_minor", BigInteger, nullable=False),
+    Column("points_removed_minor", BigInteger, nullable=False),
+    # Where the points went: a hold (pending) or a ledger entry.
+    Column("pending_id", Uuid, nullable=True),
+    Column("transaction_id", Uuid, nullable=True),
+    Column("earn_rule_id", Uuid, nullable=True),
+    # Why it earned nothing (no_rule, inactive_rule, below_minimum, customer_status...).
+    Column("not_earned_reason", String(32), nullable=True),
+    Column("placed_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "id"),
+    ForeignKeyConstraint(["merchant_id", "customer_id"], ["customers.merchant_id", "customers.id"]),
+    UniqueConstraint("merchant_id", "order_id"),
+    CheckConstraint("total_minor >= 0", name="total_not_negative"),
+    CheckConstraint("refunded_minor >= 0 AND refunded_minor <= total_minor", name="refund_within"),
+    Index("ix_orders_customer", "merchant_id", "customer_id", "placed_at"),
+)
+
+order_refunds = Table(
+    "order_refunds",
+    metadata,
+    Column("merchant_id", Uuid, nullable=False),
+    Column("id", Uuid, nullable=False),
+    Column("order_row_id", Uuid, nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    # Points taken back: from the balance (a ledger debit), from a hold, and
+    # what the customer had already spent (never taken below zero).
+    Column("points_removed_minor", BigInteger, nullable=False),
+    Column("points_cancelled_minor", BigInteger, nullable=False),
+    Column("shortfall_minor", BigInteger, nullable=False),
+    Column("transaction_id", Uuid, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "id"),
+    ForeignKeyConstraint(["merchant_id", "order_row_id"], ["orders.merchant_id", "orders.id"]),
+    Index("ix_order_refunds_order", "merchant_id", "order_row_id"),
 )

@@ -78,6 +78,8 @@ class Movement:
     reward: redemptions.RewardOperation | None = None
     # A hold, a release or cancellation of one, or the scheduler's maintenance.
     lifecycle: LifecycleOperation | None = None
+    # The earn rule that grants the points (recorded on the entry).
+    earn_rule_id: uuid.UUID | None = None
 
     @property
     def key_ref(self) -> KeyRef | None:
@@ -344,6 +346,7 @@ class _Posting:
     apply_to_lifetime: bool = False
     expires_at: datetime | None = None
     entry_id: uuid.UUID | None = None
+    earn_rule_id: uuid.UUID | None = None
 
 
 @dataclass(slots=True)
@@ -385,6 +388,7 @@ class _Batch:
                     visible_to_customer=movement.visible_to_customer,
                     apply_to_lifetime=movement.apply_to_lifetime,
                     expires_at=movement.expires_at,
+                    earn_rule_id=movement.earn_rule_id,
                 ),
             )
             return Outcome(201, _encoder.encode(TransactionEnvelope(data=transaction)))
@@ -467,6 +471,7 @@ class _Batch:
                 "lifetime_delta_minor": lifetime_delta,
                 "balance_after_minor": balance_after,
                 "expires_at": posting.expires_at,
+                "earn_rule_id": posting.earn_rule_id,
                 "created_at": now,
             }
         )
@@ -483,6 +488,7 @@ class _Batch:
             points_balance=format_points(balance_after),
             sequence=locked.last_sequence,
             expires_at=posting.expires_at,
+            earn_rule_id=posting.earn_rule_id,
             created_at=now,
         )
         self.event(
@@ -559,6 +565,7 @@ class _Batch:
             "status": "pending",
             "available_at": operation.available_at,
             "transaction_id": None,
+            "earn_rule_id": movement.earn_rule_id,
             "released_at": None,
             "cancelled_at": None,
             "created_at": self.now,
@@ -602,6 +609,7 @@ class _Batch:
                 visible_to_customer=row["visible_to_customer"],
                 apply_to_lifetime=row["apply_to_lifetime"],
                 expires_at=row["expires_at"],
+                earn_rule_id=row["earn_rule_id"],
             ),
         )
         self.finish_pending(locked, row, "released", transaction.transaction_id)
@@ -670,6 +678,7 @@ def pending_view(row: Mapping[str, Any]) -> PendingCredit:
         status=row["status"],
         available_at=row["available_at"],
         transaction_id=row["transaction_id"],
+        earn_rule_id=row["earn_rule_id"],
         released_at=row["released_at"],
         cancelled_at=row["cancelled_at"],
         created_at=row["created_at"],

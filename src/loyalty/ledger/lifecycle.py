@@ -40,7 +40,7 @@ RowKey = tuple[uuid.UUID, uuid.UUID]  # (merchant_id, id)
 PENDING_COLUMNS = (
     "merchant_id", "id", "customer_id", "points_minor", "kind", "description", "internal_note",
     "visible_to_customer", "apply_to_lifetime", "expires_at", "status", "available_at",
-    "transaction_id", "released_at", "cancelled_at", "created_at",
+    "transaction_id", "earn_rule_id", "released_at", "cancelled_at", "created_at",
 )  # fmt: skip
 LOT_COLUMNS = ("merchant_id", "id", "customer_id", "remaining_minor", "expires_at", "created_at")
 

@@ -105,6 +105,8 @@ class Transaction(msgspec.Struct, frozen=True):
     sequence: int
     expires_at: datetime | None
     created_at: datetime
+    # The earn rule that granted the points (orders, actions); null for manual ones.
+    earn_rule_id: uuid.UUID | None = None
 
 
 class TransactionEnvelope(msgspec.Struct, frozen=True):
@@ -133,6 +135,7 @@ class PendingCredit(msgspec.Struct, frozen=True):
     status: Literal["pending", "released", "cancelled"]
     available_at: datetime
     transaction_id: uuid.UUID | None
+    earn_rule_id: uuid.UUID | None
     released_at: datetime | None
     cancelled_at: datetime | None
     created_at: datetime

@@ -96,26 +96,26 @@ WITH balances AS (
     INSERT INTO ledger_entries
         (merchant_id, id, customer_id, sequence, points_minor, kind, description,
          internal_note, visible_to_customer, apply_to_lifetime, lifetime_delta_minor,
-         balance_after_minor, expires_at, created_at)
+         balance_after_minor, expires_at, earn_rule_id, created_at)
     SELECT e.*, $1 FROM unnest($18::uuid[], $19::uuid[], $20::uuid[], $21::int8[], $22::int8[],
                                $23::text[], $24::text[], $25::text[], $26::bool[], $27::bool[],
-                               $28::int8[], $29::int8[], $30::timestamptz[]) AS e
+                               $28::int8[], $29::int8[], $30::timestamptz[], $31::uuid[]) AS e
     RETURNING 1
 ), new_events AS (
     INSERT INTO events (merchant_id, id, type, subject_id, payload, created_at)
-    SELECT v.*, $1 FROM unnest($31::uuid[], $32::uuid[], $33::text[], $34::uuid[], $35::text[])
+    SELECT v.*, $1 FROM unnest($32::uuid[], $33::uuid[], $34::text[], $35::uuid[], $36::text[])
         AS v
     RETURNING 1
 ), stored_keys AS (
     UPDATE idempotency_keys AS k
     SET response_status = v.status, response_body = v.body
-    FROM unnest($36::uuid[], $37::text[], $38::int4[], $39::text[])
+    FROM unnest($37::uuid[], $38::text[], $39::int4[], $40::text[])
         AS v(merchant_id, key, status, body)
     WHERE k.merchant_id = v.merchant_id AND k.key = v.key
     RETURNING 1
 ), released_keys AS (
     DELETE FROM idempotency_keys AS k
-    USING unnest($40::uuid[], $41::text[]) AS v(merchant_id, key)
+    USING unnest($41::uuid[], $42::text[]) AS v(merchant_id, key)
     WHERE k.merchant_id = v.merchant_id AND k.key = v.key
     RETURNING 1
 )
@@ -182,7 +182,7 @@ async def lock_customers(
 _ENTRY_COLUMNS = (
     "merchant_id", "id", "customer_id", "sequence", "points_minor", "kind", "description",
     "internal_note", "visible_to_customer", "apply_to_lifetime", "lifetime_delta_minor",
-    "balance_after_minor", "expires_at",
+    "balance_after_minor", "expires_at", "earn_rule_id",
 )  # fmt: skip
 _EVENT_COLUMNS = ("merchant_id", "id", "type", "subject_id", "payload")
 
@@ -190,7 +190,7 @@ _EVENT_COLUMNS = ("merchant_id", "id", "type", "subject_id", "payload")
 async def apply_plan(connection: asyncpg.Connection, plan: Plan, now: datetime) -> None:
     """All of the batch's writes in one statement; checks every count."""
     balances = _columns(plan.balance_updates, len(BALANCE_COLUMNS) + 3)
-    entries = _columns([[e[c] for c in _ENTRY_COLUMNS] for e in plan.entries], 13)
+    entries = _columns([[e[c] for c in _ENTRY_COLUMNS] for e in plan.entries], 14)
     events = _columns([[e[c] for c in _EVENT_COLUMNS] for e in plan.events], 5)
     stored = _columns(plan.key_updates, 4)
     released = _columns(plan.key_deletes, 2)
@@ -356,18 +356,18 @@ WITH new_lots AS (
     INSERT INTO pending_credits
         (merchant_id, id, customer_id, points_minor, kind, description, internal_note,
          visible_to_customer, apply_to_lifetime, expires_at, status, available_at,
-         transaction_id, released_at, cancelled_at, created_at)
+         transaction_id, earn_rule_id, released_at, cancelled_at, created_at)
     SELECT * FROM unnest($12::uuid[], $13::uuid[], $14::uuid[], $15::int8[], $16::text[],
                          $17::text[], $18::text[], $19::bool[], $20::bool[],
                          $21::timestamptz[], $22::text[], $23::timestamptz[], $24::uuid[],
-                         $25::timestamptz[], $26::timestamptz[], $27::timestamptz[])
+                         $25::uuid[], $26::timestamptz[], $27::timestamptz[], $28::timestamptz[])
     RETURNING 1
 ), finished_pending AS (
     UPDATE pending_credits AS p
     SET status = v.status, transaction_id = v.transaction_id,
         released_at = CASE WHEN v.status = 'released' THEN v.at END,
         cancelled_at = CASE WHEN v.status = 'cancelled' THEN v.at END
-    FROM unnest($28::uuid[], $29::uuid[], $30::text[], $31::uuid[], $32::timestamptz[])
+    FROM unnest($29::uuid[], $30::uuid[], $31::text[], $32::uuid[], $33::timestamptz[])
         AS v(merchant_id, id, status, transaction_id, at)
     WHERE p.merchant_id = v.merchant_id AND p.id = v.id AND p.status = 'pending'
     RETURNING 1

@@ -148,8 +148,8 @@ async def apply_plan(connection: aiosqlite.Connection, plan: Plan, now: datetime
     await connection.executemany(
         "INSERT INTO ledger_entries (merchant_id, id, customer_id, sequence, points_minor, kind, "
         "description, internal_note, visible_to_customer, apply_to_lifetime, "
-        "lifetime_delta_minor, balance_after_minor, expires_at, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "lifetime_delta_minor, balance_after_minor, expires_at, earn_rule_id, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (
                 e["merchant_id"].hex,
@@ -165,6 +165,7 @@ async def apply_plan(connection: aiosqlite.Connection, plan: Plan, now: datetime
                 e["lifetime_delta_minor"],
                 e["balance_after_minor"],
                 _time(e["expires_at"]),
+                _stored("earn_rule_id", e["earn_rule_id"]),
                 updated_at,
             )
             for e in plan.entries
@@ -198,7 +199,7 @@ async def apply_plan(connection: aiosqlite.Connection, plan: Plan, now: datetime
 
 _UUID_COLUMNS = frozenset(
     {"merchant_id", "id", "customer_id", "reward_id", "redeem_transaction_id",
-     "revert_transaction_id", "tier_id", "transaction_id"}
+     "revert_transaction_id", "tier_id", "transaction_id", "earn_rule_id"}
 )  # fmt: skip
 
 
