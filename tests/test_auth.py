@@ -127,6 +127,12 @@ SCOPED_ENDPOINTS = [
     ("POST", "/api/v1/tiers", "settings:write"),
     ("GET", f"/api/v1/tiers/{SOME_ID}", "settings:read"),
     ("PATCH", f"/api/v1/tiers/{SOME_ID}", "settings:write"),
+    ("GET", "/api/v1/earn-rules", "settings:read"),
+    ("POST", "/api/v1/earn-rules", "settings:write"),
+    ("GET", f"/api/v1/earn-rules/{SOME_ID}", "settings:read"),
+    ("PATCH", f"/api/v1/earn-rules/{SOME_ID}", "settings:write"),
+    ("POST", "/api/v1/public/orders", "orders:write"),
+    ("POST", f"/api/v1/public/orders/{SOME_ID}/refunds", "orders:write"),
 ]
 
 

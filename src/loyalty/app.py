@@ -15,6 +15,7 @@ from litestar.static_files import create_static_files_router
 import loyalty
 from loyalty.customers.endpoints import CustomerController
 from loyalty.db.engine import Database
+from loyalty.earning.endpoints import EarnRuleController
 from loyalty.http.auth import PUBLIC_OPT_KEY, BearerAuthMiddleware, require_scope
 from loyalty.http.dependencies import DEPENDENCIES
 from loyalty.http.errors import EXCEPTION_HANDLERS
@@ -26,6 +27,7 @@ from loyalty.ledger.endpoints import PendingController, TransactionController
 from loyalty.ledger.writer import LedgerWriter
 from loyalty.logs import configure_logging
 from loyalty.merchants.endpoints import ProgramSettingsController
+from loyalty.orders.endpoints import OrderController
 from loyalty.rewards.endpoints import RedeemableController, RewardController
 from loyalty.settings import Settings
 from loyalty.tiers.endpoints import TierController
@@ -126,6 +128,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             RewardController,
             ProgramSettingsController,
             TierController,
+            EarnRuleController,
+            OrderController,
             healthz,
             readyz,
             openapi_json,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import msgspec
@@ -22,6 +22,7 @@ from loyalty.customers.service import CustomerRef, customer_not_found
 from loyalty.errors import LoyaltyError, ValidationFailedError, invariant
 from loyalty.ids import new_id
 from loyalty.ledger import lifecycle, redemptions
+from loyalty.ledger import orders as order_ops
 from loyalty.ledger.errors import (
     BalanceLimitExceededError,
     IdempotencyKeyReusedError,
@@ -49,8 +50,16 @@ from loyalty.ledger.schemas import (
     Transaction,
     TransactionEnvelope,
 )
+from loyalty.orders.schemas import (
+    Order,
+    OrderEnvelope,
+    OrderResult,
+    Refund,
+    RefundEnvelope,
+    RefundResult,
+)
 from loyalty.points import BALANCE_MINOR_MAX, MINOR_PER_POINT, format_points
-from loyalty.rewards.customer_rewards import to_detail
+from loyalty.rewards.customer_rewards import ACTIVE, effective_status, to_detail
 
 EntryKind = Literal["adjustment", "earn", "redeem", "refund", "expire", "revert"]
 KeyRef = tuple[uuid.UUID, str]
@@ -80,6 +89,8 @@ class Movement:
     lifecycle: LifecycleOperation | None = None
     # The earn rule that grants the points (recorded on the entry).
     earn_rule_id: uuid.UUID | None = None
+    # An order to record (and earn for), or a refund of one.
+    order: order_ops.OrderOperation | None = None
 
     @property
     def key_ref(self) -> KeyRef | None:
@@ -192,6 +203,7 @@ class Plan:
     unstored: set[int] = field(default_factory=set)
     rewards: redemptions.RewardWrites = field(default_factory=redemptions.RewardWrites)
     lifecycle: LifecycleWrites = field(default_factory=LifecycleWrites)
+    orders: order_ops.OrderWrites = field(default_factory=order_ops.OrderWrites)
 
 
 def key_leaders(movements: list[Movement]) -> dict[KeyRef, str]:
@@ -272,6 +284,7 @@ def plan_batch(
     now: datetime,
     rewards: redemptions.RewardContext | None = None,
     times: LifecycleContext | None = None,
+    order_context: order_ops.OrderContext | None = None,
 ) -> Plan:
     """Decide every movement in arrival order and collect the writes."""
     plan = Plan(outcomes=[None] * len(movements))
@@ -280,6 +293,7 @@ def plan_batch(
         now,
         rewards if rewards is not None else redemptions.RewardContext(),
         times if times is not None else LifecycleContext(),
+        order_context if order_context is not None else order_ops.OrderContext(),
     )
     first_index: dict[KeyRef, int] = {}
     for index, movement in enumerate(movements):
@@ -355,6 +369,7 @@ class _Batch:
     now: datetime
     rewards: redemptions.RewardContext
     times: LifecycleContext
+    orders: order_ops.OrderContext
 
     def event(
         self, merchant_id: uuid.UUID, event_type: str, subject_id: uuid.UUID, payload: str
@@ -376,6 +391,8 @@ class _Batch:
         operation = movement.lifecycle
         if operation is not None:
             return self.apply_lifecycle(movement, operation, locked)
+        if movement.order is not None:
+            return self.apply_order(movement.order, locked)
         if movement.reward is None:
             _check_precision(movement, locked.points_decimals)
             transaction = self.post(
@@ -544,8 +561,25 @@ class _Batch:
 
     def hold(self, movement: Movement, operation: Hold, locked: LockedCustomer) -> Outcome:
         _check_precision(movement, locked.points_decimals)
-        invariant(movement.points_minor > 0, "only credits are held")
-        pending_after = locked.pending_points_minor + movement.points_minor
+        posting = _Posting(
+            points_minor=movement.points_minor,
+            kind=movement.kind,
+            description=movement.description or locked.default_description,
+            internal_note=movement.internal_note,
+            visible_to_customer=movement.visible_to_customer,
+            apply_to_lifetime=movement.apply_to_lifetime,
+            expires_at=movement.expires_at,
+            earn_rule_id=movement.earn_rule_id,
+        )
+        row = self.new_hold(locked, posting, operation.available_at)
+        return Outcome(201, pending_reply(row, locked))
+
+    def new_hold(
+        self, locked: LockedCustomer, posting: _Posting, available_at: datetime
+    ) -> dict[str, Any]:
+        """Hold a credit as pending until ``available_at``."""
+        invariant(posting.points_minor > 0, "only credits are held")
+        pending_after = locked.pending_points_minor + posting.points_minor
         if locked.points_balance_minor + pending_after > BALANCE_MINOR_MAX:
             raise BalanceLimitExceededError(
                 "This credit would take the balance past the largest balance allowed.",
@@ -555,17 +589,17 @@ class _Batch:
             "merchant_id": locked.merchant_id,
             "id": new_id(),
             "customer_id": locked.customer_id,
-            "points_minor": movement.points_minor,
-            "kind": movement.kind,
-            "description": movement.description or locked.default_description,
-            "internal_note": movement.internal_note,
-            "visible_to_customer": movement.visible_to_customer,
-            "apply_to_lifetime": movement.apply_to_lifetime,
-            "expires_at": movement.expires_at,
+            "points_minor": posting.points_minor,
+            "kind": posting.kind,
+            "description": posting.description,
+            "internal_note": posting.internal_note,
+            "visible_to_customer": posting.visible_to_customer,
+            "apply_to_lifetime": posting.apply_to_lifetime,
+            "expires_at": posting.expires_at,
             "status": "pending",
-            "available_at": operation.available_at,
+            "available_at": available_at,
             "transaction_id": None,
-            "earn_rule_id": movement.earn_rule_id,
+            "earn_rule_id": posting.earn_rule_id,
             "released_at": None,
             "cancelled_at": None,
             "created_at": self.now,
@@ -578,7 +612,21 @@ class _Batch:
         locked.last_activity_at = self.now
         locked.touched = True
         self.event(locked.merchant_id, "pending_points.created", row["id"], pending_payload(row))
-        return Outcome(201, pending_reply(row, locked))
+        return row
+
+    def shrink_hold(self, locked: LockedCustomer, row: dict[str, Any], points_minor: int) -> None:
+        """Take ``points_minor`` off a pending credit (all of them cancels it)."""
+        if points_minor >= row["points_minor"]:
+            self.finish_pending(locked, row, "cancelled", None)
+            return
+        row["points_minor"] -= points_minor
+        locked.pending_points_minor -= points_minor
+        locked.touched = True
+        if row["id"] not in self.plan.lifecycle.new_pending:
+            self.plan.lifecycle.pending_shrinks.append(
+                (locked.merchant_id, row["id"], row["points_minor"])
+            )
+        self.event(locked.merchant_id, "pending_points.reduced", row["id"], pending_payload(row))
 
     def named_pending(
         self, pending_id: uuid.UUID, locked: LockedCustomer, action: str
@@ -634,6 +682,158 @@ class _Batch:
                 (locked.merchant_id, row["id"], status, transaction_id, self.now)
             )
         self.event(locked.merchant_id, f"pending_points.{status}", row["id"], pending_payload(row))
+
+    # Orders and refunds ----------------------------------------------------------
+
+    def apply_order(self, operation: order_ops.OrderOperation, locked: LockedCustomer) -> Outcome:
+        if isinstance(operation, order_ops.PlaceOrder):
+            return self.place_order(operation, locked)
+        return self.refund_order(operation, locked)
+
+    def place_order(self, operation: order_ops.PlaceOrder, locked: LockedCustomer) -> Outcome:
+        key = (locked.merchant_id, operation.order_id)
+        existing = self.orders.orders.get(key)
+        if existing is not None:
+            if (
+                existing["fingerprint"] != operation.fingerprint
+                or existing["customer_id"] != locked.customer_id
+            ):
+                raise order_ops.OrderConflictError(
+                    "An order with this order_id was already posted with other content.",
+                    {"order_id": operation.order_id},
+                )
+            return Outcome(200, order_reply(existing, locked))  # posted again: no effect
+        rule = self.orders.rules.get(locked.merchant_id)
+        multiplier = 100
+        if locked.tier_id is not None:
+            for tier in self.times.tiers.get(locked.merchant_id, []):
+                if tier.id == locked.tier_id:
+                    multiplier = tier.multiplier_hundredths
+        points, reason = order_ops.purchase_points(rule, locked, operation.total_minor, multiplier)
+        row = order_ops.new_order_row(
+            operation,
+            locked,
+            order_row_id=new_id(),
+            encoded_codes=_encoder.encode(list(operation.discount_codes)).decode(),
+            now=self.now,
+        )
+        row["not_earned_reason"] = reason
+        if points > 0:
+            assert rule is not None
+            posting = _Posting(
+                points_minor=points,
+                kind="earn",
+                description=f"Order {operation.order_id}"[: redemptions.DESCRIPTION_CHARS_MAX],
+                apply_to_lifetime=True,
+                earn_rule_id=rule.id,
+            )
+            row.update(points_earned_minor=points, earn_rule_id=rule.id)
+            if rule.pending_days:
+                available_at = self.now + timedelta(days=rule.pending_days)
+                row["pending_id"] = self.new_hold(locked, posting, available_at)["id"]
+            else:
+                row["transaction_id"] = self.post(locked, posting).transaction_id
+        locked.total_spent_minor += operation.total_minor
+        self.plan.orders.spend[(locked.merchant_id, locked.customer_id)] += operation.total_minor
+        locked.touched = True
+        for code in operation.discount_codes:
+            self.use_code(locked, code, operation.order_id)
+        self.orders.orders[key] = row
+        self.plan.orders.inserts.append(row)
+        self.plan.orders.new_orders.add(key)
+        self.event(locked.merchant_id, "order.placed", row["id"], order_payload(row, locked))
+        return Outcome(201, order_reply(row, locked))
+
+    def use_code(self, locked: LockedCustomer, code: str, order_id: str) -> None:
+        """Mark the customer reward behind a discount code used (if it is still active)."""
+        held = self.orders.codes.get((locked.merchant_id, code))
+        if held is None or effective_status(held["status"], held["expires_at"], self.now) != ACTIVE:
+            return
+        held.update(status="used", used_at=self.now, order_id=order_id, updated_at=self.now)
+        self.plan.orders.rewards_used.append((locked.merchant_id, held["id"], order_id))
+        detail = to_detail(held, locked.external_id, self.now)
+        self.event(
+            locked.merchant_id,
+            "customer_reward.used",
+            held["id"],
+            redemptions.event_payload(detail),
+        )
+
+    def refund_order(self, operation: order_ops.RefundOrder, locked: LockedCustomer) -> Outcome:
+        key = (locked.merchant_id, operation.order_id)
+        row = self.orders.orders.get(key)
+        if row is None or row["customer_id"] != locked.customer_id:
+            raise order_ops.OrderNotFoundError(
+                f"No order {operation.order_id!r}.", {"order_id": operation.order_id}
+            )
+        refundable = row["total_minor"] - row["refunded_minor"]
+        amount = refundable if operation.amount_minor is None else operation.amount_minor
+        if amount > refundable or amount == 0:
+            raise order_ops.RefundExceedsOrderError(
+                "The refund is larger than what is left to refund on this order."
+                if refundable
+                else "This order is already fully refunded.",
+                {"refundable": format_points(refundable), "amount": format_points(amount)},
+            )
+        refunded_after = row["refunded_minor"] + amount
+        target = order_ops.points_to_take_back(row, refunded_after, locked.points_decimals)
+        to_take = target - row["points_removed_minor"]
+        removed = cancelled = shortfall = 0
+        transaction_id: uuid.UUID | None = None
+        if to_take > 0:
+            hold = None
+            if row["pending_id"] is not None:
+                hold = self.times.pending.get((locked.merchant_id, row["pending_id"]))
+            if hold is not None and hold["status"] == "pending":
+                cancelled = min(to_take, hold["points_minor"])
+                self.shrink_hold(locked, hold, cancelled)
+            elif hold is None or hold["status"] == "released":
+                removed = min(to_take, locked.points_balance_minor)
+                shortfall = to_take - removed
+                if removed:
+                    transaction_id = self.post(
+                        locked,
+                        _Posting(
+                            points_minor=-removed,
+                            kind="refund",
+                            description=f"Points removed: order {operation.order_id} refunded"[
+                                : redemptions.DESCRIPTION_CHARS_MAX
+                            ],
+                            apply_to_lifetime=True,
+                            earn_rule_id=row["earn_rule_id"],
+                        ),
+                    ).transaction_id
+        row.update(
+            refunded_minor=refunded_after,
+            points_removed_minor=target,
+            status="refunded" if refunded_after == row["total_minor"] else "partially_refunded",
+            updated_at=self.now,
+        )
+        self.plan.orders.changed(key, row)
+        locked.total_spent_minor -= amount
+        self.plan.orders.spend[(locked.merchant_id, locked.customer_id)] -= amount
+        locked.touched = True
+        refund: dict[str, Any] = {
+            "merchant_id": locked.merchant_id,
+            "id": new_id(),
+            "order_row_id": row["id"],
+            "amount_minor": amount,
+            "points_removed_minor": removed,
+            "points_cancelled_minor": cancelled,
+            "shortfall_minor": shortfall,
+            "transaction_id": transaction_id,
+            "created_at": self.now,
+        }
+        self.plan.orders.refunds.append(refund)
+        self.event(
+            locked.merchant_id,
+            "order.refunded",
+            row["id"],
+            _encoder.encode(
+                {"refund": refund_view(refund, row, locked), "order": order_view(row, locked)}
+            ).decode(),
+        )
+        return Outcome(201, refund_reply(refund, row, locked))
 
     def settle(self, locked: LockedCustomer) -> None:
         """After the customer's last movement: lots to write, tier to recompute."""
@@ -725,3 +925,71 @@ def resolve_followers(plan: Plan) -> list[Outcome]:
             outcome = Outcome(leader.status_code, leader.body, replayed=replayed)
         outcomes.append(outcome)
     return outcomes
+
+
+def order_view(row: Mapping[str, Any], locked: LockedCustomer) -> Order:
+    return Order(
+        id=row["id"],
+        order_id=row["order_id"],
+        customer_id=locked.external_id,
+        total=format_points(row["total_minor"]),
+        currency=row["currency"],
+        discount_codes=msgspec.json.decode(row["discount_codes"]),
+        status=row["status"],
+        refunded=format_points(row["refunded_minor"]),
+        points_earned=format_points(row["points_earned_minor"]),
+        points_removed=format_points(row["points_removed_minor"]),
+        pending_credit_id=row["pending_id"],
+        transaction_id=row["transaction_id"],
+        earn_rule_id=row["earn_rule_id"],
+        not_earned_reason=row["not_earned_reason"],
+        placed_at=row["placed_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def order_payload(row: Mapping[str, Any], locked: LockedCustomer) -> str:
+    return _encoder.encode({"order": order_view(row, locked)}).decode()
+
+
+def order_reply(row: Mapping[str, Any], locked: LockedCustomer) -> bytes:
+    return _encoder.encode(
+        OrderEnvelope(
+            data=OrderResult(
+                **msgspec.structs.asdict(order_view(row, locked)),
+                points_balance=format_points(locked.points_balance_minor),
+                pending_points=format_points(locked.pending_points_minor),
+            )
+        )
+    )
+
+
+def refund_view(
+    refund: Mapping[str, Any], row: Mapping[str, Any], locked: LockedCustomer
+) -> Refund:
+    return Refund(
+        id=refund["id"],
+        order_id=row["order_id"],
+        amount=format_points(refund["amount_minor"]),
+        points_removed=format_points(refund["points_removed_minor"]),
+        points_cancelled=format_points(refund["points_cancelled_minor"]),
+        shortfall=format_points(refund["shortfall_minor"]),
+        transaction_id=refund["transaction_id"],
+        created_at=refund["created_at"],
+        order=order_view(row, locked),
+    )
+
+
+def refund_reply(
+    refund: Mapping[str, Any], row: Mapping[str, Any], locked: LockedCustomer
+) -> bytes:
+    return _encoder.encode(
+        RefundEnvelope(
+            data=RefundResult(
+                **msgspec.structs.asdict(refund_view(refund, row, locked)),
+                points_balance=format_points(locked.points_balance_minor),
+                pending_points=format_points(locked.pending_points_minor),
+            )
+        )
+    )

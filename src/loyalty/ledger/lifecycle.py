@@ -95,6 +95,7 @@ class Tier:
     name: str
     threshold_minor: int
     retention_days: int | None
+    multiplier_hundredths: int = 100
 
 
 @dataclass(slots=True)
@@ -141,6 +142,8 @@ class LifecycleWrites:
     pending_updates: list[tuple[uuid.UUID, uuid.UUID, str, uuid.UUID | None, datetime]] = field(
         default_factory=list
     )
+    # (merchant_id, id, points left) of holds partly taken back (refunds).
+    pending_shrinks: list[tuple[uuid.UUID, uuid.UUID, int]] = field(default_factory=list)
     # Holds made by this batch (inserted in their final state).
     new_pending: set[uuid.UUID] = field(default_factory=set)
 
@@ -151,6 +154,7 @@ class LifecycleWrites:
             or self.lot_deletes
             or self.pending_inserts
             or self.pending_updates
+            or self.pending_shrinks
         )
 
 
@@ -161,14 +165,15 @@ def lot_owners(customers: list[LockedCustomer]) -> list[CustomerId]:
     return sorted({(c.merchant_id, c.customer_id) for c in customers if c.expiring_lots_minor > 0})
 
 
-def pending_ids(movements: list[Movement]) -> list[RowKey]:
-    """Pending credits named by id, in lock order."""
+def pending_ids(movements: list[Movement], also: list[RowKey] | None = None) -> list[RowKey]:
+    """Pending credits named by id (and ``also``, e.g. holds of refunded orders)."""
     return sorted(
         {
             (m.merchant_id, m.lifecycle.pending_id)
             for m in movements
             if isinstance(m.lifecycle, Release | Cancel) and m.lifecycle.pending_id is not None
         }
+        | set(also or [])
     )
 
 

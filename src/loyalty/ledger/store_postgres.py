@@ -16,7 +16,7 @@ import asyncpg
 
 from loyalty.db.engine import is_unavailable as database_unavailable
 from loyalty.errors import invariant
-from loyalty.ledger import lifecycle, redemptions
+from loyalty.ledger import lifecycle, orders, redemptions
 from loyalty.ledger.batch import (
     BALANCE_COLUMNS,
     LOCKED_COLUMNS,
@@ -320,7 +320,7 @@ JOIN pending_credits p ON p.merchant_id = t.merchant_id AND p.customer_id = t.cu
 """
 
 _TIERS = """
-SELECT merchant_id, id, name, threshold_minor, retention_days
+SELECT merchant_id, id, name, threshold_minor, retention_days, multiplier_hundredths
 FROM tiers WHERE merchant_id = ANY($1::uuid[])
 ORDER BY merchant_id, threshold_minor
 """
@@ -371,8 +371,14 @@ WITH new_lots AS (
         AS v(merchant_id, id, status, transaction_id, at)
     WHERE p.merchant_id = v.merchant_id AND p.id = v.id AND p.status = 'pending'
     RETURNING 1
+), shrunk_pending AS (
+    UPDATE pending_credits AS p SET points_minor = v.points
+    FROM unnest($34::uuid[], $35::uuid[], $36::int8[]) AS v(merchant_id, id, points)
+    WHERE p.merchant_id = v.merchant_id AND p.id = v.id AND p.status = 'pending'
+    RETURNING 1
 )
 SELECT (SELECT count(*) FROM new_lots) AS new_lots,
+       (SELECT count(*) FROM shrunk_pending) AS shrunk_pending,
        (SELECT count(*) FROM spent_lots) AS spent_lots,
        (SELECT count(*) FROM closed_lots) AS closed_lots,
        (SELECT count(*) FROM new_pending) AS new_pending,
@@ -385,6 +391,7 @@ async def load_lifecycle_context(
     movements: list[Movement],
     customers: dict[CustomerKey, LockedCustomer],
     now: datetime,
+    also_pending: list[tuple[Any, Any]] | None = None,
 ) -> lifecycle.LifecycleContext:
     context = lifecycle.LifecycleContext()
     locked = list({(c.merchant_id, c.customer_id): c for c in customers.values()}.values())
@@ -396,7 +403,7 @@ async def load_lifecycle_context(
                 stored_remaining_minor=row["remaining_minor"],
             )  # fmt: skip
             context.lots.setdefault((row["merchant_id"], row["customer_id"]), []).append(lot)
-    named = lifecycle.pending_ids(movements)
+    named = lifecycle.pending_ids(movements, also_pending)
     if named:
         for row in await connection.fetch(_PENDING_BY_ID, *_columns(named, 2)):
             context.pending[(row["merchant_id"], row["id"])] = dict(row)
@@ -408,8 +415,9 @@ async def load_lifecycle_context(
     if merchants:
         for row in await connection.fetch(_TIERS, merchants):
             tier = lifecycle.Tier(
-                row["id"], row["name"], row["threshold_minor"], row["retention_days"]
-            )
+                row["id"], row["name"], row["threshold_minor"], row["retention_days"],
+                row["multiplier_hundredths"],
+            )  # fmt: skip
             context.tiers.setdefault(row["merchant_id"], []).append(tier)
         windowed = lifecycle.window_owners(locked)
         if windowed:
@@ -435,6 +443,7 @@ async def apply_lifecycle(
         *_columns(writes.lot_deletes, 2),
         *pending,
         *_columns(writes.pending_updates, 5),
+        *_columns(writes.pending_shrinks, 3),
     )
     assert row is not None
     invariant(row["new_lots"] == len(writes.lot_inserts), "every new lot is stored")
@@ -445,12 +454,135 @@ async def apply_lifecycle(
         row["finished_pending"] == len(writes.pending_updates),
         "every released or cancelled credit was pending",
     )
+    invariant(row["shrunk_pending"] == len(writes.pending_shrinks), "every shrunk hold is pending")
+
+
+_ORDERS = """
+SELECT o.*
+FROM unnest($1::uuid[], $2::text[]) AS t(merchant_id, order_id)
+JOIN orders o ON o.merchant_id = t.merchant_id AND o.order_id = t.order_id
+"""
+
+_PURCHASE_RULES = """
+SELECT merchant_id, id, points_minor, active, points_per_currency_unit_minor, rounding,
+       min_order_total_minor, pending_days
+FROM earn_rules WHERE type = 'purchase' AND merchant_id = ANY($1::uuid[])
+"""
+
+_CODES = """
+SELECT cr.*
+FROM unnest($1::uuid[], $2::text[]) AS t(merchant_id, code)
+JOIN customer_rewards cr ON cr.merchant_id = t.merchant_id AND cr.discount_code = t.code
+ORDER BY cr.merchant_id, cr.id
+FOR UPDATE OF cr
+"""
+
+_APPLY_ORDERS = """
+WITH new_orders AS (
+    INSERT INTO orders
+        (merchant_id, id, order_id, customer_id, total_minor, currency, discount_codes,
+         fingerprint, status, refunded_minor, points_earned_minor, points_removed_minor,
+         pending_id, transaction_id, earn_rule_id, not_earned_reason, placed_at, created_at,
+         updated_at)
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::int8[], $6::text[],
+                         $7::text[], $8::text[], $9::text[], $10::int8[], $11::int8[],
+                         $12::int8[], $13::uuid[], $14::uuid[], $15::uuid[], $16::text[],
+                         $17::timestamptz[], $18::timestamptz[], $19::timestamptz[])
+    RETURNING 1
+), changed_orders AS (
+    UPDATE orders AS o
+    SET status = v.status, refunded_minor = v.refunded, points_removed_minor = v.removed,
+        updated_at = v.updated_at
+    FROM unnest($20::uuid[], $21::uuid[], $22::text[], $23::int8[], $24::int8[],
+                $25::timestamptz[]) AS v(merchant_id, id, status, refunded, removed, updated_at)
+    WHERE o.merchant_id = v.merchant_id AND o.id = v.id
+    RETURNING 1
+), new_refunds AS (
+    INSERT INTO order_refunds
+        (merchant_id, id, order_row_id, amount_minor, points_removed_minor,
+         points_cancelled_minor, shortfall_minor, transaction_id, created_at)
+    SELECT * FROM unnest($26::uuid[], $27::uuid[], $28::uuid[], $29::int8[], $30::int8[],
+                         $31::int8[], $32::int8[], $33::uuid[], $34::timestamptz[])
+    RETURNING 1
+), spent AS (
+    UPDATE customers AS c SET total_spent_minor = c.total_spent_minor + v.amount
+    FROM unnest($35::uuid[], $36::uuid[], $37::int8[]) AS v(merchant_id, customer_id, amount)
+    WHERE c.merchant_id = v.merchant_id AND c.id = v.customer_id
+    RETURNING 1
+), used AS (
+    UPDATE customer_rewards AS cr
+    SET status = 'used', used_at = $38, order_id = v.order_id, updated_at = $38
+    FROM unnest($39::uuid[], $40::uuid[], $41::text[]) AS v(merchant_id, id, order_id)
+    WHERE cr.merchant_id = v.merchant_id AND cr.id = v.id AND cr.status = 'active'
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM new_orders) AS new_orders,
+       (SELECT count(*) FROM changed_orders) AS changed_orders,
+       (SELECT count(*) FROM new_refunds) AS new_refunds,
+       (SELECT count(*) FROM spent) AS spent,
+       (SELECT count(*) FROM used) AS used
+"""
+
+ORDER_CONSTRAINT = "uq_orders_merchant_id_order_id"
+
+
+async def load_order_context(
+    connection: asyncpg.Connection, movements: list[Movement]
+) -> orders.OrderContext:
+    context = orders.OrderContext()
+    keys = orders.order_keys(movements)
+    if keys:
+        for row in await connection.fetch(_ORDERS, *_columns(keys, 2)):
+            context.orders[(row["merchant_id"], row["order_id"])] = dict(row)
+    merchants = orders.rule_merchants(movements)
+    if merchants:
+        for row in await connection.fetch(_PURCHASE_RULES, merchants):
+            context.rules[row["merchant_id"]] = orders.PurchaseRule(
+                row["id"], row["points_minor"], row["active"],
+                row["points_per_currency_unit_minor"], row["rounding"],
+                row["min_order_total_minor"], row["pending_days"],
+            )  # fmt: skip
+    codes = orders.code_keys(movements)
+    if codes:
+        for row in await connection.fetch(_CODES, *_columns(codes, 2)):
+            context.codes[(row["merchant_id"], row["discount_code"])] = dict(row)
+    return context
+
+
+async def apply_orders(
+    connection: asyncpg.Connection, writes: orders.OrderWrites, now: datetime
+) -> None:
+    inserts = _columns(
+        [[r[c] for c in orders.ORDER_COLUMNS] for r in writes.inserts], len(orders.ORDER_COLUMNS)
+    )
+    changed = _columns(
+        [
+            (r["merchant_id"], r["id"], r["status"], r["refunded_minor"],
+             r["points_removed_minor"], r["updated_at"])
+            for r in writes.updates
+        ],
+        6,
+    )  # fmt: skip
+    refunds = _columns(
+        [[r[c] for c in orders.REFUND_COLUMNS] for r in writes.refunds], len(orders.REFUND_COLUMNS)
+    )
+    spend = _columns([(m, c, amount) for (m, c), amount in writes.spend.items()], 3)
+    used = _columns(writes.rewards_used, 3)
+    row = await connection.fetchrow(_APPLY_ORDERS, *inserts, *changed, *refunds, *spend, now, *used)
+    assert row is not None
+    invariant(row["new_orders"] == len(writes.inserts), "every new order is stored")
+    invariant(row["changed_orders"] == len(writes.updates), "every changed order exists")
+    invariant(row["new_refunds"] == len(writes.refunds), "every refund is stored")
+    invariant(row["spent"] == len(writes.spend), "every spend reaches its customer")
+    invariant(row["used"] == len(writes.rewards_used), "every used code was active")
 
 
 def is_transient(error: BaseException) -> bool:
     if isinstance(error, asyncpg.exceptions.UniqueViolationError):
         # A new discount code met an existing one: the batch is planned again with new codes.
-        return bool(error.constraint_name == DISCOUNT_CODE_CONSTRAINT)
+        # (or an order met the same order_id posted for another customer: planned again,
+        # it answers order_conflict).
+        return error.constraint_name in (DISCOUNT_CODE_CONSTRAINT, ORDER_CONSTRAINT)
     return isinstance(
         error, asyncpg.exceptions.DeadlockDetectedError | asyncpg.exceptions.SerializationError
     )

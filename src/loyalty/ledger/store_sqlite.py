@@ -16,7 +16,7 @@ from typing import Any
 import aiosqlite
 
 from loyalty.errors import invariant
-from loyalty.ledger import lifecycle, redemptions
+from loyalty.ledger import lifecycle, orders, redemptions
 from loyalty.ledger.batch import (
     BALANCE_COLUMNS,
     LOCKED_COLUMNS,
@@ -199,7 +199,8 @@ async def apply_plan(connection: aiosqlite.Connection, plan: Plan, now: datetime
 
 _UUID_COLUMNS = frozenset(
     {"merchant_id", "id", "customer_id", "reward_id", "redeem_transaction_id",
-     "revert_transaction_id", "tier_id", "transaction_id", "earn_rule_id"}
+     "revert_transaction_id", "tier_id", "transaction_id", "earn_rule_id", "pending_id",
+     "order_row_id"}
 )  # fmt: skip
 
 
@@ -323,6 +324,7 @@ async def load_lifecycle_context(
     movements: list[Movement],
     customers: dict[CustomerKey, LockedCustomer],
     now: datetime,
+    also_pending: list[tuple[Any, Any]] | None = None,
 ) -> lifecycle.LifecycleContext:
     """Lots, pending credits, tiers and windows (the write lock is held: nothing changes)."""
     context = lifecycle.LifecycleContext()
@@ -343,7 +345,7 @@ async def load_lifecycle_context(
             )  # fmt: skip
             context.lots.setdefault((row["merchant_id"], row["customer_id"]), []).append(lot)
     pending_columns = ", ".join(f"p.{c}" for c in lifecycle.PENDING_COLUMNS)
-    named = lifecycle.pending_ids(movements)
+    named = lifecycle.pending_ids(movements, also_pending)
     holders = lifecycle.pending_owners(movements, locked)
     for wanted, join in ((named, "p.id"), (holders, "p.customer_id AND p.status = 'pending'")):
         if not wanted:
@@ -360,7 +362,10 @@ async def load_lifecycle_context(
             context.pending[(row["merchant_id"], row["id"])] = row
     merchants = lifecycle.tier_merchants(locked)
     if merchants:
-        tier_columns = ("merchant_id", "id", "name", "threshold_minor", "retention_days")
+        tier_columns = (
+            "merchant_id", "id", "name", "threshold_minor", "retention_days",
+            "multiplier_hundredths",
+        )  # fmt: skip
         for row in await _select(
             connection,
             f"SELECT {', '.join(tier_columns)} FROM tiers WHERE merchant_id IN "
@@ -369,8 +374,9 @@ async def load_lifecycle_context(
             tier_columns,
         ):
             tier = lifecycle.Tier(
-                row["id"], row["name"], row["threshold_minor"], row["retention_days"]
-            )
+                row["id"], row["name"], row["threshold_minor"], row["retention_days"],
+                row["multiplier_hundredths"],
+            )  # fmt: skip
             context.tiers.setdefault(row["merchant_id"], []).append(tier)
         windowed = lifecycle.window_owners(locked)
         if windowed:
@@ -449,12 +455,119 @@ async def apply_lifecycle(
         ],
         "every released or cancelled credit was pending",
     )
+    await _executemany_checked(
+        connection,
+        "UPDATE pending_credits SET points_minor = ? "
+        "WHERE merchant_id = ? AND id = ? AND status = 'pending'",
+        [(points, m.hex, i.hex) for m, i, points in writes.pending_shrinks],
+        "every shrunk hold is pending",
+    )
+
+
+async def load_order_context(
+    connection: aiosqlite.Connection, movements: list[Movement]
+) -> orders.OrderContext:
+    context = orders.OrderContext()
+    keys = orders.order_keys(movements)
+    if keys:
+        columns = ", ".join(f"o.{c}" for c in orders.ORDER_COLUMNS)
+        for row in await _select(
+            connection,
+            f"SELECT {columns} FROM ({_values(len(keys))}) AS w CROSS JOIN orders o "
+            "ON o.merchant_id = w.column1 AND o.order_id = w.column2",
+            _parameters(keys),
+            orders.ORDER_COLUMNS,
+        ):
+            context.orders[(row["merchant_id"], row["order_id"])] = row
+    merchants = orders.rule_merchants(movements)
+    if merchants:
+        rule_columns = (
+            "merchant_id", "id", "points_minor", "active", "points_per_currency_unit_minor",
+            "rounding", "min_order_total_minor", "pending_days",
+        )  # fmt: skip
+        for row in await _select(
+            connection,
+            f"SELECT {', '.join(rule_columns)} FROM earn_rules WHERE type = 'purchase' "
+            f"AND merchant_id IN ({', '.join(['?'] * len(merchants))})",
+            [m.hex for m in merchants],
+            rule_columns,
+        ):
+            context.rules[row["merchant_id"]] = orders.PurchaseRule(
+                row["id"], row["points_minor"], bool(row["active"]),
+                row["points_per_currency_unit_minor"], row["rounding"],
+                row["min_order_total_minor"], row["pending_days"],
+            )  # fmt: skip
+    codes = orders.code_keys(movements)
+    if codes:
+        columns = ", ".join(f"cr.{c}" for c in redemptions.CUSTOMER_REWARD_COLUMNS)
+        for row in await _select(
+            connection,
+            f"SELECT {columns} FROM ({_values(len(codes))}) AS w CROSS JOIN customer_rewards cr "
+            "ON cr.merchant_id = w.column1 AND cr.discount_code = w.column2",
+            _parameters(codes),
+            redemptions.CUSTOMER_REWARD_COLUMNS,
+        ):
+            context.codes[(row["merchant_id"], row["discount_code"])] = row
+    return context
+
+
+async def apply_orders(
+    connection: aiosqlite.Connection, writes: orders.OrderWrites, now: datetime
+) -> None:
+    columns = orders.ORDER_COLUMNS
+    await _executemany_checked(
+        connection,
+        f"INSERT INTO orders ({', '.join(columns)}) VALUES ({', '.join(['?'] * len(columns))})",
+        [[_stored(c, row[c]) for c in columns] for row in writes.inserts],
+        "every new order is stored",
+    )
+    await _executemany_checked(
+        connection,
+        "UPDATE orders SET status = ?, refunded_minor = ?, points_removed_minor = ?, "
+        "updated_at = ? WHERE merchant_id = ? AND id = ?",
+        [
+            (
+                r["status"],
+                r["refunded_minor"],
+                r["points_removed_minor"],
+                sqlite_time(r["updated_at"]),
+                r["merchant_id"].hex,
+                r["id"].hex,
+            )
+            for r in writes.updates
+        ],
+        "every changed order exists",
+    )
+    refund_columns = orders.REFUND_COLUMNS
+    await _executemany_checked(
+        connection,
+        f"INSERT INTO order_refunds ({', '.join(refund_columns)}) "
+        f"VALUES ({', '.join(['?'] * len(refund_columns))})",
+        [[_stored(c, row[c]) for c in refund_columns] for row in writes.refunds],
+        "every refund is stored",
+    )
+    await _executemany_checked(
+        connection,
+        "UPDATE customers SET total_spent_minor = total_spent_minor + ? "
+        "WHERE merchant_id = ? AND id = ?",
+        [(amount, m.hex, c.hex) for (m, c), amount in writes.spend.items()],
+        "every spend reaches its customer",
+    )
+    at = sqlite_time(now)
+    await _executemany_checked(
+        connection,
+        "UPDATE customer_rewards SET status = 'used', used_at = ?, order_id = ?, updated_at = ? "
+        "WHERE merchant_id = ? AND id = ? AND status = 'active'",
+        [(at, order_id, at, m.hex, i.hex) for m, i, order_id in writes.rewards_used],
+        "every used code was active",
+    )
 
 
 def is_transient(error: BaseException) -> bool:
     if isinstance(error, sqlite3.IntegrityError):
         # A new discount code met an existing one: the batch is planned again with new codes.
-        return "customer_rewards.discount_code" in str(error)
+        # (or an order met the same order_id of another batch: planned again.)
+        return "customer_rewards.discount_code" in str(error) or "orders.order_id" in str(error)
     return isinstance(error, sqlite3.OperationalError) and "locked" in str(error)
 
 

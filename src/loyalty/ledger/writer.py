@@ -33,6 +33,7 @@ from loyalty.db.types import utc_now
 from loyalty.errors import ServiceUnavailableError
 from loyalty.ledger import store_postgres, store_sqlite
 from loyalty.ledger.batch import Movement, Outcome, error_outcome, plan_batch, resolve_followers
+from loyalty.ledger.orders import pending_of_orders
 
 log = structlog.get_logger(__name__)
 
@@ -216,8 +217,17 @@ class LedgerWriter:
         rewards = None
         if any(movement.reward is not None for movement in to_apply):
             rewards = await store.load_reward_context(connection, to_apply, customers)
+        order_context = None
+        if any(movement.order is not None for movement in to_apply):
+            order_context = await store.load_order_context(connection, to_apply)
         # Reads nothing unless the batch has holds, lots, tiers or maintenance.
-        times = await store.load_lifecycle_context(connection, to_apply, customers, now)
+        times = await store.load_lifecycle_context(
+            connection,
+            to_apply,
+            customers,
+            now,
+            pending_of_orders(order_context) if order_context is not None else None,
+        )
         locked.set()
         plan = plan_batch(
             movements,
@@ -227,12 +237,15 @@ class LedgerWriter:
             now=now,
             rewards=rewards,
             times=times,
+            order_context=order_context,
         )
         await store.apply_plan(connection, plan, now)
         if plan.rewards:
             await store.apply_rewards(connection, plan.rewards, now)
         if plan.lifecycle:
             await store.apply_lifecycle(connection, plan.lifecycle)
+        if plan.orders:
+            await store.apply_orders(connection, plan.orders, now)
         return resolve_followers(plan)
 
     def _store_check(self, name: str) -> Callable[[BaseException], bool]:

@@ -32,6 +32,8 @@ class ProgramSettingsView(msgspec.Struct, frozen=True):
     expiry_days: int | None
     # When the expiry policy last changed (inactivity counts from here at the earliest).
     expiry_changed_at: datetime | None
+    # ISO 4217 code of the shop's money: orders must be in it.
+    currency: str
     updated_at: datetime
 
 
@@ -61,6 +63,9 @@ class UpdateProgramSettings(msgspec.Struct, forbid_unknown_fields=True):
     )
     expiry_policy: ExpiryPolicy | msgspec.UnsetType = msgspec.UNSET
     expiry_days: ExpiryDays | msgspec.UnsetType | None = msgspec.UNSET
+    currency: Annotated[str, msgspec.Meta(min_length=3, max_length=3)] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
 
 
 class PreviewExpiry(msgspec.Struct, forbid_unknown_fields=True):

@@ -22,6 +22,7 @@ from loyalty.merchants.schemas import (
     ProgramSettingsView,
     UpdateProgramSettings,
 )
+from loyalty.orders.currencies import CURRENCIES
 from loyalty.points import format_points
 from loyalty.rewards.codes import normalise_prefix
 from loyalty.text import check_characters, clean_text
@@ -59,6 +60,7 @@ def _to_view(row: Any) -> ProgramSettingsView:
         expiry_policy=row.expiry_policy,
         expiry_days=row.expiry_days,
         expiry_changed_at=row.expiry_changed_at,
+        currency=row.currency,
         updated_at=row.updated_at,
     )
 
@@ -139,6 +141,10 @@ async def update_program_settings(
         values["default_description"] = description
     if not isinstance(data.discount_code_prefix, msgspec.UnsetType):
         values["discount_code_prefix"] = normalise_prefix(data.discount_code_prefix)
+    if not isinstance(data.currency, msgspec.UnsetType):
+        if data.currency.upper() not in CURRENCIES:
+            raise ValidationFailedError.for_field("currency", "is not an ISO 4217 currency code")
+        values["currency"] = data.currency.upper()
     now = utc_now()
     if not (
         isinstance(data.expiry_policy, msgspec.UnsetType)

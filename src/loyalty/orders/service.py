@@ -1,0 +1,164 @@
+"""Orders: the shop posts them, the ledger writer records them and earns their points."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import timedelta
+
+import msgspec
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from loyalty.customers import repository as customers_repository
+from loyalty.customers import service as customers_service
+from loyalty.customers.schemas import EnrolCustomer
+from loyalty.customers.service import CustomerEmailTakenError, CustomerRef
+from loyalty.db.engine import Database
+from loyalty.db.tables import customers, orders
+from loyalty.db.types import utc_now
+from loyalty.errors import ValidationFailedError
+from loyalty.ledger.batch import Movement, Outcome
+from loyalty.ledger.orders import OrderNotFoundError, PlaceOrder, RefundOrder
+from loyalty.ledger.writer import LedgerWriter
+from loyalty.merchants import repository as merchants_repository
+from loyalty.orders.currencies import CURRENCIES
+from loyalty.orders.schemas import PlaceOrderBody, RefundBody
+from loyalty.points import MAXIMUM_DECIMALS, PointsFormatError, parse_points
+
+# An order's time may run ahead of ours by this much (clocks differ), not more.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def _money(value: float, field: str) -> int:
+    try:
+        return parse_points(value, MAXIMUM_DECIMALS)
+    except PointsFormatError as error:
+        raise ValidationFailedError.for_field(field, str(error)) from error
+
+
+def fingerprint(body: PlaceOrderBody, external_id: str, total_minor: int, codes: list[str]) -> str:
+    """The order's content (not the customer's profile fields)."""
+    content = {
+        "customer_id": external_id,
+        "total_minor": total_minor,
+        "currency": body.currency.upper(),
+        "discount_codes": sorted(codes),
+        "placed_at": None if body.placed_at is None else body.placed_at.isoformat(),
+    }
+    return hashlib.sha256(msgspec.json.encode(content)).hexdigest()
+
+
+async def _enrol_if_new(
+    database: Database, merchant_id: uuid.UUID, external_id: str, body: PlaceOrderBody
+) -> None:
+    async def exists(connection: AsyncConnection) -> bool:
+        found = await customers_repository.find_id_by_external_id(
+            connection, merchant_id, external_id
+        )
+        return found is not None
+
+    async with database.read() as connection:
+        if await exists(connection):
+            return
+
+    async def enrol(connection: AsyncConnection, with_email: bool) -> None:
+        data = EnrolCustomer(customer_id=external_id, first_name=body.first_name,
+                             last_name=body.last_name)  # fmt: skip
+        if with_email and body.email is not None:
+            data.email = body.email
+        await customers_service.enrol_customer(connection, merchant_id, data)
+
+    try:
+        await database.transaction(lambda connection: enrol(connection, True))
+    except CustomerEmailTakenError:
+        # The address belongs to another customer: the order still counts for this one.
+        await database.transaction(lambda connection: enrol(connection, False))
+
+
+async def place_order(
+    database: Database,
+    writer: LedgerWriter,
+    merchant_id: uuid.UUID,
+    body: PlaceOrderBody,
+    *,
+    idempotency_key: str | None,
+    request_fingerprint: str,
+) -> Outcome:
+    external_id = customers_service.normalise_external_id(body.customer_id)
+    order_id = body.order_id.strip()
+    if not order_id:
+        raise ValidationFailedError.for_field("order_id", "must not be blank")
+    currency = body.currency.upper()
+    if currency not in CURRENCIES:
+        raise ValidationFailedError.for_field("currency", "is not an ISO 4217 currency code")
+    async with database.read() as connection:
+        settings = await merchants_repository.get_program_settings_row(connection, merchant_id)
+    if currency != settings.currency:
+        raise ValidationFailedError.for_field(
+            "currency", f"must be the programme's currency ({settings.currency})"
+        )
+    total_minor = _money(body.total, "total")
+    codes = sorted({code.strip().upper() for code in body.discount_codes if code.strip()})
+    now = utc_now()
+    if body.placed_at is not None and body.placed_at > now + CLOCK_SKEW:
+        raise ValidationFailedError.for_field("placed_at", "must not be in the future")
+    if body.email is not None:
+        customers_service.normalise_email(body.email)
+    await _enrol_if_new(database, merchant_id, external_id, body)
+    movement = Movement(
+        merchant_id=merchant_id,
+        customer=CustomerRef(customer_id=external_id),
+        points_minor=0,
+        kind="earn",
+        description=None,
+        idempotency_key=idempotency_key,
+        request_fingerprint=request_fingerprint,
+        order=PlaceOrder(
+            order_id=order_id,
+            total_minor=total_minor,
+            currency=currency,
+            discount_codes=tuple(codes),
+            placed_at=body.placed_at or now,
+            fingerprint=fingerprint(body, external_id, total_minor, codes),
+        ),
+    )
+    return await writer.submit(movement)
+
+
+async def refund_order(
+    database: Database,
+    writer: LedgerWriter,
+    merchant_id: uuid.UUID,
+    order_id: str,
+    body: RefundBody,
+    *,
+    idempotency_key: str | None,
+    request_fingerprint: str,
+) -> Outcome:
+    amount_minor = None if body.amount is None else _money(body.amount, "amount")
+    async with database.read() as connection:
+        external_id = (
+            await connection.execute(
+                select(customers.c.external_id)
+                .join(
+                    orders,
+                    (orders.c.merchant_id == customers.c.merchant_id)
+                    & (orders.c.customer_id == customers.c.id),
+                )
+                .where(orders.c.merchant_id == merchant_id, orders.c.order_id == order_id)
+            )
+        ).scalar_one_or_none()
+    if external_id is None:
+        raise OrderNotFoundError(f"No order {order_id!r}.", {"order_id": order_id})
+    movement = Movement(
+        merchant_id=merchant_id,
+        customer=CustomerRef(customer_id=external_id),
+        points_minor=0,
+        kind="refund",
+        description=None,
+        idempotency_key=idempotency_key,
+        request_fingerprint=request_fingerprint,
+        order=RefundOrder(order_id=order_id, amount_minor=amount_minor),
+    )
+    return await writer.submit(movement)
