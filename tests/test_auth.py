@@ -132,6 +132,7 @@ SCOPED_ENDPOINTS = [
     ("GET", f"/api/v1/earn-rules/{SOME_ID}", "settings:read"),
     ("PATCH", f"/api/v1/earn-rules/{SOME_ID}", "settings:write"),
     ("POST", "/api/v1/public/orders", "orders:write"),
+    ("POST", "/api/v1/public/customers/actions", "transactions:write"),
     ("POST", f"/api/v1/public/orders/{SOME_ID}/refunds", "orders:write"),
 ]
 

@@ -243,3 +243,85 @@ async def test_an_order_marks_its_discount_code_used(tenant: Tenant, unique_id: 
     assert response.status_code == 201, response.text
     fetched = await tenant.get(f"/api/v1/public/customers/rewards/{reward['id']}")
     assert (fetched.json()["data"]["status"], fetched.json()["data"]["order_id"]) == ("used", "C-1")
+
+
+ACTIONS = "/api/v1/public/customers/actions"
+
+
+async def act(tenant: Tenant, customer_id: str, action: str, **kwargs: Any) -> httpx.Response:
+    return await tenant.post(
+        ACTIONS, params={"customer_id": customer_id}, json={"action": action}, **kwargs
+    )
+
+
+async def test_an_action_is_rewarded_once(tenant: Tenant, unique_id: str) -> None:
+    rule = (await tenant.post(RULES, json={"type": "newsletter", "points": 50})).json()["data"]
+    await tenant.enrol(unique_id)
+    first = await act(tenant, unique_id, "newsletter")
+    assert first.status_code == 201, first.text
+    data = first.json()["data"]
+    assert (data["rewarded"], data["points"], data["points_balance"]) == (True, 50, 50)
+    assert data["earn_rule_id"] == rule["id"]
+    second = await act(tenant, unique_id, "newsletter")
+    assert second.status_code == 200
+    assert second.json()["data"] == {**second.json()["data"], "rewarded": False,
+                                     "reason": "limit_reached", "points": 0}  # fmt: skip
+    customer = await tenant.customer(unique_id)
+    assert (customer["points_balance"], customer["rewarded_actions"]) == (50, ["newsletter"])
+    entry = (await log(tenant, unique_id))[0]
+    assert (entry["description"], entry["earn_rule_id"]) == (
+        "Reward: newsletter signup",
+        rule["id"],
+    )
+    assert "customer.action_rewarded" in await event_types(tenant)
+
+
+async def test_concurrent_actions_respect_the_limit(tenant: Tenant, unique_id: str) -> None:
+    await tenant.post(RULES, json={"type": "follow_instagram", "points": 10, "max_per_customer": 3})
+    await tenant.enrol(unique_id)
+    responses = await asyncio.gather(
+        *(act(tenant, unique_id, "follow_instagram") for _ in range(8))
+    )
+    assert sorted(r.status_code for r in responses) == [200] * 5 + [201] * 3
+    assert (await tenant.customer(unique_id))["points_balance"] == 30
+
+
+async def test_actions_that_are_not_rewarded(tenant: Tenant, unique_id: str) -> None:
+    await tenant.enrol(unique_id)
+    none = await act(tenant, unique_id, "sms")
+    assert (none.status_code, none.json()["data"]["reason"]) == (200, "no_rule")
+    rule = (await tenant.post(RULES, json={"type": "sms", "points": 5})).json()["data"]
+    await tenant.client.patch(
+        f"{RULES}/{rule['id']}", json={"active": False}, headers=tenant.headers
+    )
+    inactive = await act(tenant, unique_id, "sms")
+    assert inactive.json()["data"]["reason"] == "rule_inactive"
+    await tenant.client.patch(
+        f"{RULES}/{rule['id']}", json={"active": True}, headers=tenant.headers
+    )
+    await tenant.client.patch(
+        "/api/v1/public/customers/status",
+        params={"customer_id": unique_id},
+        json={"status": "inactive"},
+        headers=tenant.headers,
+    )
+    resting = await act(tenant, unique_id, "sms")
+    assert resting.json()["data"]["reason"] == "customer_inactive"
+    for action in ("birthday", "referral", "purchase", "dance"):
+        response = await act(tenant, unique_id, action)
+        assert response.status_code == 422, action
+    unknown = await act(tenant, "nobody-" + unique_id, "sms")
+    assert unknown.status_code == 404
+    assert (await tenant.customer(unique_id))["points_balance"] == 0
+
+
+async def test_a_frequency_limit_opens_again(tenant: Tenant, unique_id: str, clock: Any) -> None:
+    await tenant.post(
+        RULES, json={"type": "share_facebook", "points": 7, "max_per_customer": 1, "period_days": 7}
+    )
+    await tenant.enrol(unique_id)
+    assert (await act(tenant, unique_id, "share_facebook")).status_code == 201
+    assert (await act(tenant, unique_id, "share_facebook")).status_code == 200
+    clock.advance(days=8)
+    assert (await act(tenant, unique_id, "share_facebook")).status_code == 201
+    assert (await tenant.customer(unique_id))["points_balance"] == 14

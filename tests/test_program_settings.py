@@ -54,7 +54,9 @@ async def test_defaults_and_changes(tenant: Tenant, unique_id: str) -> None:
         ({"points_decimals": "1"}, "points_decimals"),
         ({"default_description": "<b></b>"}, "default_description"),
         ({"default_description": "a\x00"}, "default_description"),
-        ({"currency": "EUR"}, "currency"),
+        ({"currency": "XYZ"}, "currency"),
+        ({"currency": "EURO"}, "currency"),
+        ({"colour": "red"}, "colour"),
     ],
 )
 async def test_bad_settings_are_422(tenant: Tenant, body: dict[str, Any], field: str) -> None:

@@ -23,7 +23,7 @@ from loyalty.http.health import healthz, readyz
 from loyalty.http.observability import request_id_middleware
 from loyalty.http.options import options_middleware
 from loyalty.jobs import Scheduler, scheduler_enabled
-from loyalty.ledger.endpoints import PendingController, TransactionController
+from loyalty.ledger.endpoints import ActionController, PendingController, TransactionController
 from loyalty.ledger.writer import LedgerWriter
 from loyalty.logs import configure_logging
 from loyalty.merchants.endpoints import ProgramSettingsController
@@ -124,6 +124,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             CustomerController,
             TransactionController,
             PendingController,
+            ActionController,
             RedeemableController,
             RewardController,
             ProgramSettingsController,

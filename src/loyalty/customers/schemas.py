@@ -46,6 +46,35 @@ class ChangeCustomerStatus(msgspec.Struct, forbid_unknown_fields=True):
     reason: Annotated[str, msgspec.Meta(max_length=500)] | None = None
 
 
+ActionType = Literal[
+    "create_account", "newsletter", "sms", "follow_facebook", "follow_instagram",
+    "follow_tiktok", "follow_twitter", "follow_pinterest", "follow_youtube", "share_facebook",
+    "share_twitter",
+]  # fmt: skip
+
+
+class PostAction(msgspec.Struct, forbid_unknown_fields=True):
+    """Something the customer did that the programme may reward (birthdays are
+    rewarded by the scheduler, referrals by the referred customer's first order)."""
+
+    action: ActionType
+
+
+class ActionResult(msgspec.Struct, frozen=True):
+    action: str
+    rewarded: bool
+    # Why not: no_rule, rule_inactive, limit_reached, customer_inactive, customer_excluded...
+    reason: str | None
+    points: float
+    transaction_id: uuid.UUID | None
+    earn_rule_id: uuid.UUID | None
+    points_balance: float
+
+
+class ActionEnvelope(msgspec.Struct, frozen=True):
+    data: ActionResult
+
+
 class TierRef(msgspec.Struct, frozen=True):
     id: uuid.UUID
     name: str
@@ -79,6 +108,8 @@ class Customer(msgspec.Struct, frozen=True):
     next_tier: TierRef | None
     # Points (or money, for amount_spent tiers) still needed for next_tier.
     amount_to_next_tier: float | None
+    # Actions the programme has rewarded this customer for (earn rule types).
+    rewarded_actions: list[str]
     total_spent: float
     created_at: datetime
     updated_at: datetime

@@ -127,6 +127,7 @@ def to_customer(row: Any, progress: Progress | None = None) -> Customer:
         tier_expires_at=row.tier_expires_at,
         next_tier=None if progress is None else progress.next_tier,
         amount_to_next_tier=None if progress is None else progress.amount_to_next_tier,
+        rewarded_actions=msgspec.json.decode(row.rewarded_actions),
         total_spent=format_points(row.total_spent_minor),
         created_at=row.created_at,
         updated_at=row.updated_at,

@@ -118,6 +118,8 @@ customers = Table(
     # Why the merchant last changed the status (staff-facing).
     Column("status_reason", String(500), nullable=True),
     Column("total_spent_minor", BigInteger, nullable=False, server_default="0"),
+    # The actions ever rewarded (JSON list of earn rule types), for the profile.
+    Column("rewarded_actions", Text, nullable=False, server_default="[]"),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("merchant_id", "id"),
@@ -449,4 +451,21 @@ order_refunds = Table(
     PrimaryKeyConstraint("merchant_id", "id"),
     ForeignKeyConstraint(["merchant_id", "order_row_id"], ["orders.merchant_id", "orders.id"]),
     Index("ix_order_refunds_order", "merchant_id", "order_row_id"),
+)
+
+# Every rewarded customer action (limits count them; birthdays once a year).
+customer_actions = Table(
+    "customer_actions",
+    metadata,
+    Column("merchant_id", Uuid, nullable=False),
+    Column("id", Uuid, nullable=False),
+    Column("customer_id", Uuid, nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("earn_rule_id", Uuid, nullable=False),
+    Column("points_minor", BigInteger, nullable=False),
+    Column("transaction_id", Uuid, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "id"),
+    ForeignKeyConstraint(["merchant_id", "customer_id"], ["customers.merchant_id", "customers.id"]),
+    Index("ix_customer_actions_customer", "merchant_id", "customer_id", "action", "created_at"),
 )

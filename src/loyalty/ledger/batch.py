@@ -18,10 +18,11 @@ from typing import Any, Literal
 
 import msgspec
 
+from loyalty.customers.schemas import ActionEnvelope, ActionResult
 from loyalty.customers.service import CustomerRef, customer_not_found
 from loyalty.errors import LoyaltyError, ValidationFailedError, invariant
 from loyalty.ids import new_id
-from loyalty.ledger import lifecycle, redemptions
+from loyalty.ledger import actions, lifecycle, redemptions
 from loyalty.ledger import orders as order_ops
 from loyalty.ledger.errors import (
     BalanceLimitExceededError,
@@ -91,6 +92,8 @@ class Movement:
     earn_rule_id: uuid.UUID | None = None
     # An order to record (and earn for), or a refund of one.
     order: order_ops.OrderOperation | None = None
+    # A customer action to reward (newsletter, follow, birthday...).
+    action: actions.RewardAction | None = None
 
     @property
     def key_ref(self) -> KeyRef | None:
@@ -153,6 +156,7 @@ class LockedCustomer:
     expiry_changed_at: datetime | None = None
     tier_basis: str | None = None
     tier_window_days: int | None = None
+    rewarded_actions: str = "[]"
     initial_sequence: int = 0
     touched: bool = False
 
@@ -174,7 +178,7 @@ LOCKED_COLUMNS = (
     "discount_code_prefix", "pending_points_minor", "total_spent_minor", "last_activity_at",
     "expiring_lots_minor", "next_expiry_at", "next_expiry_minor", "tier_id", "tier_expires_at",
     "tier_recheck_at", "expiry_policy", "expiry_days", "expiry_changed_at", "tier_basis",
-    "tier_window_days",
+    "tier_window_days", "rewarded_actions",
 )  # fmt: skip
 
 
@@ -204,6 +208,7 @@ class Plan:
     rewards: redemptions.RewardWrites = field(default_factory=redemptions.RewardWrites)
     lifecycle: LifecycleWrites = field(default_factory=LifecycleWrites)
     orders: order_ops.OrderWrites = field(default_factory=order_ops.OrderWrites)
+    actions: actions.ActionWrites = field(default_factory=actions.ActionWrites)
 
 
 def key_leaders(movements: list[Movement]) -> dict[KeyRef, str]:
@@ -285,6 +290,7 @@ def plan_batch(
     rewards: redemptions.RewardContext | None = None,
     times: LifecycleContext | None = None,
     order_context: order_ops.OrderContext | None = None,
+    action_context: actions.ActionContext | None = None,
 ) -> Plan:
     """Decide every movement in arrival order and collect the writes."""
     plan = Plan(outcomes=[None] * len(movements))
@@ -294,6 +300,7 @@ def plan_batch(
         rewards if rewards is not None else redemptions.RewardContext(),
         times if times is not None else LifecycleContext(),
         order_context if order_context is not None else order_ops.OrderContext(),
+        action_context if action_context is not None else actions.ActionContext(),
     )
     first_index: dict[KeyRef, int] = {}
     for index, movement in enumerate(movements):
@@ -370,6 +377,7 @@ class _Batch:
     rewards: redemptions.RewardContext
     times: LifecycleContext
     orders: order_ops.OrderContext
+    action_context: actions.ActionContext
 
     def event(
         self, merchant_id: uuid.UUID, event_type: str, subject_id: uuid.UUID, payload: str
@@ -393,6 +401,8 @@ class _Batch:
             return self.apply_lifecycle(movement, operation, locked)
         if movement.order is not None:
             return self.apply_order(movement.order, locked)
+        if movement.action is not None:
+            return self.reward_action(movement.action.action, locked)
         if movement.reward is None:
             _check_precision(movement, locked.points_decimals)
             transaction = self.post(
@@ -835,6 +845,66 @@ class _Batch:
         )
         return Outcome(201, refund_reply(refund, row, locked))
 
+    # Customer actions -----------------------------------------------------------
+
+    def reward_action(self, action: str, locked: LockedCustomer) -> Outcome:
+        rule = self.action_context.rules.get((locked.merchant_id, action))
+        reason = None
+        if rule is None:
+            reason = "no_rule"
+        elif not rule.active:
+            reason = "rule_inactive"
+        elif locked.status != "active":
+            reason = f"customer_{locked.status}"
+        else:
+            limit = actions.limit_of(rule, action)
+            key = (locked.merchant_id, locked.customer_id, action)
+            if limit is not None and self.action_context.counts.get(key, 0) >= limit:
+                reason = "limit_reached"
+        if reason is not None or rule is None:
+            return Outcome(200, action_reply(action, False, reason, 0, None, None, locked))
+        transaction = self.post(
+            locked,
+            _Posting(
+                points_minor=rule.points_minor,
+                kind="earn",
+                description=actions.DESCRIPTIONS.get(action, "Reward"),
+                apply_to_lifetime=True,
+                earn_rule_id=rule.id,
+            ),
+        )
+        key = (locked.merchant_id, locked.customer_id, action)
+        self.action_context.counts[key] = self.action_context.counts.get(key, 0) + 1
+        row = {
+            "merchant_id": locked.merchant_id,
+            "id": new_id(),
+            "customer_id": locked.customer_id,
+            "action": action,
+            "earn_rule_id": rule.id,
+            "points_minor": rule.points_minor,
+            "transaction_id": transaction.transaction_id,
+            "created_at": self.now,
+        }
+        self.plan.actions.inserts.append(row)
+        rewarded = set(msgspec.json.decode(locked.rewarded_actions))
+        if action not in rewarded:
+            locked.rewarded_actions = _encoder.encode(sorted(rewarded | {action})).decode()
+            self.plan.actions.rewarded[(locked.merchant_id, locked.customer_id)] = (
+                locked.rewarded_actions
+            )
+        reply = action_reply(
+            action, True, None, rule.points_minor, transaction.transaction_id, rule.id, locked
+        )
+        self.event(
+            locked.merchant_id,
+            "customer.action_rewarded",
+            locked.customer_id,
+            _encoder.encode(
+                {"customer_id": locked.external_id, **msgspec.json.decode(reply)}
+            ).decode(),
+        )
+        return Outcome(201, reply)
+
     def settle(self, locked: LockedCustomer) -> None:
         """After the customer's last movement: lots to write, tier to recompute."""
         lifecycle.settle_lots(self.times, locked, self.plan.lifecycle)
@@ -990,6 +1060,30 @@ def refund_reply(
                 **msgspec.structs.asdict(refund_view(refund, row, locked)),
                 points_balance=format_points(locked.points_balance_minor),
                 pending_points=format_points(locked.pending_points_minor),
+            )
+        )
+    )
+
+
+def action_reply(
+    action: str,
+    rewarded: bool,
+    reason: str | None,
+    points_minor: int,
+    transaction_id: uuid.UUID | None,
+    earn_rule_id: uuid.UUID | None,
+    locked: LockedCustomer,
+) -> bytes:
+    return _encoder.encode(
+        ActionEnvelope(
+            data=ActionResult(
+                action=action,
+                rewarded=rewarded,
+                reason=reason,
+                points=format_points(points_minor),
+                transaction_id=transaction_id,
+                earn_rule_id=earn_rule_id,
+                points_balance=format_points(locked.points_balance_minor),
             )
         )
     )

@@ -5,6 +5,7 @@ from typing import Any, Literal
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, JSONBody, Parameter
 
+from loyalty.customers.schemas import ActionEnvelope, PostAction
 from loyalty.http.body import strict_body
 from loyalty.http.dependencies import CurrentCaller, CustomerRefQuery
 from loyalty.http.openapi import BEARER_SECURITY, error_responses
@@ -179,6 +180,46 @@ class PendingController(Controller):
             caller.merchant_id,
             owner.ref,
             owner.pending_id,
+            idempotency_key=key,
+            request_fingerprint=fingerprint,
+        )
+        return outcome_response(outcome.status_code, outcome.body, outcome.replayed)
+
+
+class ActionController(Controller):
+    path = "/api/v1/public/customers/actions"
+    security = BEARER_SECURITY
+    tags = ["Earning"]
+
+    @post(
+        "/",
+        opt={"scope": "transactions:write"},
+        status_code=201,
+        summary="Reward a customer action",
+        description=(
+            '`{"action": type}` (newsletter, sms, create_account, follow_… / share_…): 201 '
+            "with `rewarded: true` and the points when the action's earn rule rewards it; 200 "
+            "with `rewarded: false` and the `reason` otherwise (`limit_reached` when already "
+            "rewarded as often as the rule allows, `no_rule`, `rule_inactive`, "
+            "`customer_inactive`, `customer_excluded`…). The customer's `rewarded_actions` "
+            "lists what was rewarded."
+        ),
+        responses=error_responses(404, 422),
+    )
+    async def post_action(
+        self,
+        request: Request[Any, Any, Any],
+        caller: CurrentCaller,
+        customer_ref: CustomerRefQuery,
+        data: JSONBody[PostAction],
+    ) -> Response[ActionEnvelope]:
+        data = await strict_body(request, PostAction)
+        key, fingerprint = await request_idempotency(request)
+        outcome = await service.reward_action(
+            caller.ledger_writer,
+            caller.merchant_id,
+            customer_ref,
+            data.action,
             idempotency_key=key,
             request_fingerprint=fingerprint,
         )

@@ -24,6 +24,7 @@ from loyalty.customers.service import CustomerRef
 from loyalty.db.types import utc_now
 from loyalty.errors import ValidationFailedError
 from loyalty.ledger import repository
+from loyalty.ledger.actions import RewardAction
 from loyalty.ledger.batch import Movement, Outcome, pending_view
 from loyalty.ledger.lifecycle import Cancel, Hold, Maintain, PendingCreditNotFoundError, Release
 from loyalty.ledger.schemas import (
@@ -308,3 +309,26 @@ async def pending_owner(
     if wanted is None or external_id is None:
         raise PendingCreditNotFoundError(f"No pending credit {pending_id!r}.", {"id": pending_id})
     return PendingOwner(wanted, CustomerRef(customer_id=external_id))
+
+
+async def reward_action(
+    writer: LedgerWriter,
+    merchant_id: uuid.UUID,
+    ref: CustomerRef,
+    action: str,
+    *,
+    idempotency_key: str | None,
+    request_fingerprint: str,
+) -> Outcome:
+    """Reward a customer action per its earn rule (or say why not)."""
+    movement = Movement(
+        merchant_id=merchant_id,
+        customer=customers_service.check_ref(ref),
+        points_minor=0,
+        kind="earn",
+        description=None,
+        idempotency_key=idempotency_key,
+        request_fingerprint=request_fingerprint,
+        action=RewardAction(action),
+    )
+    return await move_points(writer, movement)

@@ -16,7 +16,7 @@ import asyncpg
 
 from loyalty.db.engine import is_unavailable as database_unavailable
 from loyalty.errors import invariant
-from loyalty.ledger import lifecycle, orders, redemptions
+from loyalty.ledger import actions, lifecycle, orders, redemptions
 from loyalty.ledger.batch import (
     BALANCE_COLUMNS,
     LOCKED_COLUMNS,
@@ -61,6 +61,7 @@ WITH wanted AS (
     JOIN customers c ON c.merchant_id = r.merchant_id AND c.email = r.email
 )
 SELECT c.merchant_id, c.id, c.external_id, c.email, c.status, c.total_spent_minor,
+       c.rewarded_actions,
        b.points_balance_minor, b.lifetime_points_minor, b.points_spent_minor,
        b.points_expired_minor, b.last_sequence, b.pending_points_minor, b.last_activity_at,
        b.expiring_lots_minor, b.next_expiry_at, b.next_expiry_minor, b.tier_id,
@@ -524,6 +525,71 @@ SELECT (SELECT count(*) FROM new_orders) AS new_orders,
 """
 
 ORDER_CONSTRAINT = "uq_orders_merchant_id_order_id"
+
+_ACTION_RULES = """
+SELECT r.merchant_id, r.type, r.id, r.points_minor, r.active, r.max_per_customer, r.period_days
+FROM unnest($1::uuid[], $2::text[]) AS t(merchant_id, type)
+JOIN earn_rules r ON r.merchant_id = t.merchant_id AND r.type = t.type
+"""
+
+_ACTION_COUNTS = """
+SELECT t.merchant_id, t.customer_id, t.action, count(a.id) AS rewarded
+FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[])
+    AS t(merchant_id, customer_id, action, since)
+JOIN customer_actions a ON a.merchant_id = t.merchant_id AND a.customer_id = t.customer_id
+ AND a.action = t.action AND (t.since IS NULL OR a.created_at >= t.since)
+GROUP BY t.merchant_id, t.customer_id, t.action
+"""
+
+_APPLY_ACTIONS = """
+WITH new_actions AS (
+    INSERT INTO customer_actions
+        (merchant_id, id, customer_id, action, earn_rule_id, points_minor, transaction_id,
+         created_at)
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::uuid[],
+                         $6::int8[], $7::uuid[], $8::timestamptz[])
+    RETURNING 1
+), flags AS (
+    UPDATE customers AS c SET rewarded_actions = v.actions
+    FROM unnest($9::uuid[], $10::uuid[], $11::text[]) AS v(merchant_id, id, actions)
+    WHERE c.merchant_id = v.merchant_id AND c.id = v.id
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM new_actions) AS new_actions, (SELECT count(*) FROM flags) AS flags
+"""
+
+
+async def load_action_context(
+    connection: asyncpg.Connection,
+    movements: list[Movement],
+    customers: dict[CustomerKey, LockedCustomer],
+    now: datetime,
+) -> actions.ActionContext:
+    context = actions.ActionContext()
+    keys = actions.action_keys(movements)
+    for row in await connection.fetch(_ACTION_RULES, *_columns(keys, 2)):
+        context.rules[(row["merchant_id"], row["type"])] = actions.ActionRule(
+            row["id"], row["points_minor"], row["active"], row["max_per_customer"],
+            row["period_days"],
+        )  # fmt: skip
+    counted = actions.count_keys(movements, customers, context, now)
+    if counted:
+        for row in await connection.fetch(_ACTION_COUNTS, *_columns(counted, 4)):
+            key = (row["merchant_id"], row["customer_id"], row["action"])
+            context.counts[key] = row["rewarded"]
+    return context
+
+
+async def apply_actions(connection: asyncpg.Connection, writes: actions.ActionWrites) -> None:
+    inserts = _columns(
+        [[r[c] for c in actions.ACTION_COLUMNS] for r in writes.inserts],
+        len(actions.ACTION_COLUMNS),
+    )
+    flags = _columns([(m, c, text) for (m, c), text in writes.rewarded.items()], 3)
+    row = await connection.fetchrow(_APPLY_ACTIONS, *inserts, *flags)
+    assert row is not None
+    invariant(row["new_actions"] == len(writes.inserts), "every rewarded action is stored")
+    invariant(row["flags"] == len(writes.rewarded), "every customer's flags are stored")
 
 
 async def load_order_context(

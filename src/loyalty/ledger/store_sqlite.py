@@ -16,7 +16,7 @@ from typing import Any
 import aiosqlite
 
 from loyalty.errors import invariant
-from loyalty.ledger import lifecycle, orders, redemptions
+from loyalty.ledger import actions, lifecycle, orders, redemptions
 from loyalty.ledger.batch import (
     BALANCE_COLUMNS,
     LOCKED_COLUMNS,
@@ -38,7 +38,7 @@ SELECT c.merchant_id, c.id, c.external_id, c.email,
        c.status, s.discount_code_prefix, b.pending_points_minor, c.total_spent_minor,
        b.last_activity_at, b.expiring_lots_minor, b.next_expiry_at, b.next_expiry_minor,
        b.tier_id, b.tier_expires_at, b.tier_recheck_at, s.expiry_policy, s.expiry_days,
-       s.expiry_changed_at, s.tier_basis, s.tier_window_days
+       s.expiry_changed_at, s.tier_basis, s.tier_window_days, c.rewarded_actions
 FROM ({values}) AS w
 CROSS JOIN customers c ON c.merchant_id = w.column1 AND c.{column} = w.column2
 JOIN customer_balances b ON b.merchant_id = c.merchant_id AND b.customer_id = c.id
@@ -560,6 +560,61 @@ async def apply_orders(
         "WHERE merchant_id = ? AND id = ? AND status = 'active'",
         [(at, order_id, at, m.hex, i.hex) for m, i, order_id in writes.rewards_used],
         "every used code was active",
+    )
+
+
+async def load_action_context(
+    connection: aiosqlite.Connection,
+    movements: list[Movement],
+    customers: dict[CustomerKey, LockedCustomer],
+    now: datetime,
+) -> actions.ActionContext:
+    context = actions.ActionContext()
+    keys = actions.action_keys(movements)
+    columns = ("merchant_id", "type", "id", "points_minor", "active", "max_per_customer",
+               "period_days")  # fmt: skip
+    for row in await _select(
+        connection,
+        f"SELECT {', '.join('r.' + c for c in columns)} FROM ({_values(len(keys))}) AS w "
+        "CROSS JOIN earn_rules r ON r.merchant_id = w.column1 AND r.type = w.column2",
+        _parameters(keys),
+        columns,
+    ):
+        context.rules[(row["merchant_id"], row["type"])] = actions.ActionRule(
+            row["id"], row["points_minor"], bool(row["active"]), row["max_per_customer"],
+            row["period_days"],
+        )  # fmt: skip
+    for merchant_id, customer_id, action, since in actions.count_keys(
+        movements, customers, context, now
+    ):
+        sql = (
+            "SELECT count(*) FROM customer_actions WHERE merchant_id = ? AND customer_id = ? "
+            "AND action = ?"
+        )
+        parameters: list[Any] = [merchant_id.hex, customer_id.hex, action]
+        if since is not None:
+            sql += " AND created_at >= ?"
+            parameters.append(sqlite_time(since))
+        cursor = await connection.execute(sql, parameters)
+        found = await cursor.fetchone()
+        context.counts[(merchant_id, customer_id, action)] = found[0] if found else 0
+    return context
+
+
+async def apply_actions(connection: aiosqlite.Connection, writes: actions.ActionWrites) -> None:
+    columns = actions.ACTION_COLUMNS
+    await _executemany_checked(
+        connection,
+        f"INSERT INTO customer_actions ({', '.join(columns)}) "
+        f"VALUES ({', '.join(['?'] * len(columns))})",
+        [[_stored(c, row[c]) for c in columns] for row in writes.inserts],
+        "every rewarded action is stored",
+    )
+    await _executemany_checked(
+        connection,
+        "UPDATE customers SET rewarded_actions = ? WHERE merchant_id = ? AND id = ?",
+        [(text, m.hex, c.hex) for (m, c), text in writes.rewarded.items()],
+        "every customer's flags are stored",
     )
 
 

@@ -228,6 +228,9 @@ class LedgerWriter:
             now,
             pending_of_orders(order_context) if order_context is not None else None,
         )
+        action_context = None
+        if any(movement.action is not None for movement in to_apply):
+            action_context = await store.load_action_context(connection, to_apply, customers, now)
         locked.set()
         plan = plan_batch(
             movements,
@@ -238,6 +241,7 @@ class LedgerWriter:
             rewards=rewards,
             times=times,
             order_context=order_context,
+            action_context=action_context,
         )
         await store.apply_plan(connection, plan, now)
         if plan.rewards:
@@ -246,6 +250,8 @@ class LedgerWriter:
             await store.apply_lifecycle(connection, plan.lifecycle)
         if plan.orders:
             await store.apply_orders(connection, plan.orders, now)
+        if plan.actions:
+            await store.apply_actions(connection, plan.actions)
         return resolve_followers(plan)
 
     def _store_check(self, name: str) -> Callable[[BaseException], bool]:
