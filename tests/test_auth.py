@@ -133,6 +133,7 @@ SCOPED_ENDPOINTS = [
     ("PATCH", f"/api/v1/earn-rules/{SOME_ID}", "settings:write"),
     ("POST", "/api/v1/public/orders", "orders:write"),
     ("POST", "/api/v1/public/customers/actions", "transactions:write"),
+    ("POST", "/api/v1/public/orders/estimate", "rewards:read"),
     ("POST", f"/api/v1/public/orders/{SOME_ID}/refunds", "orders:write"),
 ]
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 
+from loyalty.db.types import utc_now
 from tests.conftest import Tenant, event_types
 from tests.test_redemption import funded, redeem
 from tests.test_rewards_catalogue import FIVE_OFF, create
@@ -325,3 +327,60 @@ async def test_a_frequency_limit_opens_again(tenant: Tenant, unique_id: str, clo
     clock.advance(days=8)
     assert (await act(tenant, unique_id, "share_facebook")).status_code == 201
     assert (await tenant.customer(unique_id))["points_balance"] == 14
+
+
+async def test_birthdays_are_rewarded_once_a_year(
+    tenant: Tenant, unique_id: str, clock: Any, run_jobs: Any
+) -> None:
+    today = utc_now().date()
+    if (today.month, today.day) == (2, 29):
+        pytest.skip("the yearly step below needs a date that recurs")
+    await tenant.post(RULES, json={"type": "birthday", "points": 100})
+    birthday = today.replace(year=1990)
+    tomorrow = today + timedelta(days=1)
+    await tenant.enrol(unique_id, date_of_birth=birthday.isoformat())
+    await tenant.enrol(unique_id + "-t", date_of_birth=tomorrow.replace(year=1990).isoformat())
+    await tenant.enrol(unique_id + "-x", date_of_birth=birthday.isoformat())
+    await tenant.client.patch(
+        "/api/v1/public/customers/status",
+        params={"customer_id": unique_id + "-x"},
+        json={"status": "excluded"},
+        headers=tenant.headers,
+    )
+    await asyncio.gather(run_jobs(), run_jobs())
+    await run_jobs()
+    customer = await tenant.customer(unique_id)
+    assert (customer["points_balance"], customer["rewarded_actions"]) == (100, ["birthday"])
+    assert (await log(tenant, unique_id))[0]["description"] == "Happy birthday!"
+    assert (await tenant.customer(unique_id + "-t"))["points_balance"] == 0
+    assert (await tenant.customer(unique_id + "-x"))["points_balance"] == 0
+
+    clock.advance(days=(today.replace(year=today.year + 1) - today).days)
+    await run_jobs()
+    assert (await tenant.customer(unique_id))["points_balance"] == 200
+
+
+async def test_an_estimate_writes_nothing(tenant: Tenant, unique_id: str) -> None:
+    guest = await tenant.post(f"{ORDERS}/estimate", json={"total": 10})
+    assert guest.json()["data"]["not_earned_reason"] == "no_purchase_rule"
+    rule = await purchase_rule(tenant, points_per_currency_unit=3, pending_days=14)
+    await tenant.post("/api/v1/tiers", json={"name": "Member", "threshold": 0, "multiplier": 2})
+    await tenant.enrol(unique_id)
+    for body, points, multiplier in (
+        ({"total": 10.5}, 31, 1),
+        ({"total": 10.5, "customer_id": unique_id, "currency": "USD"}, 63, 2),
+    ):
+        response = await tenant.post(f"{ORDERS}/estimate", json=body)
+        assert response.status_code == 200, response.text
+        data = response.json()["data"]
+        assert (data["points"], data["multiplier"], data["pending_days"]) == (
+            points,
+            multiplier,
+            14,
+        )
+        assert data["earn_rule_id"] == rule["id"]
+    missing = await tenant.post(f"{ORDERS}/estimate", json={"total": 1, "customer_id": "nobody"})
+    assert missing.status_code == 404
+    euro = await tenant.post(f"{ORDERS}/estimate", json={"total": 1, "currency": "EUR"})
+    assert euro.status_code == 422
+    assert (await tenant.customer(unique_id))["points_balance"] == 0

@@ -32,6 +32,7 @@ class JobsRun:
     customers_maintained: int = 0
     points_expired: float = 0
     pending_released: int = 0
+    birthdays_rewarded: int = 0
 
 
 async def run_due_jobs(database: Database, settings: Settings, writer: LedgerWriter) -> JobsRun:
@@ -46,6 +47,7 @@ async def run_due_jobs(database: Database, settings: Settings, writer: LedgerWri
         customers_maintained=points.customers,
         points_expired=points.points_expired,
         pending_released=points.pending_released,
+        birthdays_rewarded=points.birthdays_rewarded,
     )
     log.info("jobs_run", **asdict(run))
     return run

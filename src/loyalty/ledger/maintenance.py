@@ -1,4 +1,5 @@
-"""The scheduler's points work: release due holds, expire points, recheck tiers.
+"""The scheduler's points work: release due holds, expire points, recheck tiers,
+reward birthdays.
 
 Finding work is a plain read (bounded pages of customers with something due);
 doing it is a ``Maintain`` movement per customer through the ledger writer,
@@ -11,14 +12,16 @@ again only while something is still due, so each run ends.
 from __future__ import annotations
 
 import asyncio
+import calendar
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import msgspec
 import structlog
 from sqlalchemy import text
 
+from loyalty.customers.service import CustomerRef
 from loyalty.db.engine import Database
 from loyalty.db.types import utc_now
 from loyalty.ledger import service
@@ -72,20 +75,60 @@ _INACTIVE = {
 }
 
 
+# Active customers whose birthday (UTC) is today, not yet rewarded this year, of
+# programmes with an active birthday rule (29 February is celebrated on the 28th in
+# other years). The writer counts this year's birthday rewards under the lock.
+_BIRTHDAYS = """
+    SELECT c.merchant_id, c.external_id FROM earn_rules r
+    JOIN customers c ON c.merchant_id = r.merchant_id
+    WHERE r.type = 'birthday' AND r.active AND c.status = 'active'
+      AND c.date_of_birth IS NOT NULL AND {month_day} IN (:today, :also_today)
+      AND NOT EXISTS (
+          SELECT 1 FROM customer_actions a
+          WHERE a.merchant_id = c.merchant_id AND a.customer_id = c.id
+            AND a.action = 'birthday' AND a.created_at >= {year_start})
+    LIMIT :limit"""
+
+
 @dataclass(slots=True)
 class MaintenanceRun:
     customers: int = 0
     points_expired: float = 0
     pending_released: int = 0
+    birthdays_rewarded: int = 0
 
 
-async def _due(database: Database, sql: str, now: datetime) -> list[tuple[object, str]]:
-    moment: object = now
+def _moment(database: Database, value: datetime) -> object:
     if database.is_sqlite:
-        moment = now.replace(tzinfo=None).isoformat(" ", "microseconds")
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    return value
+
+
+async def _due(
+    database: Database, sql: str, parameters: dict[str, object]
+) -> list[tuple[object, str]]:
     async with database.read() as connection:
-        result = await connection.execute(text(sql), {"now": moment, "limit": PAGE_SIZE})
+        result = await connection.execute(text(sql), {**parameters, "limit": PAGE_SIZE})
         return [(row[0], row[1]) for row in result]
+
+
+def _birthday_query(database: Database, now: datetime) -> tuple[str, dict[str, object]]:
+    today = now.astimezone(UTC).date()
+    also = today.strftime("%m-%d")
+    if today.month == 2 and today.day == 28 and not calendar.isleap(today.year):
+        also = "02-29"
+    sql = _BIRTHDAYS.format(
+        month_day="strftime('%m-%d', c.date_of_birth)"
+        if database.is_sqlite
+        else "to_char(c.date_of_birth, 'MM-DD')",
+        year_start=":year_start" if database.is_sqlite else "CAST(:year_start AS timestamptz)",
+    )
+    year_start = datetime(today.year, 1, 1, tzinfo=UTC)
+    return sql, {
+        "today": today.strftime("%m-%d"),
+        "also_today": also,
+        "year_start": _moment(database, year_start),
+    }
 
 
 async def run_maintenance(database: Database, writer: LedgerWriter) -> MaintenanceRun:
@@ -94,23 +137,44 @@ async def run_maintenance(database: Database, writer: LedgerWriter) -> Maintenan
     queries = dict(
         _DUE, inactive_expired=_INACTIVE["sqlite" if database.is_sqlite else "postgresql"]
     )
-    for job, sql in queries.items():
+    for job, sql in [*queries.items(), ("birthdays_rewarded", "")]:
         done = 0
         for _ in range(PAGES_PER_RUN_MAX):
-            due = await _due(database, sql, utc_now())
+            now = utc_now()
+            if job == "birthdays_rewarded":
+                sql, parameters = _birthday_query(database, now)
+            else:
+                parameters = {"now": _moment(database, now)}
+            due = await _due(database, sql, parameters)
             if not due:
                 break
-            outcomes = await asyncio.gather(
-                *(
-                    service.maintain_customer(writer, _uuid(merchant_id), external_id)
-                    for merchant_id, external_id in due
+            if job == "birthdays_rewarded":
+                outcomes = await asyncio.gather(
+                    *(
+                        service.reward_action(
+                            writer,
+                            _uuid(merchant_id),
+                            CustomerRef(customer_id=external_id),
+                            "birthday",
+                            idempotency_key=None,
+                            request_fingerprint="",
+                        )
+                        for merchant_id, external_id in due
+                    )
                 )
-            )
-            for outcome in outcomes:
-                if outcome.status_code == 200:
-                    data = msgspec.json.decode(outcome.body)["data"]
-                    run.points_expired += data["points_expired"]
-                    run.pending_released += data["pending_released"]
+                run.birthdays_rewarded += sum(o.status_code == 201 for o in outcomes)
+            else:
+                outcomes = await asyncio.gather(
+                    *(
+                        service.maintain_customer(writer, _uuid(merchant_id), external_id)
+                        for merchant_id, external_id in due
+                    )
+                )
+                for outcome in outcomes:
+                    if outcome.status_code == 200:
+                        data = msgspec.json.decode(outcome.body)["data"]
+                        run.points_expired += data["points_expired"]
+                        run.pending_released += data["pending_released"]
             done += len(due)
             run.customers += len(due)
             log.info("maintenance_progress", job=job, customers=done)

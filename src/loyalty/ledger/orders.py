@@ -20,7 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from loyalty.errors import BusinessRuleError, NotFoundError
 from loyalty.points import MINOR_PER_POINT
@@ -154,9 +154,19 @@ def _rounded(units: Fraction, rounding: str) -> int:
     return math.floor(units)
 
 
+class Buyer(Protocol):
+    """What the purchase rule looks at: the customer's status and the programme's decimals."""
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def points_decimals(self) -> int: ...
+
+
 def purchase_points(
     rule: PurchaseRule | None,
-    locked: LockedCustomer,
+    locked: Buyer,
     total_minor: int,
     multiplier_hundredths: int,
 ) -> tuple[int, str | None]:

@@ -10,7 +10,14 @@ from loyalty.http.dependencies import CurrentCaller
 from loyalty.http.openapi import BEARER_SECURITY, error_responses
 from loyalty.http.writes import outcome_response, request_idempotency
 from loyalty.orders import service
-from loyalty.orders.schemas import OrderEnvelope, PlaceOrderBody, RefundBody, RefundEnvelope
+from loyalty.orders.schemas import (
+    EstimateBody,
+    EstimateEnvelope,
+    OrderEnvelope,
+    PlaceOrderBody,
+    RefundBody,
+    RefundEnvelope,
+)
 
 
 class OrderController(Controller):
@@ -50,6 +57,26 @@ class OrderController(Controller):
             request_fingerprint=fingerprint,
         )
         return outcome_response(outcome.status_code, outcome.body, outcome.replayed)
+
+    @post(
+        "/estimate",
+        opt={"scope": "rewards:read"},
+        status_code=200,
+        summary="Points a cart would earn",
+        description=(
+            "For product pages and carts (guests too): the points `total` would earn now under "
+            "the purchase rule, with the customer's status and tier multiplier when "
+            "`customer_id` is given. Nothing is written."
+        ),
+        responses=error_responses(404, 422),
+    )
+    async def estimate(
+        self, request: Request[Any, Any, Any], caller: CurrentCaller, data: JSONBody[EstimateBody]
+    ) -> EstimateEnvelope:
+        data = await strict_body(request, EstimateBody)
+        return EstimateEnvelope(
+            data=await service.estimate(caller.database, caller.merchant_id, data)
+        )
 
     @post(
         "/{order_id:str}/refunds",

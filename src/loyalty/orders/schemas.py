@@ -98,3 +98,25 @@ class RefundResult(Refund, frozen=True):
 
 class RefundEnvelope(msgspec.Struct, frozen=True):
     data: RefundResult
+
+
+class EstimateBody(msgspec.Struct, forbid_unknown_fields=True):
+    """A cart: what would it earn? With ``customer_id`` the customer's status and
+    tier multiplier count; without, a guest (active, no tier)."""
+
+    total: Money
+    currency: CurrencyCode | None = None
+    customer_id: CustomerIdText | None = None
+
+
+class Estimate(msgspec.Struct, frozen=True):
+    points: float
+    # Days the points would be held as pending, if the purchase rule holds them.
+    pending_days: int | None
+    multiplier: float
+    earn_rule_id: uuid.UUID | None
+    not_earned_reason: str | None
+
+
+class EstimateEnvelope(msgspec.Struct, frozen=True):
+    data: Estimate

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 
 import msgspec
@@ -15,16 +16,22 @@ from loyalty.customers import service as customers_service
 from loyalty.customers.schemas import EnrolCustomer
 from loyalty.customers.service import CustomerEmailTakenError, CustomerRef
 from loyalty.db.engine import Database
-from loyalty.db.tables import customers, orders
+from loyalty.db.tables import customer_balances, customers, earn_rules, orders, tiers
 from loyalty.db.types import utc_now
 from loyalty.errors import ValidationFailedError
 from loyalty.ledger.batch import Movement, Outcome
-from loyalty.ledger.orders import OrderNotFoundError, PlaceOrder, RefundOrder
+from loyalty.ledger.orders import (
+    OrderNotFoundError,
+    PlaceOrder,
+    PurchaseRule,
+    RefundOrder,
+    purchase_points,
+)
 from loyalty.ledger.writer import LedgerWriter
 from loyalty.merchants import repository as merchants_repository
 from loyalty.orders.currencies import CURRENCIES
-from loyalty.orders.schemas import PlaceOrderBody, RefundBody
-from loyalty.points import MAXIMUM_DECIMALS, PointsFormatError, parse_points
+from loyalty.orders.schemas import Estimate, EstimateBody, PlaceOrderBody, RefundBody
+from loyalty.points import MAXIMUM_DECIMALS, PointsFormatError, format_points, parse_points
 
 # An order's time may run ahead of ours by this much (clocks differ), not more.
 CLOCK_SKEW = timedelta(minutes=5)
@@ -162,3 +169,71 @@ async def refund_order(
         order=RefundOrder(order_id=order_id, amount_minor=amount_minor),
     )
     return await writer.submit(movement)
+
+
+@dataclass(frozen=True, slots=True)
+class _Buyer:
+    """What the earning rule looks at, for an estimate."""
+
+    status: str
+    points_decimals: int
+
+
+async def estimate(database: Database, merchant_id: uuid.UUID, body: EstimateBody) -> Estimate:
+    """The points a cart would earn now (nothing is written)."""
+    total_minor = _money(body.total, "total")
+    async with database.read() as connection:
+        settings = await merchants_repository.get_program_settings_row(connection, merchant_id)
+        if body.currency is not None and body.currency.upper() != settings.currency:
+            raise ValidationFailedError.for_field(
+                "currency", f"must be the programme's currency ({settings.currency})"
+            )
+        rule_row = (
+            await connection.execute(
+                select(earn_rules).where(
+                    earn_rules.c.merchant_id == merchant_id, earn_rules.c.type == "purchase"
+                )
+            )
+        ).one_or_none()
+        status, multiplier = "active", 100
+        if body.customer_id is not None:
+            external_id = customers_service.normalise_external_id(body.customer_id)
+            found = (
+                await connection.execute(
+                    select(customers.c.status, tiers.c.multiplier_hundredths)
+                    .join(
+                        customer_balances,
+                        (customer_balances.c.merchant_id == customers.c.merchant_id)
+                        & (customer_balances.c.customer_id == customers.c.id),
+                    )
+                    .outerjoin(
+                        tiers,
+                        (tiers.c.merchant_id == customer_balances.c.merchant_id)
+                        & (tiers.c.id == customer_balances.c.tier_id),
+                    )
+                    .where(
+                        customers.c.merchant_id == merchant_id,
+                        customers.c.external_id == external_id,
+                    )
+                )
+            ).one_or_none()
+            if found is None:
+                raise customers_service.customer_not_found(CustomerRef(customer_id=external_id))
+            status = found.status
+            multiplier = found.multiplier_hundredths or 100
+    rule = None
+    if rule_row is not None:
+        rule = PurchaseRule(
+            rule_row.id, rule_row.points_minor, rule_row.active,
+            rule_row.points_per_currency_unit_minor, rule_row.rounding,
+            rule_row.min_order_total_minor, rule_row.pending_days,
+        )  # fmt: skip
+    buyer = _Buyer(status, settings.points_decimals)
+    points, reason = purchase_points(rule, buyer, total_minor, multiplier)
+    return Estimate(
+        points=format_points(points),
+        pending_days=rule.pending_days if rule is not None and points else None,
+        multiplier=format_points(multiplier),
+        earn_rule_id=rule.id if rule is not None else None,
+        not_earned_reason=reason,
+    )
