@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from litestar import Controller, Request, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, Parameter
 
 from loyalty.customers.schemas import ActionEnvelope, PostAction
@@ -204,7 +205,13 @@ class ActionController(Controller):
             "`customer_inactive`, `customer_excluded`…). The customer's `rewarded_actions` "
             "lists what was rewarded."
         ),
-        responses=error_responses(404, 422),
+        responses={
+            200: ResponseSpec(
+                data_container=ActionEnvelope,
+                description="Not rewarded (`rewarded: false`, with the `reason`).",
+            ),
+            **error_responses(404, 422),
+        },
     )
     async def post_action(
         self,

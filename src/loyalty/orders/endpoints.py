@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, Response, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 
 from loyalty.http.body import strict_body
@@ -41,7 +42,13 @@ class OrderController(Controller):
             "`discount_codes` it used. Customers who do not earn (no purchase rule, inactive or "
             "excluded) still have the order recorded; `not_earned_reason` says why."
         ),
-        responses=error_responses(409, 422),
+        responses={
+            200: ResponseSpec(
+                data_container=OrderEnvelope,
+                description="The order was posted before: the order as it is now, no change.",
+            ),
+            **error_responses(409, 422),
+        },
     )
     async def place_order(
         self, request: Request[Any, Any, Any], caller: CurrentCaller, data: JSONBody[PlaceOrderBody]
