@@ -104,6 +104,7 @@ SCOPED_ENDPOINTS = [
     ("POST", CUSTOMERS, "customers:write"),
     ("GET", CUSTOMERS, "customers:read"),
     ("PATCH", f"{CUSTOMERS}/status", "customers:write"),
+    ("GET", f"{CUSTOMERS}/referral", "customers:read"),
     ("POST", TRANSACTIONS, "transactions:write"),
     ("GET", TRANSACTIONS, "transactions:read"),
     ("GET", "/api/v1/public/customers/rewards/redeemable", "rewards:read"),

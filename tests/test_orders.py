@@ -384,3 +384,59 @@ async def test_an_estimate_writes_nothing(tenant: Tenant, unique_id: str) -> Non
     euro = await tenant.post(f"{ORDERS}/estimate", json={"total": 1, "currency": "EUR"})
     assert euro.status_code == 422
     assert (await tenant.customer(unique_id))["points_balance"] == 0
+
+
+async def referral_code(tenant: Tenant, customer_id: str) -> str:
+    response = await tenant.get(
+        "/api/v1/public/customers/referral", params={"customer_id": customer_id}
+    )
+    assert response.status_code == 200, response.text
+    code: str = response.json()["data"]["referral_code"]
+    return code
+
+
+async def test_a_referral_rewards_both_on_the_first_order(tenant: Tenant, unique_id: str) -> None:
+    await purchase_rule(tenant)
+    rule = await tenant.post(RULES, json={"type": "referral", "points": 200, "referee_points": 50})
+    assert rule.status_code == 201, rule.text
+    referrer = unique_id + "-r"
+    await tenant.enrol(referrer)
+    code = await referral_code(tenant, referrer)
+    assert await referral_code(tenant, referrer) == code  # drawn once
+
+    first = await order(tenant, "REF-1", unique_id, 10, referral_code=code.lower())
+    assert first.status_code == 201, first.text
+    assert first.json()["data"]["points_balance"] == 60  # 10 earned + 50 welcome
+    second = await order(tenant, "REF-2", unique_id, 10)
+    assert second.json()["data"]["points_balance"] == 70  # only the first order refers
+    sponsor = await tenant.customer(referrer)
+    assert (sponsor["points_balance"], sponsor["referred_completed"]) == (200, 1)
+    state = (
+        await tenant.get("/api/v1/public/customers/referral", params={"customer_id": unique_id})
+    ).json()["data"]
+    assert state["referred_by"] == referrer
+    assert state["referral_completed_at"] is not None
+    assert "referral.completed" in await event_types(tenant)
+
+
+async def test_referral_codes_are_checked(tenant: Tenant, unique_id: str) -> None:
+    await tenant.enrol(unique_id)
+    own = await referral_code(tenant, unique_id)
+    for code, message in ((own, "own"), ("NOPE-NOPE", "not a referral code")):
+        response = await tenant.post(
+            "/api/v1/public/customers", json={"customer_id": unique_id, "referral_code": code}
+        )
+        assert response.status_code == 422
+        assert message in response.json()["error"]["details"][0]["message"]
+    # A customer who has ordered can no longer be referred.
+    await order(tenant, "O-1", unique_id + "-b", 5)
+    other = await referral_code(tenant, unique_id)
+    late = await order(tenant, "O-2", unique_id + "-b", 5, referral_code=other)
+    assert late.status_code == 201
+    state = (
+        await tenant.get(
+            "/api/v1/public/customers/referral", params={"customer_id": unique_id + "-b"}
+        )
+    ).json()["data"]
+    assert state["referred_by"] is None
+    assert (await tenant.customer(unique_id))["referred_completed"] == 0

@@ -8,7 +8,12 @@ from litestar.params import JSONBody
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.customers import service
-from loyalty.customers.schemas import ChangeCustomerStatus, CustomerEnvelope, EnrolCustomer
+from loyalty.customers.schemas import (
+    ChangeCustomerStatus,
+    CustomerEnvelope,
+    EnrolCustomer,
+    ReferralEnvelope,
+)
 from loyalty.http.body import strict_body
 from loyalty.http.dependencies import CurrentCaller, CustomerRefQuery
 from loyalty.http.openapi import BEARER_SECURITY, error_responses
@@ -91,3 +96,24 @@ class CustomerController(Controller):
             return 200, CustomerEnvelope(data=customer)
 
         return await idempotent_write(request, caller.principal, operation)
+
+    @get(
+        "/referral",
+        opt={"scope": "customers:read"},
+        summary="The customer's referral code",
+        description=(
+            "The code friends give when they enrol (`referral_code` on `POST "
+            "/api/v1/public/customers` or on their first order); it is drawn the first time it "
+            "is asked for and never changes. A referral completes with the friend's first "
+            "order, rewarding both per the referral earn rule; `referred_completed` counts them."
+        ),
+        responses=error_responses(404, 422),
+    )
+    async def referral(
+        self, caller: CurrentCaller, customer_ref: CustomerRefQuery
+    ) -> ReferralEnvelope:
+        async def work(connection: AsyncConnection) -> ReferralEnvelope:
+            referral = await service.get_referral(connection, caller.merchant_id, customer_ref)
+            return ReferralEnvelope(data=referral)
+
+        return await caller.database.transaction(work)

@@ -12,7 +12,7 @@ from loyalty.db.coalesce import ReadCoalescer
 from loyalty.db.dialect import upsert_insert
 from loyalty.db.engine import Database
 from loyalty.db.raw import RecordView, fetch_row_sqlite
-from loyalty.db.tables import customer_balances, customers, program_settings, tiers
+from loyalty.db.tables import customer_balances, customers, orders, program_settings, tiers
 
 _CUSTOMER_WITH_BALANCES = (
     select(
@@ -247,3 +247,94 @@ async def set_status(
         .where(customers.c.merchant_id == merchant_id, customers.c.id == customer_id)
         .values(status=status, status_reason=reason, updated_at=now)
     )
+
+
+async def find_by_referral_code(
+    connection: AsyncConnection, merchant_id: uuid.UUID, code: str
+) -> Any | None:
+    statement = select(customers.c.id, customers.c.external_id).where(
+        customers.c.merchant_id == merchant_id, customers.c.referral_code == code
+    )
+    return (await connection.execute(statement)).one_or_none()
+
+
+async def link_referrer(
+    connection: AsyncConnection,
+    merchant_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    referrer_id: uuid.UUID,
+) -> bool:
+    """Record who referred the customer, unless someone already did or it has ordered."""
+    has_orders = (
+        select(orders.c.id)
+        .where(orders.c.merchant_id == merchant_id, orders.c.customer_id == customer_id)
+        .exists()
+    )
+    result = await connection.execute(
+        customers.update()
+        .where(
+            customers.c.merchant_id == merchant_id,
+            customers.c.id == customer_id,
+            customers.c.referred_by.is_(None),
+            ~has_orders,
+        )
+        .values(referred_by=referrer_id)
+    )
+    return bool(result.rowcount)
+
+
+async def set_referral_code(
+    connection: AsyncConnection, merchant_id: uuid.UUID, customer_id: uuid.UUID, code: str
+) -> None:
+    await connection.execute(
+        customers.update()
+        .where(
+            customers.c.merchant_id == merchant_id,
+            customers.c.id == customer_id,
+            customers.c.referral_code.is_(None),
+        )
+        .values(referral_code=code)
+    )
+
+
+async def referral_state(
+    connection: AsyncConnection, merchant_id: uuid.UUID, customer_id: uuid.UUID
+) -> Any:
+    referrer = customers.alias("referrer")
+    statement = (
+        select(
+            customers.c.referral_code,
+            customers.c.referred_completed,
+            customers.c.referral_completed_at,
+            referrer.c.external_id.label("referred_by"),
+        )
+        .outerjoin(
+            referrer,
+            (referrer.c.merchant_id == customers.c.merchant_id)
+            & (referrer.c.id == customers.c.referred_by),
+        )
+        .where(customers.c.merchant_id == merchant_id, customers.c.id == customer_id)
+    )
+    return (await connection.execute(statement)).one()
+
+
+async def pending_referrer(
+    connection: AsyncConnection, merchant_id: uuid.UUID, external_id: str
+) -> str | None:
+    """The platform id of whoever referred this customer, while the referral is open."""
+    referrer = customers.alias("referrer")
+    statement = (
+        select(referrer.c.external_id)
+        .join(
+            customers,
+            (referrer.c.merchant_id == customers.c.merchant_id)
+            & (referrer.c.id == customers.c.referred_by),
+        )
+        .where(
+            customers.c.merchant_id == merchant_id,
+            customers.c.external_id == external_id,
+            customers.c.referral_completed_at.is_(None),
+        )
+    )
+    found: str | None = (await connection.execute(statement)).scalar_one_or_none()
+    return found

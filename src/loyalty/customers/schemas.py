@@ -31,6 +31,11 @@ class EnrolCustomer(msgspec.Struct, forbid_unknown_fields=True):
     first_name: NameText | msgspec.UnsetType | None = msgspec.UNSET
     last_name: NameText | msgspec.UnsetType | None = msgspec.UNSET
     date_of_birth: date | msgspec.UnsetType | None = msgspec.UNSET
+    # Another customer's referral code: that customer referred this one (recorded
+    # once, before the first order; the first order completes the referral).
+    referral_code: Annotated[str, msgspec.Meta(min_length=1, max_length=16)] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
 
 
 CustomerStatus = Literal["active", "inactive", "excluded", "excluded_by_customer"]
@@ -110,6 +115,8 @@ class Customer(msgspec.Struct, frozen=True):
     amount_to_next_tier: float | None
     # Actions the programme has rewarded this customer for (earn rule types).
     rewarded_actions: list[str]
+    # Referrals this customer made that were completed (the friend's first order).
+    referred_completed: int
     total_spent: float
     created_at: datetime
     updated_at: datetime
@@ -117,3 +124,18 @@ class Customer(msgspec.Struct, frozen=True):
 
 class CustomerEnvelope(msgspec.Struct, frozen=True):
     data: Customer
+
+
+class Referral(msgspec.Struct, frozen=True):
+    """The customer's referral code (shared with friends) and its referrals."""
+
+    customer_id: str
+    referral_code: str
+    referred_completed: int
+    # Who referred this customer (platform id) and when its first order completed it.
+    referred_by: str | None
+    referral_completed_at: datetime | None
+
+
+class ReferralEnvelope(msgspec.Struct, frozen=True):
+    data: Referral

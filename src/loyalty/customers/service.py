@@ -18,15 +18,17 @@ from loyalty.customers.schemas import (
     ChangeCustomerStatus,
     Customer,
     EnrolCustomer,
+    Referral,
     TierRef,
 )
 from loyalty.db.engine import Database
 from loyalty.db.types import utc_now
-from loyalty.errors import ConflictError, NotFoundError, ValidationFailedError
+from loyalty.errors import ConflictError, NotFoundError, ValidationFailedError, invariant
 from loyalty.events import repository as events
 from loyalty.ids import new_id
 from loyalty.ledger.lifecycle import inactivity_deadline
 from loyalty.points import format_points
+from loyalty.rewards.codes import generate_code
 from loyalty.text import check_characters, clean_note, strip_html
 from loyalty.tiers import service as tiers_service
 from loyalty.tiers.service import Progress
@@ -128,6 +130,7 @@ def to_customer(row: Any, progress: Progress | None = None) -> Customer:
         next_tier=None if progress is None else progress.next_tier,
         amount_to_next_tier=None if progress is None else progress.amount_to_next_tier,
         rewarded_actions=msgspec.json.decode(row.rewarded_actions),
+        referred_completed=row.referred_completed,
         total_spent=format_points(row.total_spent_minor),
         created_at=row.created_at,
         updated_at=row.updated_at,
@@ -161,6 +164,17 @@ async def enrol_customer(
         holder = await repository.find_id_by_email(connection, merchant_id, email)
         if holder is not None and holder[1] != external_id:
             raise _email_taken(email)
+    referrer = None
+    if not isinstance(data.referral_code, msgspec.UnsetType):
+        referrer = await repository.find_by_referral_code(
+            connection, merchant_id, data.referral_code.strip().upper()
+        )
+        if referrer is None:
+            raise ValidationFailedError.for_field(
+                "referral_code", "is not a referral code of this programme"
+            )
+        if referrer.external_id == external_id:
+            raise ValidationFailedError.for_field("referral_code", "is the customer's own code")
     now = utc_now()
     savepoint = await connection.begin_nested()
     try:
@@ -186,6 +200,10 @@ async def enrol_customer(
         await savepoint.rollback()
         raise _email_taken(str(email)) from error
     row = await repository.find_by_external_id(connection, merchant_id, external_id)
+    assert row is not None
+    if referrer is not None:
+        # The first referrer is kept; a customer who has ordered can no longer be referred.
+        await repository.link_referrer(connection, merchant_id, row.id, referrer.id)
     customer = await customer_view(connection, merchant_id, row)
     await events.record(
         connection,
@@ -319,3 +337,35 @@ async def change_status(
         now=now,
     )
     return customer
+
+
+REFERRAL_CODE_DRAWS_MAX = 8
+
+
+async def get_referral(
+    connection: AsyncConnection, merchant_id: uuid.UUID, ref: CustomerRef
+) -> Referral:
+    """The customer's referral code (drawn the first time it is asked for) and referrals."""
+    customer_uuid = await resolve_customer_id(connection, merchant_id, ref)
+    state = await repository.referral_state(connection, merchant_id, customer_uuid)
+    for _ in range(REFERRAL_CODE_DRAWS_MAX):
+        if state.referral_code is not None:
+            break
+        savepoint = await connection.begin_nested()
+        try:
+            await repository.set_referral_code(
+                connection, merchant_id, customer_uuid, generate_code("")
+            )
+            await savepoint.commit()
+        except IntegrityError:
+            await savepoint.rollback()  # another customer holds this code: draw again
+        state = await repository.referral_state(connection, merchant_id, customer_uuid)
+    invariant(state.referral_code is not None, "a referral code was drawn")
+    row = await repository.find_by_id(connection, merchant_id, customer_uuid)
+    return Referral(
+        customer_id=row.external_id,
+        referral_code=state.referral_code,
+        referred_completed=state.referred_completed,
+        referred_by=state.referred_by,
+        referral_completed_at=state.referral_completed_at,
+    )

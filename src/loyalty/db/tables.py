@@ -120,12 +120,19 @@ customers = Table(
     Column("total_spent_minor", BigInteger, nullable=False, server_default="0"),
     # The actions ever rewarded (JSON list of earn rule types), for the profile.
     Column("rewarded_actions", Text, nullable=False, server_default="[]"),
+    # Referrals: this customer's code (made when first asked for), who referred it,
+    # when its first order completed that referral, how many it has completed.
+    Column("referral_code", String(16), nullable=True),
+    Column("referred_by", Uuid, nullable=True),
+    Column("referral_completed_at", UTCDateTime, nullable=True),
+    Column("referred_completed", Integer, nullable=False, server_default="0"),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("merchant_id", "id"),
     ForeignKeyConstraint(["merchant_id"], ["merchants.id"]),
     UniqueConstraint("merchant_id", "external_id"),
     UniqueConstraint("merchant_id", "email"),
+    UniqueConstraint("merchant_id", "referral_code"),
     CheckConstraint(
         "status IN ('active', 'inactive', 'excluded', 'excluded_by_customer')",
         name="status_known",

@@ -94,6 +94,8 @@ class Movement:
     order: order_ops.OrderOperation | None = None
     # A customer action to reward (newsletter, follow, birthday...).
     action: actions.RewardAction | None = None
+    # Another customer the operation may touch (an order's referrer), locked too.
+    also_lock: CustomerRef | None = None
 
     @property
     def key_ref(self) -> KeyRef | None:
@@ -157,6 +159,9 @@ class LockedCustomer:
     tier_basis: str | None = None
     tier_window_days: int | None = None
     rewarded_actions: str = "[]"
+    referred_by: uuid.UUID | None = None
+    referral_completed_at: datetime | None = None
+    referred_completed: int = 0
     initial_sequence: int = 0
     touched: bool = False
 
@@ -178,7 +183,8 @@ LOCKED_COLUMNS = (
     "discount_code_prefix", "pending_points_minor", "total_spent_minor", "last_activity_at",
     "expiring_lots_minor", "next_expiry_at", "next_expiry_minor", "tier_id", "tier_expires_at",
     "tier_recheck_at", "expiry_policy", "expiry_days", "expiry_changed_at", "tier_basis",
-    "tier_window_days", "rewarded_actions",
+    "tier_window_days", "rewarded_actions", "referred_by", "referral_completed_at",
+    "referred_completed",
 )  # fmt: skip
 
 
@@ -228,10 +234,13 @@ def customer_references(
     by_id: set[tuple[uuid.UUID, str]] = set()
     by_email: set[tuple[uuid.UUID, str]] = set()
     for movement in movements:
-        if movement.customer.customer_id is not None:
-            by_id.add((movement.merchant_id, movement.customer.customer_id))
-        elif movement.customer.customer_email is not None:
-            by_email.add((movement.merchant_id, movement.customer.customer_email))
+        for ref in (movement.customer, movement.also_lock):
+            if ref is None:
+                continue
+            if ref.customer_id is not None:
+                by_id.add((movement.merchant_id, ref.customer_id))
+            elif ref.customer_email is not None:
+                by_email.add((movement.merchant_id, ref.customer_email))
     return by_id, by_email
 
 
@@ -301,6 +310,7 @@ def plan_batch(
         times if times is not None else LifecycleContext(),
         order_context if order_context is not None else order_ops.OrderContext(),
         action_context if action_context is not None else actions.ActionContext(),
+        {(c.merchant_id, c.customer_id): c for c in customers.values()},
     )
     first_index: dict[KeyRef, int] = {}
     for index, movement in enumerate(movements):
@@ -378,6 +388,8 @@ class _Batch:
     times: LifecycleContext
     orders: order_ops.OrderContext
     action_context: actions.ActionContext
+    # Every locked customer by (merchant_id, customer_id).
+    by_uuid: dict[tuple[uuid.UUID, uuid.UUID], LockedCustomer]
 
     def event(
         self, merchant_id: uuid.UUID, event_type: str, subject_id: uuid.UUID, payload: str
@@ -748,11 +760,74 @@ class _Batch:
         locked.touched = True
         for code in operation.discount_codes:
             self.use_code(locked, code, operation.order_id)
+        self.complete_referral(locked, operation.order_id)
         self.orders.orders[key] = row
         self.plan.orders.inserts.append(row)
         self.plan.orders.new_orders.add(key)
         self.event(locked.merchant_id, "order.placed", row["id"], order_payload(row, locked))
         return Outcome(201, order_reply(row, locked))
+
+    def complete_referral(self, referee: LockedCustomer, order_id: str) -> None:
+        """A referred customer's first order completes its referral: both are rewarded."""
+        if referee.referred_by is None or referee.referral_completed_at is not None:
+            return
+        referrer = self.by_uuid.get((referee.merchant_id, referee.referred_by))
+        if referrer is None:
+            return  # not locked by this batch (it was referred meanwhile): the next order
+        referee.referral_completed_at = self.now
+        referee.touched = referrer.touched = True
+        completed_before = referrer.referred_completed
+        referrer.referred_completed += 1
+        self.plan.orders.referrals.append(
+            (referee.merchant_id, referee.customer_id, referrer.customer_id)
+        )
+        rule = self.orders.referral_rules.get(referee.merchant_id)
+        rewarded = {"referee": 0, "referrer": 0}
+        if rule is not None and rule.active:
+            if referee.status == "active" and rule.referee_points_minor > 0:
+                self.post(
+                    referee,
+                    _Posting(
+                        points_minor=rule.referee_points_minor,
+                        kind="earn",
+                        description="Referral reward: welcome",
+                        apply_to_lifetime=True,
+                        earn_rule_id=rule.id,
+                    ),
+                )
+                rewarded["referee"] = rule.referee_points_minor
+            limit = rule.max_per_customer
+            if (
+                referrer.status == "active"
+                and rule.points_minor > 0
+                and (limit is None or completed_before < limit)
+            ):
+                self.post(
+                    referrer,
+                    _Posting(
+                        points_minor=rule.points_minor,
+                        kind="earn",
+                        description="Referral reward: a friend's first order",
+                        apply_to_lifetime=True,
+                        earn_rule_id=rule.id,
+                    ),
+                )
+                rewarded["referrer"] = rule.points_minor
+        self.event(
+            referee.merchant_id,
+            "referral.completed",
+            referee.customer_id,
+            _encoder.encode(
+                {
+                    "referee_customer_id": referee.external_id,
+                    "referrer_customer_id": referrer.external_id,
+                    "order_id": order_id,
+                    "referee_points": format_points(rewarded["referee"]),
+                    "referrer_points": format_points(rewarded["referrer"]),
+                    "referred_completed": referrer.referred_completed,
+                }
+            ).decode(),
+        )
 
     def use_code(self, locked: LockedCustomer, code: str, order_id: str) -> None:
         """Mark the customer reward behind a discount code used (if it is still active)."""

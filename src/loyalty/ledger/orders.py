@@ -85,11 +85,21 @@ class PurchaseRule:
     pending_days: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class ReferralRule:
+    id: uuid.UUID
+    points_minor: int  # the referrer's
+    referee_points_minor: int
+    active: bool
+    max_per_customer: int | None
+
+
 @dataclass(slots=True)
 class OrderContext:
     # Orders named by the batch, as column values (changed in place).
     orders: dict[OrderKey, dict[str, Any]] = field(default_factory=dict)
     rules: dict[uuid.UUID, PurchaseRule] = field(default_factory=dict)
+    referral_rules: dict[uuid.UUID, ReferralRule] = field(default_factory=dict)
     # Customer rewards by (merchant_id, discount_code), locked, as column values.
     codes: dict[tuple[uuid.UUID, str], dict[str, Any]] = field(default_factory=dict)
 
@@ -105,10 +115,12 @@ class OrderWrites:
     )
     # (merchant_id, customer_reward_id, order_id)
     rewards_used: list[tuple[uuid.UUID, uuid.UUID, str]] = field(default_factory=list)
+    # (merchant_id, referee customer_id, referrer customer_id) of completed referrals.
+    referrals: list[tuple[uuid.UUID, uuid.UUID, uuid.UUID]] = field(default_factory=list)
     new_orders: set[OrderKey] = field(default_factory=set)
 
     def __bool__(self) -> bool:
-        return bool(self.inserts or self.updates or self.refunds or self.spend)
+        return bool(self.inserts or self.updates or self.refunds or self.spend or self.referrals)
 
     def changed(self, key: OrderKey, row: dict[str, Any]) -> None:
         """An order changed after it was loaded (a new one is inserted as it ends up)."""
@@ -227,3 +239,39 @@ def new_order_row(
         "created_at": now,
         "updated_at": now,
     }
+
+
+def add_rule(context: OrderContext, row: dict[str, Any]) -> None:
+    """A purchase or referral rule row, as the batch needs it."""
+    if row["type"] == "purchase":
+        context.rules[row["merchant_id"]] = PurchaseRule(
+            row["id"], row["points_minor"], bool(row["active"]),
+            row["points_per_currency_unit_minor"], row["rounding"],
+            row["min_order_total_minor"], row["pending_days"],
+        )  # fmt: skip
+    else:
+        context.referral_rules[row["merchant_id"]] = ReferralRule(
+            row["id"], row["points_minor"], row["referee_points_minor"] or 0,
+            bool(row["active"]), row["max_per_customer"],
+        )  # fmt: skip
+
+
+def referrer_counts(writes: OrderWrites) -> list[tuple[uuid.UUID, uuid.UUID, int]]:
+    """(merchant_id, referrer, referrals completed in the batch)."""
+    counts: defaultdict[tuple[uuid.UUID, uuid.UUID], int] = defaultdict(int)
+    for merchant_id, _, referrer in writes.referrals:
+        counts[(merchant_id, referrer)] += 1
+    return [(m, c, n) for (m, c), n in counts.items()]
+
+
+def customer_changes(
+    writes: OrderWrites,
+) -> list[tuple[uuid.UUID, uuid.UUID, int, bool, int]]:
+    """(merchant, customer, spend change, referral completed as referee, referrals made)."""
+    rows: dict[tuple[uuid.UUID, uuid.UUID], list[Any]] = {}
+    for key, amount in writes.spend.items():
+        rows.setdefault(key, [0, False, 0])[0] += amount
+    for merchant_id, referee, referrer in writes.referrals:
+        rows.setdefault((merchant_id, referee), [0, False, 0])[1] = True
+        rows.setdefault((merchant_id, referrer), [0, False, 0])[2] += 1
+    return [(m, c, spent, referee, referred) for (m, c), (spent, referee, referred) in rows.items()]

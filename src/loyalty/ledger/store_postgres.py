@@ -61,7 +61,7 @@ WITH wanted AS (
     JOIN customers c ON c.merchant_id = r.merchant_id AND c.email = r.email
 )
 SELECT c.merchant_id, c.id, c.external_id, c.email, c.status, c.total_spent_minor,
-       c.rewarded_actions,
+       c.rewarded_actions, c.referred_by, c.referral_completed_at, c.referred_completed,
        b.points_balance_minor, b.lifetime_points_minor, b.points_spent_minor,
        b.points_expired_minor, b.last_sequence, b.pending_points_minor, b.last_activity_at,
        b.expiring_lots_minor, b.next_expiry_at, b.next_expiry_minor, b.tier_id,
@@ -464,10 +464,10 @@ FROM unnest($1::uuid[], $2::text[]) AS t(merchant_id, order_id)
 JOIN orders o ON o.merchant_id = t.merchant_id AND o.order_id = t.order_id
 """
 
-_PURCHASE_RULES = """
-SELECT merchant_id, id, points_minor, active, points_per_currency_unit_minor, rounding,
-       min_order_total_minor, pending_days
-FROM earn_rules WHERE type = 'purchase' AND merchant_id = ANY($1::uuid[])
+_ORDER_RULES = """
+SELECT merchant_id, type, id, points_minor, active, points_per_currency_unit_minor, rounding,
+       min_order_total_minor, pending_days, referee_points_minor, max_per_customer
+FROM earn_rules WHERE type IN ('purchase', 'referral') AND merchant_id = ANY($1::uuid[])
 """
 
 _CODES = """
@@ -505,10 +505,16 @@ WITH new_orders AS (
     SELECT * FROM unnest($26::uuid[], $27::uuid[], $28::uuid[], $29::int8[], $30::int8[],
                          $31::int8[], $32::int8[], $33::uuid[], $34::timestamptz[])
     RETURNING 1
-), spent AS (
-    UPDATE customers AS c SET total_spent_minor = c.total_spent_minor + v.amount
-    FROM unnest($35::uuid[], $36::uuid[], $37::int8[]) AS v(merchant_id, customer_id, amount)
+), customers_changed AS (
+    -- One update per customer: a statement may change a row only once.
+    UPDATE customers AS c
+    SET total_spent_minor = c.total_spent_minor + v.spent,
+        referral_completed_at = CASE WHEN v.referee THEN $38 ELSE c.referral_completed_at END,
+        referred_completed = c.referred_completed + v.referred
+    FROM unnest($35::uuid[], $36::uuid[], $37::int8[], $42::bool[], $43::int4[])
+        AS v(merchant_id, customer_id, spent, referee, referred)
     WHERE c.merchant_id = v.merchant_id AND c.id = v.customer_id
+      AND (NOT v.referee OR c.referral_completed_at IS NULL)
     RETURNING 1
 ), used AS (
     UPDATE customer_rewards AS cr
@@ -520,7 +526,7 @@ WITH new_orders AS (
 SELECT (SELECT count(*) FROM new_orders) AS new_orders,
        (SELECT count(*) FROM changed_orders) AS changed_orders,
        (SELECT count(*) FROM new_refunds) AS new_refunds,
-       (SELECT count(*) FROM spent) AS spent,
+       (SELECT count(*) FROM customers_changed) AS customers_changed,
        (SELECT count(*) FROM used) AS used
 """
 
@@ -602,12 +608,8 @@ async def load_order_context(
             context.orders[(row["merchant_id"], row["order_id"])] = dict(row)
     merchants = orders.rule_merchants(movements)
     if merchants:
-        for row in await connection.fetch(_PURCHASE_RULES, merchants):
-            context.rules[row["merchant_id"]] = orders.PurchaseRule(
-                row["id"], row["points_minor"], row["active"],
-                row["points_per_currency_unit_minor"], row["rounding"],
-                row["min_order_total_minor"], row["pending_days"],
-            )  # fmt: skip
+        for row in await connection.fetch(_ORDER_RULES, merchants):
+            orders.add_rule(context, dict(row))
     codes = orders.code_keys(movements)
     if codes:
         for row in await connection.fetch(_CODES, *_columns(codes, 2)):
@@ -632,14 +634,21 @@ async def apply_orders(
     refunds = _columns(
         [[r[c] for c in orders.REFUND_COLUMNS] for r in writes.refunds], len(orders.REFUND_COLUMNS)
     )
-    spend = _columns([(m, c, amount) for (m, c), amount in writes.spend.items()], 3)
+    changes = orders.customer_changes(writes)
+    people = _columns([(m, c, spent) for m, c, spent, _, _ in changes], 3)
+    flags = _columns([(referee, referred) for _, _, _, referee, referred in changes], 2)
     used = _columns(writes.rewards_used, 3)
-    row = await connection.fetchrow(_APPLY_ORDERS, *inserts, *changed, *refunds, *spend, now, *used)
+    row = await connection.fetchrow(
+        _APPLY_ORDERS, *inserts, *changed, *refunds, *people, now, *used, *flags
+    )
     assert row is not None
     invariant(row["new_orders"] == len(writes.inserts), "every new order is stored")
     invariant(row["changed_orders"] == len(writes.updates), "every changed order exists")
     invariant(row["new_refunds"] == len(writes.refunds), "every refund is stored")
-    invariant(row["spent"] == len(writes.spend), "every spend reaches its customer")
+    invariant(
+        row["customers_changed"] == len(changes),
+        "every customer change lands (a referral completes once)",
+    )
     invariant(row["used"] == len(writes.rewards_used), "every used code was active")
 
 

@@ -38,7 +38,8 @@ SELECT c.merchant_id, c.id, c.external_id, c.email,
        c.status, s.discount_code_prefix, b.pending_points_minor, c.total_spent_minor,
        b.last_activity_at, b.expiring_lots_minor, b.next_expiry_at, b.next_expiry_minor,
        b.tier_id, b.tier_expires_at, b.tier_recheck_at, s.expiry_policy, s.expiry_days,
-       s.expiry_changed_at, s.tier_basis, s.tier_window_days, c.rewarded_actions
+       s.expiry_changed_at, s.tier_basis, s.tier_window_days, c.rewarded_actions,
+       c.referred_by, c.referral_completed_at, c.referred_completed
 FROM ({values}) AS w
 CROSS JOIN customers c ON c.merchant_id = w.column1 AND c.{column} = w.column2
 JOIN customer_balances b ON b.merchant_id = c.merchant_id AND b.customer_id = c.id
@@ -200,7 +201,7 @@ async def apply_plan(connection: aiosqlite.Connection, plan: Plan, now: datetime
 _UUID_COLUMNS = frozenset(
     {"merchant_id", "id", "customer_id", "reward_id", "redeem_transaction_id",
      "revert_transaction_id", "tier_id", "transaction_id", "earn_rule_id", "pending_id",
-     "order_row_id"}
+     "order_row_id", "referred_by"}
 )  # fmt: skip
 
 
@@ -482,21 +483,19 @@ async def load_order_context(
     merchants = orders.rule_merchants(movements)
     if merchants:
         rule_columns = (
-            "merchant_id", "id", "points_minor", "active", "points_per_currency_unit_minor",
-            "rounding", "min_order_total_minor", "pending_days",
+            "merchant_id", "type", "id", "points_minor", "active",
+            "points_per_currency_unit_minor", "rounding", "min_order_total_minor",
+            "pending_days", "referee_points_minor", "max_per_customer",
         )  # fmt: skip
         for row in await _select(
             connection,
-            f"SELECT {', '.join(rule_columns)} FROM earn_rules WHERE type = 'purchase' "
+            f"SELECT {', '.join(rule_columns)} FROM earn_rules "
+            f"WHERE type IN ('purchase', 'referral') "
             f"AND merchant_id IN ({', '.join(['?'] * len(merchants))})",
             [m.hex for m in merchants],
             rule_columns,
         ):
-            context.rules[row["merchant_id"]] = orders.PurchaseRule(
-                row["id"], row["points_minor"], bool(row["active"]),
-                row["points_per_currency_unit_minor"], row["rounding"],
-                row["min_order_total_minor"], row["pending_days"],
-            )  # fmt: skip
+            orders.add_rule(context, row)
     codes = orders.code_keys(movements)
     if codes:
         columns = ", ".join(f"cr.{c}" for c in redemptions.CUSTOMER_REWARD_COLUMNS)
@@ -560,6 +559,20 @@ async def apply_orders(
         "WHERE merchant_id = ? AND id = ? AND status = 'active'",
         [(at, order_id, at, m.hex, i.hex) for m, i, order_id in writes.rewards_used],
         "every used code was active",
+    )
+    await _executemany_checked(
+        connection,
+        "UPDATE customers SET referral_completed_at = ? "
+        "WHERE merchant_id = ? AND id = ? AND referral_completed_at IS NULL",
+        [(at, m.hex, referee.hex) for m, referee, _ in writes.referrals],
+        "a referral completes once",
+    )
+    await _executemany_checked(
+        connection,
+        "UPDATE customers SET referred_completed = referred_completed + ? "
+        "WHERE merchant_id = ? AND id = ?",
+        [(n, m.hex, c.hex) for m, c, n in orders.referrer_counts(writes)],
+        "every referrer is counted",
     )
 
 

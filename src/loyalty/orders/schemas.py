@@ -36,6 +36,8 @@ class PlaceOrderBody(msgspec.Struct, forbid_unknown_fields=True):
     email: EmailText | None = None
     first_name: NameText | None = None
     last_name: NameText | None = None
+    # The referral code the customer came with (honoured before its first order).
+    referral_code: Annotated[str, msgspec.Meta(min_length=1, max_length=16)] | None = None
 
 
 class RefundBody(msgspec.Struct, forbid_unknown_fields=True):

@@ -66,14 +66,25 @@ async def _enrol_if_new(
         return found is not None
 
     async with database.read() as connection:
-        if await exists(connection):
-            return
+        known = await exists(connection)
+    if known:
+        if body.referral_code is not None:
+            # A known customer may still be referred before its first order.
+            referred = EnrolCustomer(customer_id=external_id, referral_code=body.referral_code)
+            await database.transaction(
+                lambda connection: customers_service.enrol_customer(
+                    connection, merchant_id, referred
+                )
+            )
+        return
 
     async def enrol(connection: AsyncConnection, with_email: bool) -> None:
         data = EnrolCustomer(customer_id=external_id, first_name=body.first_name,
                              last_name=body.last_name)  # fmt: skip
         if with_email and body.email is not None:
             data.email = body.email
+        if body.referral_code is not None:
+            data.referral_code = body.referral_code
         await customers_service.enrol_customer(connection, merchant_id, data)
 
     try:
@@ -113,6 +124,8 @@ async def place_order(
     if body.email is not None:
         customers_service.normalise_email(body.email)
     await _enrol_if_new(database, merchant_id, external_id, body)
+    async with database.read() as connection:
+        referrer = await customers_repository.pending_referrer(connection, merchant_id, external_id)
     movement = Movement(
         merchant_id=merchant_id,
         customer=CustomerRef(customer_id=external_id),
@@ -129,6 +142,8 @@ async def place_order(
             placed_at=body.placed_at or now,
             fingerprint=fingerprint(body, external_id, total_minor, codes),
         ),
+        # A referral not yet completed: the referrer is rewarded in the same transaction.
+        also_lock=None if referrer is None else CustomerRef(customer_id=referrer),
     )
     return await writer.submit(movement)
 

@@ -1,8 +1,8 @@
-"""customer actions
+"""customer actions and referrals
 
 Revision ID: 0007
 Revises: 0006
-Create Date: 2026-11-22 09:16:16.936332
+Create Date: 2026-11-22 09:21:09.307498
 """
 
 from __future__ import annotations
@@ -47,10 +47,30 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("rewarded_actions", sa.Text(), server_default="[]", nullable=False)
         )
+        batch_op.add_column(sa.Column("referral_code", sa.String(length=16), nullable=True))
+        batch_op.add_column(sa.Column("referred_by", sa.Uuid(), nullable=True))
+        batch_op.add_column(
+            sa.Column(
+                "referral_completed_at", loyalty.db.types.UTCDateTime(timezone=True), nullable=True
+            )
+        )
+        batch_op.add_column(
+            sa.Column("referred_completed", sa.Integer(), server_default="0", nullable=False)
+        )
+        batch_op.create_unique_constraint(
+            batch_op.f("uq_customers_merchant_id_referral_code"), ["merchant_id", "referral_code"]
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("customers", schema=None) as batch_op:
+        batch_op.drop_constraint(
+            batch_op.f("uq_customers_merchant_id_referral_code"), type_="unique"
+        )
+        batch_op.drop_column("referred_completed")
+        batch_op.drop_column("referral_completed_at")
+        batch_op.drop_column("referred_by")
+        batch_op.drop_column("referral_code")
         batch_op.drop_column("rewarded_actions")
 
     with op.batch_alter_table("customer_actions", schema=None) as batch_op:
