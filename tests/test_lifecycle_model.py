@@ -6,8 +6,10 @@ process's) and keeps a day-by-day model of each customer: available balance,
 pending credits, lifetime, expired points, the lots that will expire (fixed
 policy, 10 days) and the tier (Silver at 300 lifetime points, Gold at 800
 kept 5 days by retention). Steps credit, debit (with or without lifetime),
-hold for N days, approve one or all, cancel, and move the clock N days then
-run the scheduled jobs. After every step, for every customer: the balances,
+hold for N days, approve one or all, cancel, place orders (1 point per unit,
+held 3 days; each posted twice, earning once), refund part or all of them
+(points taken back from the hold, else from the balance, never below zero),
+and move the clock N days then run the scheduled jobs. After every step, for every customer: the balances,
 the next lot to expire, the tier, the pending credits and the activity log
 are what the model says.
 """
@@ -45,6 +47,8 @@ __all__ = ["fresh_database_url"]
 TRANSACTIONS = "/api/v1/public/customers/transactions"
 PENDING = "/api/v1/public/customers/pending"
 EXPIRY_DAYS = 10
+# The purchase rule: 1 point per currency unit, rounded down, held this many days.
+ORDER_PENDING_DAYS = 3
 # (name, threshold, retention days)
 TIERS = [("Silver", 300, None), ("Gold", 800, 5)]
 EXAMPLES = 10
@@ -58,6 +62,17 @@ class Held:
     points: int
     available_day: int
     status: str = "pending"
+
+
+@dataclass
+class ModelOrder:
+    order_id: str
+    customer_id: str
+    total: int
+    earned: int
+    hold: Held
+    refunded: int = 0
+    removed: int = 0
 
 
 @dataclass
@@ -97,6 +112,7 @@ class LifecycleModel(RuleBasedStateMachine):
 
     customers = Bundle("customers")
     holds = Bundle("holds")
+    orders = Bundle("orders")
 
     def __init__(self) -> None:
         super().__init__()
@@ -244,6 +260,79 @@ class LifecycleModel(RuleBasedStateMachine):
             self._release(model, held, by_id[held.id]["transaction_id"])
         self.retier(model)
 
+    @rule(
+        target=orders,
+        customer=customers,
+        total=st.integers(min_value=0, max_value=500),
+    )
+    def place_order(self, customer: str, total: int) -> Any:
+        self.stamp += 1
+        order_id = f"{self.run_id}-order-{self.counts['orders']}"
+        response = self.client.post(
+            "/api/v1/public/orders",
+            json={"order_id": order_id, "customer_id": customer, "total": total,
+                  "currency": "USD"},
+        )  # fmt: skip
+        assert response.status_code == 201, response.text
+        data = response.json()["data"]
+        assert data["points_earned"] == total
+        self.counts["orders"] += 1
+        model = self.model[customer]
+        held = Held(data["pending_credit_id"] or "", customer, total, self.day + ORDER_PENDING_DAYS)
+        if total:
+            model.holds.append(held)
+        else:
+            held.status = "cancelled"  # nothing earned, nothing held
+        again = self.client.post(
+            "/api/v1/public/orders",
+            json={"order_id": order_id, "customer_id": customer, "total": total,
+                  "currency": "USD"},
+        )  # fmt: skip
+        assert (again.status_code, again.json()["data"]["id"]) == (200, data["id"])
+        return ModelOrder(order_id, customer, total, total, held)
+
+    @rule(order=orders, share=st.integers(min_value=1, max_value=100), everything=st.booleans())
+    def refund(self, order: ModelOrder, share: int, everything: bool) -> None:
+        self.stamp += 1
+        refundable = order.total - order.refunded
+        amount = refundable if everything else max(1, order.total * share // 100)
+        body = {} if everything else {"amount": amount}
+        response = self.client.post(f"/api/v1/public/orders/{order.order_id}/refunds", json=body)
+        if amount > refundable or refundable == 0:
+            assert response.status_code == 422, response.text
+            assert response.json()["error"]["code"] == "refund_exceeds_order"
+            return
+        assert response.status_code == 201, response.text
+        data = response.json()["data"]
+        model = self.model[order.customer_id]
+        refunded_after = order.refunded + amount
+        target = (
+            order.earned
+            if refunded_after == order.total
+            else order.earned * refunded_after // order.total
+        )
+        to_take = target - order.removed
+        cancelled = removed = shortfall = 0
+        if to_take > 0 and order.hold.status == "pending":
+            cancelled = min(to_take, order.hold.points)
+            order.hold.points -= cancelled
+            if order.hold.points == 0:
+                order.hold.status = "cancelled"
+        elif to_take > 0 and order.hold.status == "released":
+            removed = min(to_take, model.balance)
+            shortfall = to_take - removed
+            if removed:
+                self.debited(model, removed, lifetime=True)
+                model.transaction_ids.append(data["transaction_id"])
+        assert (data["points_cancelled"], data["points_removed"], data["shortfall"]) == (
+            cancelled,
+            removed,
+            shortfall,
+        )
+        order.refunded, order.removed = refunded_after, target
+        self.retier(model)
+        self.counts["refunds"] += 1
+
     @rule(held=consumes(holds))
     def cancel(self, held: Held) -> None:
         response = self.client.post(f"{PENDING}/{held.id}/cancel")
@@ -337,6 +426,12 @@ def test_points_lifecycle_against_its_model(fresh_database_url: str, tmp_path: P
             json={"expiry_policy": "fixed", "expiry_days": EXPIRY_DAYS},
         )
         assert policy.status_code == 200, policy.text
+        purchase = client.post(
+            "/api/v1/earn-rules",
+            json={"type": "purchase", "points_per_currency_unit": 1,
+                  "pending_days": ORDER_PENDING_DAYS},
+        )  # fmt: skip
+        assert purchase.status_code == 201, purchase.text
         for name, threshold, retention in TIERS:
             created = client.post(
                 "/api/v1/tiers",
@@ -347,7 +442,7 @@ def test_points_lifecycle_against_its_model(fresh_database_url: str, tmp_path: P
         LifecycleModel.app_settings = app_settings
         LifecycleModel.steps_run = 0
         LifecycleModel.counts = dict.fromkeys(
-            ("hold", "approve", "cancel", "released", "expired"), 0
+            ("hold", "approve", "cancel", "released", "expired", "orders", "refunds"), 0
         )
         try:
             run_state_machine_as_test(
@@ -368,6 +463,7 @@ def test_points_lifecycle_against_its_model(fresh_database_url: str, tmp_path: P
     assert counts["hold"] > 0, counts
     assert counts["released"] + counts["approve"] > 0, counts
     assert counts["expired"] > 0, counts
+    assert counts["orders"] > 0, counts
 
 
 pytestmark = pytest.mark.slow
