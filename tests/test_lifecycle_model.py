@@ -9,9 +9,9 @@ kept 5 days by retention). Steps credit, debit (with or without lifetime),
 hold for N days, approve one or all, cancel, place orders (1 point per unit,
 held 3 days; each posted twice, earning once), refund part or all of them
 (points taken back from the hold, else from the balance, never below zero),
-and move the clock N days then run the scheduled jobs. After every step, for every customer: the balances,
-the next lot to expire, the tier, the pending credits and the activity log
-are what the model says.
+and move the clock N days then run the scheduled jobs. After every step, for
+every customer: the balances, the next lot to expire, the tier, the pending
+credits and the activity log are what the model says.
 """
 
 from __future__ import annotations

@@ -489,10 +489,7 @@ class _Batch:
             lifecycle.spend_lots(self.times, locked, -points_minor)
         if points_minor > 0 or posting.kind == "redeem":
             locked.last_activity_at = now
-        window = self.times.windows.get((locked.merchant_id, locked.customer_id))
-        if window is not None and lifetime_delta != 0 and locked.tier_basis == "lifetime_points":
-            window.total_minor += lifetime_delta
-            window.oldest_at = now if window.oldest_at is None else min(window.oldest_at, now)
+        lifecycle.add_to_window(self.times, locked, "lifetime_points", lifetime_delta, now, now)
         locked.last_sequence += 1
         locked.touched = True
         self.plan.entries.append(
@@ -756,6 +753,9 @@ class _Batch:
             else:
                 row["transaction_id"] = self.post(locked, posting).transaction_id
         locked.total_spent_minor += operation.total_minor
+        lifecycle.add_to_window(
+            self.times, locked, "amount_spent", operation.total_minor, operation.placed_at, self.now
+        )
         self.plan.orders.spend[(locked.merchant_id, locked.customer_id)] += operation.total_minor
         locked.touched = True
         for code in operation.discount_codes:
@@ -896,6 +896,9 @@ class _Batch:
         )
         self.plan.orders.changed(key, row)
         locked.total_spent_minor -= amount
+        lifecycle.add_to_window(
+            self.times, locked, "amount_spent", -amount, row["placed_at"], self.now
+        )
         self.plan.orders.spend[(locked.merchant_id, locked.customer_id)] -= amount
         locked.touched = True
         refund: dict[str, Any] = {

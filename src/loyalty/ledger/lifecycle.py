@@ -203,15 +203,36 @@ def tier_merchants(customers: list[LockedCustomer]) -> list[uuid.UUID]:
     return sorted({c.merchant_id for c in customers if c.tier_basis is not None})
 
 
-def window_owners(customers: list[LockedCustomer]) -> list[tuple[uuid.UUID, uuid.UUID, int]]:
-    """(merchant, customer, window days) of customers of windowed programmes."""
+def window_owners(
+    customers: list[LockedCustomer], basis: str
+) -> list[tuple[uuid.UUID, uuid.UUID, int]]:
+    """(merchant, customer, window days) of customers of programmes with a rolling
+    window on ``basis`` (lifetime points: the ledger; amount spent: the orders)."""
     return sorted(
         {
             (c.merchant_id, c.customer_id, c.tier_window_days)
             for c in customers
-            if c.tier_basis is not None and c.tier_window_days is not None
+            if c.tier_basis == basis and c.tier_window_days is not None
         }
     )
+
+
+def add_to_window(
+    context: LifecycleContext,
+    locked: LockedCustomer,
+    basis: str,
+    amount_minor: int,
+    at: datetime,
+    now: datetime,
+) -> None:
+    """Count an amount of this batch in the customer's rolling window, if it falls inside."""
+    window = context.windows.get((locked.merchant_id, locked.customer_id))
+    if window is None or locked.tier_basis != basis or locked.tier_window_days is None:
+        return
+    if at <= now - timedelta(days=locked.tier_window_days) or amount_minor == 0:
+        return
+    window.total_minor += amount_minor
+    window.oldest_at = at if window.oldest_at is None else min(window.oldest_at, at)
 
 
 # Lots -------------------------------------------------------------------------

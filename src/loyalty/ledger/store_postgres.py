@@ -337,6 +337,18 @@ LEFT JOIN ledger_entries e ON e.merchant_id = t.merchant_id AND e.customer_id = 
 GROUP BY t.merchant_id, t.customer_id
 """
 
+# The basis inside a rolling window: money spent (net of refunds) on orders placed in it.
+_SPEND_WINDOWS = """
+SELECT t.merchant_id, t.customer_id,
+       coalesce(sum(o.total_minor - o.refunded_minor), 0)::int8 AS total,
+       min(o.placed_at) AS oldest_at
+FROM unnest($1::uuid[], $2::uuid[], $3::int4[]) AS t(merchant_id, customer_id, days)
+LEFT JOIN orders o ON o.merchant_id = t.merchant_id AND o.customer_id = t.customer_id
+ AND o.placed_at > $4::timestamptz - make_interval(days => t.days)
+ AND o.total_minor > o.refunded_minor
+GROUP BY t.merchant_id, t.customer_id
+"""
+
 _APPLY_LIFECYCLE = """
 WITH new_lots AS (
     INSERT INTO point_lots (merchant_id, id, customer_id, remaining_minor, expires_at, created_at)
@@ -420,12 +432,13 @@ async def load_lifecycle_context(
                 row["multiplier_hundredths"],
             )  # fmt: skip
             context.tiers.setdefault(row["merchant_id"], []).append(tier)
-        windowed = lifecycle.window_owners(locked)
-        if windowed:
-            for row in await connection.fetch(_WINDOWS, *_columns(windowed, 3), now):
-                context.windows[(row["merchant_id"], row["customer_id"])] = lifecycle.Window(
-                    row["total"], row["oldest_at"]
-                )
+        for basis, sql in (("lifetime_points", _WINDOWS), ("amount_spent", _SPEND_WINDOWS)):
+            windowed = lifecycle.window_owners(locked, basis)
+            if windowed:
+                for row in await connection.fetch(sql, *_columns(windowed, 3), now):
+                    context.windows[(row["merchant_id"], row["customer_id"])] = lifecycle.Window(
+                        row["total"], row["oldest_at"]
+                    )
     return context
 
 

@@ -379,16 +379,24 @@ async def load_lifecycle_context(
                 row["multiplier_hundredths"],
             )  # fmt: skip
             context.tiers.setdefault(row["merchant_id"], []).append(tier)
-        windowed = lifecycle.window_owners(locked)
-        if windowed:
+        windows = (
+            ("lifetime_points", "coalesce(sum(e.lifetime_delta_minor), 0), min(e.created_at)",
+             "ledger_entries e ON e.merchant_id = w.column1 AND e.customer_id = w.column2 "
+             "AND e.created_at > w.column3 AND e.lifetime_delta_minor <> 0"),
+            ("amount_spent",
+             "coalesce(sum(e.total_minor - e.refunded_minor), 0), min(e.placed_at)",
+             "orders e ON e.merchant_id = w.column1 AND e.customer_id = w.column2 "
+             "AND e.placed_at > w.column3 AND e.total_minor > e.refunded_minor"),
+        )  # fmt: skip
+        for basis, sums, join in windows:
+            windowed = lifecycle.window_owners(locked, basis)
+            if not windowed:
+                continue
             rows = [(m, c, sqlite_time(now - timedelta(days=days))) for m, c, days in windowed]
             for row in await _select(
                 connection,
-                f"SELECT w.column1, w.column2, coalesce(sum(e.lifetime_delta_minor), 0), "
-                f"min(e.created_at) FROM ({_values(len(rows), 3)}) AS w "
-                f"LEFT JOIN ledger_entries e ON e.merchant_id = w.column1 "
-                f"AND e.customer_id = w.column2 AND e.created_at > w.column3 "
-                f"AND e.lifetime_delta_minor <> 0 GROUP BY w.column1, w.column2",
+                f"SELECT w.column1, w.column2, {sums} FROM ({_values(len(rows), 3)}) AS w "
+                f"LEFT JOIN {join} GROUP BY w.column1, w.column2",
                 _parameters(rows),
                 ("merchant_id", "customer_id", "total", "oldest_at"),
             ):

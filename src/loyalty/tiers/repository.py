@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from loyalty.db.tables import customer_balances, ledger_entries, program_settings, tiers
+from loyalty.db.tables import customer_balances, ledger_entries, orders, program_settings, tiers
 
 
 async def lock_programme(connection: AsyncConnection, merchant_id: uuid.UUID) -> Any:
@@ -80,5 +80,22 @@ async def window_total(
         ledger_entries.c.merchant_id == merchant_id,
         ledger_entries.c.customer_id == customer_id,
         ledger_entries.c.created_at > since,
+    )
+    return int((await connection.execute(statement)).scalar_one())
+
+
+async def spend_window_total(
+    connection: AsyncConnection,
+    merchant_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    since: datetime,
+) -> int:
+    """Money spent (net of refunds) on orders placed since ``since``."""
+    statement = select(
+        func.coalesce(func.sum(orders.c.total_minor - orders.c.refunded_minor), 0)
+    ).where(
+        orders.c.merchant_id == merchant_id,
+        orders.c.customer_id == customer_id,
+        orders.c.placed_at > since,
     )
     return int((await connection.execute(statement)).scalar_one())

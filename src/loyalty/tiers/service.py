@@ -75,14 +75,6 @@ def _multiplier(value: float) -> int:
         raise ValidationFailedError.for_field("multiplier", str(error)) from error
 
 
-def _check_window(basis: str, window_days: int | None) -> None:
-    if basis == "amount_spent" and window_days is not None:
-        # Spend is a running total on the customer; dated spend comes with orders.
-        raise ValidationFailedError.for_field(
-            "window_days", "a rolling window is available on lifetime_points only"
-        )
-
-
 def _check_unique(
     rows: list[Any], tier_id: uuid.UUID | None, name: str | None, threshold_minor: int | None
 ) -> None:
@@ -134,7 +126,6 @@ async def create_tier(
     settings = await merchants_repository.get_program_settings_row(connection, merchant_id)
     rows = await repository.list_tiers(connection, merchant_id)
     basis, window_days = _programme_basis(programme, data.basis, data.window_days)
-    _check_window(basis, window_days)
     name = _name(data.name)
     threshold_minor = _threshold(data.threshold, basis, settings.points_decimals)
     _check_unique(rows, None, name, threshold_minor)
@@ -164,7 +155,6 @@ async def update_tier(
     rows = await repository.list_tiers(connection, merchant_id)
     row = _find(rows, tier_id)
     basis, window_days = _programme_basis(programme, data.basis, data.window_days)
-    _check_window(basis, window_days)
     values: dict[str, Any] = {}
     if not isinstance(data.name, msgspec.UnsetType):
         values["name"] = _name(data.name)
@@ -240,7 +230,12 @@ async def progress(connection: AsyncConnection, merchant_id: uuid.UUID, row: Any
     """Where a customer (a row with balances and the programme's tier settings) stands."""
     if row.tier_window_days is not None:
         since = utc_now() - timedelta(days=row.tier_window_days)
-        value = await repository.window_total(connection, merchant_id, row.id, since)
+        total = (
+            repository.spend_window_total
+            if row.tier_basis == "amount_spent"
+            else repository.window_total
+        )
+        value = await total(connection, merchant_id, row.id, since)
     elif row.tier_basis == "amount_spent":
         value = row.total_spent_minor
     else:
