@@ -30,6 +30,7 @@ from hypothesis.stateful import (
     Bundle,
     RuleBasedStateMachine,
     consumes,
+    initialize,
     invariant,
     rule,
     run_state_machine_as_test,
@@ -166,6 +167,18 @@ class LifecycleModel(RuleBasedStateMachine):
         response = self.client.post("/api/v1/public/customers", json={"customer_id": customer_id})
         assert response.status_code == 201, response.text
         self.model[customer_id] = ModelCustomer(customer_id)
+        return customer_id
+
+    @initialize(target=customers)
+    def a_customer_whose_points_age(self) -> Any:
+        """Every run starts with each kind of work once: a credit that expires, an order
+        held then released, a partial refund of a released order; random steps follow."""
+        customer_id = self.enrol()
+        self.credit(customer_id, 50)
+        placed = self.place_order(customer_id, 40)
+        self.time_passes(ORDER_PENDING_DAYS)
+        self.refund(placed, 50, everything=False)
+        self.time_passes(EXPIRY_DAYS)
         return customer_id
 
     @rule(customer=customers, points=st.integers(min_value=1, max_value=400))
@@ -464,6 +477,7 @@ def test_points_lifecycle_against_its_model(fresh_database_url: str, tmp_path: P
     assert counts["released"] + counts["approve"] > 0, counts
     assert counts["expired"] > 0, counts
     assert counts["orders"] > 0, counts
+    assert counts["refunds"] > 0, counts
 
 
 pytestmark = pytest.mark.slow
