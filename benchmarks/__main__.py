@@ -324,14 +324,21 @@ def write_wrk_config(
 
 @contextmanager
 def server(
-    database_url: str, workers: int, directory: Path, log_level: str = "warning"
+    database_url: str,
+    workers: int,
+    directory: Path,
+    log_level: str = "warning",
+    extra_environment: dict[str, str] | None = None,
 ) -> Iterator[str]:
     """A ready ``loyalty serve`` on a free port; its log is ``directory/server-PORT.log``."""
     port = free_port()
     environment = {
         **os.environ,
         "LOYALTY_DATABASE_URL": database_url,
+        # Tests and the benchmark drive keys far past a shop's budget; the limiter still runs.
+        "LOYALTY_RATE_LIMIT_DEFAULT": "1000000/minute",
         "LOYALTY_LOG_LEVEL": log_level,
+        **(extra_environment or {}),
     }
     log = (directory / f"server-{port}.log").open("wb")
     process = subprocess.Popen(

@@ -32,6 +32,7 @@ from loyalty.jobs import JobsRun, run_due_jobs
 from loyalty.merchants import service as merchants_service
 from loyalty.settings import Settings
 
+UNLIMITED = "1000000/minute"
 POSTGRES_ADMIN_URL = os.environ.get(
     "LOYALTY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
@@ -83,7 +84,13 @@ async def database_url(
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
     # Jobs run when a test runs them (tests/test_jobs.py tests the scheduler itself).
-    return Settings(database_url=database_url, database_pool_size=20, scheduler="off")
+    # Limits are tested with keys of their own (tests/test_rate_limits.py).
+    return Settings(
+        database_url=database_url,
+        database_pool_size=20,
+        scheduler="off",
+        rate_limit_default=UNLIMITED,
+    )
 
 
 @pytest.fixture(scope="session")

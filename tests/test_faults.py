@@ -108,6 +108,7 @@ class Server:
             **os.environ,
             "LOYALTY_DATABASE_URL": self.database_url,
             "LOYALTY_LOG_LEVEL": "warning",
+            "LOYALTY_RATE_LIMIT_DEFAULT": "1000000/minute",
         }
         log = (self.directory / f"server-{time.monotonic_ns()}.log").open("wb")
         self.process = subprocess.Popen(

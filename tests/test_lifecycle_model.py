@@ -428,7 +428,10 @@ def test_points_lifecycle_against_its_model(fresh_database_url: str, tmp_path: P
         fresh_database_url, "keys", "create", "--merchant", merchant["id"], "--scopes", "all"
     )
     app_settings = dataclasses.replace(
-        Settings(database_url=fresh_database_url), scheduler="off", log_level="warning"
+        Settings(database_url=fresh_database_url),
+        scheduler="off",
+        log_level="warning",
+        rate_limit_default="1000000/minute",
     )
     app = create_app(app_settings)
     headers = {"Authorization": f"Bearer {key['token']}"}

@@ -41,7 +41,13 @@ async def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> 
 
 
 def environment(database_url: str) -> dict[str, str]:
-    return {**os.environ, "LOYALTY_DATABASE_URL": database_url, "LOYALTY_LOG_LEVEL": "warning"}
+    return {
+        **os.environ,
+        "LOYALTY_DATABASE_URL": database_url,
+        "LOYALTY_LOG_LEVEL": "warning",
+        # Tests of the rate limits give their keys limits of their own.
+        "LOYALTY_RATE_LIMIT_DEFAULT": "1000000/minute",
+    }
 
 
 def cli_json(database_url: str, *args: str) -> dict[str, Any]:
@@ -59,10 +65,14 @@ def cli_json(database_url: str, *args: str) -> dict[str, Any]:
 
 
 def running_server(
-    database_url: str, cwd: Path, workers: int = 1, log_level: str = "warning"
+    database_url: str,
+    cwd: Path,
+    workers: int = 1,
+    log_level: str = "warning",
+    extra_environment: dict[str, str] | None = None,
 ) -> AbstractContextManager[str]:
     """A ``loyalty serve`` process, ready, stopped (with its workers) on exit."""
-    return server(database_url, workers, cwd, log_level)
+    return server(database_url, workers, cwd, log_level, extra_environment)
 
 
 async def test_readme_path_seed_000(fresh_database_url: str, tmp_path: Path) -> None:

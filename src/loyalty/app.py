@@ -22,6 +22,7 @@ from loyalty.http.errors import EXCEPTION_HANDLERS
 from loyalty.http.health import healthz, readyz
 from loyalty.http.observability import request_id_middleware
 from loyalty.http.options import options_middleware
+from loyalty.http.ratelimit import RateLimiter, rate_limit_middleware
 from loyalty.jobs import Scheduler, scheduler_enabled
 from loyalty.ledger.endpoints import ActionController, PendingController, TransactionController
 from loyalty.ledger.writer import LedgerWriter
@@ -59,6 +60,7 @@ async def start_services(app: Litestar, settings: Settings, database: Database) 
     )
     await writer.start()
     app.state.settings = settings
+    app.state.rate_limiter = RateLimiter(settings)
     app.state.database = database
     app.state.ledger_writer = writer
     app.state.scheduler = None
@@ -141,7 +143,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
                 include_in_schema=False,
             ),
         ],
-        middleware=[request_id_middleware, options_middleware, auth],
+        middleware=[request_id_middleware, options_middleware, auth, rate_limit_middleware],
         guards=[require_scope],
         dependencies=DEPENDENCIES,
         exception_handlers=EXCEPTION_HANDLERS,

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from typing import Any
 
 import structlog
+
+
+def _add_pid(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Which process wrote the line (``loyalty serve --workers N`` runs N)."""
+    event["pid"] = os.getpid()
+    return event
 
 
 def configure_logging(level: str = "info") -> None:
@@ -15,6 +23,7 @@ def configure_logging(level: str = "info") -> None:
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
+            _add_pid,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             structlog.processors.JSONRenderer(),

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 DEFAULT_DATABASE_URL = "sqlite:///loyalty.db"
+# N/second|minute|hour with 1 <= N <= 1,000,000 (API keys take the same form).
+RATE_LIMIT_PATTERN = re.compile(r"^([1-9][0-9]{0,6})/(second|minute|hour)$")
 
 
 def _int_env(name: str, default: int) -> int:
@@ -52,6 +55,10 @@ class Settings:
     # Scheduled jobs inside `loyalty serve`: auto (on SQLite only), on or off.
     scheduler: str = "auto"
     scheduler_interval_seconds: float = 60.0
+    # Requests per key when the key has no limit of its own (seed 001's figure).
+    rate_limit_default: str = "100/minute"
+    # Rate-limit counters in Redis (when redis_url is set) are kept under this prefix.
+    redis_prefix: str = "loyalty"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -64,7 +71,13 @@ class Settings:
         interval = _float_env("LOYALTY_SCHEDULER_INTERVAL_SECONDS", 60.0)
         if interval <= 0:
             raise ValueError("LOYALTY_SCHEDULER_INTERVAL_SECONDS must be positive")
+        rate_limit_default = os.environ.get("LOYALTY_RATE_LIMIT_DEFAULT", "100/minute").lower()
+        match = RATE_LIMIT_PATTERN.match(rate_limit_default.strip())
+        if match is None or int(match.group(1)) > 1_000_000:
+            raise ValueError("LOYALTY_RATE_LIMIT_DEFAULT must look like 100/minute")
         return cls(
+            rate_limit_default=rate_limit_default.strip(),
+            redis_prefix=os.environ.get("LOYALTY_REDIS_PREFIX") or "loyalty",
             database_url=os.environ.get("LOYALTY_DATABASE_URL") or DEFAULT_DATABASE_URL,
             redis_url=os.environ.get("LOYALTY_REDIS_URL") or None,
             database_pool_size=_int_env("LOYALTY_DATABASE_POOL_SIZE", 10),

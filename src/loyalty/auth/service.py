@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import re
 import uuid
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -17,10 +16,10 @@ from loyalty.db.types import utc_now
 from loyalty.errors import NotFoundError, UnauthorizedError, ValidationFailedError
 from loyalty.ids import new_id
 from loyalty.merchants import service as merchants_service
+from loyalty.settings import RATE_LIMIT_PATTERN
 
 KEY_NAME_CHARS_MAX = 200
 RATE_LIMIT_AMOUNT_MAX = 1_000_000
-_RATE_LIMIT_PATTERN = re.compile(r"^([1-9][0-9]{0,6})/(second|minute|hour)$")
 
 
 class ApiKeyNotFoundError(NotFoundError):
@@ -29,7 +28,7 @@ class ApiKeyNotFoundError(NotFoundError):
 
 def parse_rate_limit(text: str) -> str:
     """Validate ``N/second|minute|hour`` (1 <= N <= 1,000,000) and return it normalised."""
-    match = _RATE_LIMIT_PATTERN.match(text.strip().lower())
+    match = RATE_LIMIT_PATTERN.match(text.strip().lower())
     if match is None or int(match.group(1)) > RATE_LIMIT_AMOUNT_MAX:
         raise ValidationFailedError.for_field(
             "rate_limit", f"must look like 100/minute (N from 1 to {RATE_LIMIT_AMOUNT_MAX:,})"

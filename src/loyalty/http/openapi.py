@@ -25,8 +25,9 @@ _DESCRIPTIONS = {
 
 
 def error_responses(*status_codes: int) -> dict[int, ResponseSpec]:
-    # 400 is always listed so that our error shape replaces the framework's default.
-    codes = sorted({400, 401, 403, *status_codes})
+    # 400 is always listed so that our error shape replaces the framework's default;
+    # every key has a rate limit (429).
+    codes = sorted({400, 401, 403, 429, *status_codes})
     return {
         code: ResponseSpec(
             data_container=ErrorEnvelope, description=_DESCRIPTIONS[code], generate_examples=False

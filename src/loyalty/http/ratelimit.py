@@ -1,0 +1,142 @@
+"""Rate limits per API key: a sliding window, shared through Redis when configured.
+
+Every request made with a key counts against that key's limit (its own
+``--rate-limit``, else ``LOYALTY_RATE_LIMIT_DEFAULT``, 100/minute): at most N
+in any window of the period (the ``limits`` library's moving window). The
+counts live in this process's memory by default; with ``LOYALTY_REDIS_URL``
+every ``loyalty serve`` worker shares them, so the budget is per key, not per
+process. Every response to a request with a key carries ``RateLimit-Limit``,
+``RateLimit-Remaining`` and ``RateLimit-Reset`` (seconds until the oldest
+request of the window leaves it); a refused one is a 429 ``rate_limited``
+with ``Retry-After``. If Redis cannot be reached the request is let through
+(and logged): a limiter outage never takes the API down.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import msgspec
+import structlog
+from limits import RateLimitItem, parse
+from limits.aio.storage import MemoryStorage, Storage
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
+from litestar.datastructures import MutableScopeHeaders
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from loyalty.auth.schemas import Principal
+from loyalty.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+_encoder = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_seconds: int
+
+    def headers(self) -> list[tuple[str, str]]:
+        headers = [
+            ("ratelimit-limit", str(self.limit)),
+            ("ratelimit-remaining", str(self.remaining)),
+            ("ratelimit-reset", str(self.reset_seconds)),
+        ]
+        if not self.allowed:
+            headers.append(("retry-after", str(max(self.reset_seconds, 1))))
+        return headers
+
+
+def storage_for(settings: Settings) -> Storage:
+    if settings.redis_url is None:
+        return MemoryStorage()
+    url = settings.redis_url
+    if not url.startswith("async+"):
+        url = "async+" + url
+    storage = storage_from_string(url, implementation="redispy", key_prefix=settings.redis_prefix)
+    assert isinstance(storage, Storage), "an async+ URL gives an async storage"
+    return storage
+
+
+class RateLimiter:
+    def __init__(self, settings: Settings) -> None:
+        self.storage = storage_for(settings)
+        self.strategy = MovingWindowRateLimiter(self.storage)
+        self.default = settings.rate_limit_default
+        self._items: dict[str, RateLimitItem] = {}
+
+    def _item(self, text: str) -> RateLimitItem:
+        item = self._items.get(text)
+        if item is None:
+            item = self._items[text] = parse(text)
+        return item
+
+    async def check(self, principal: Principal) -> Decision | None:
+        """Count one request of this key; None when the limiter is unreachable."""
+        item = self._item(principal.rate_limit or self.default)
+        key = principal.key_id.hex
+        try:
+            allowed = await self.strategy.hit(item, key)
+            stats = await self.strategy.get_window_stats(item, key)
+        except Exception as error:  # a limiter outage must not take the API down
+            log.warning("rate_limiter_unavailable", error=repr(error))
+            return None
+        reset = max(0, math.ceil(stats.reset_time - time.time()))
+        return Decision(allowed, item.amount, stats.remaining, reset)
+
+
+def rate_limit_body(decision: Decision) -> bytes:
+    """The 429 body, in the error shape of the surface the request used."""
+    message = f"Too many requests for this API key; retry in {decision.reset_seconds} s."
+    details = {"limit": decision.limit, "retry_after": max(decision.reset_seconds, 1)}
+    return _encoder.encode(
+        {"error": {"code": "rate_limited", "message": message, "details": details}}
+    )
+
+
+def rate_limit_middleware(app: ASGIApp) -> ASGIApp:
+    """After authentication: count the request against its key, add the headers."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        principal = scope.get("user")
+        if scope["type"] != ScopeType.HTTP or not isinstance(principal, Principal):
+            await app(scope, receive, send)
+            return
+        limiter: RateLimiter | None = getattr(scope["litestar_app"].state, "rate_limiter", None)
+        decision = None if limiter is None else await limiter.check(principal)
+        if decision is None:
+            await app(scope, receive, send)
+            return
+        if not decision.allowed:
+            body = rate_limit_body(decision)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 429,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        *((k.encode(), v.encode()) for k, v in decision.headers()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableScopeHeaders.from_message(message)
+                for name, value in decision.headers():
+                    headers[name] = value
+            await send(message)
+
+        await app(scope, receive, send_with_headers)
+
+    return middleware
