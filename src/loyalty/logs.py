@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
 
 
-def _add_pid(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def _add_pid(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Which process wrote the line (``loyalty serve --workers N`` runs N)."""
     event["pid"] = os.getpid()
     return event
