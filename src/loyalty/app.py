@@ -13,6 +13,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.static_files import create_static_files_router
 
 import loyalty
+from loyalty.compat.yotpo import YotpoController
 from loyalty.customers.endpoints import CustomerController
 from loyalty.db.engine import Database
 from loyalty.earning.endpoints import EarnRuleController
@@ -112,7 +113,19 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             security_schemes={
                 "BearerAuth": SecurityScheme(
                     type="http", scheme="bearer", description="An API key: `lk_...`"
-                )
+                ),
+                "YotpoGuid": SecurityScheme(
+                    type="apiKey",
+                    name="x-guid",
+                    security_scheme_in="header",
+                    description="Yotpo surface: the merchant id.",
+                ),
+                "YotpoApiKey": SecurityScheme(
+                    type="apiKey",
+                    name="x-api-key",
+                    security_scheme_in="header",
+                    description="Yotpo surface: an API key issued here, of that merchant.",
+                ),
             }
         ),
     )
@@ -133,6 +146,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             TierController,
             EarnRuleController,
             OrderController,
+            YotpoController,
             healthz,
             readyz,
             openapi_json,

@@ -66,3 +66,9 @@ def clean_note(text: str | None) -> str | None:
         return None
     cleaned = text.strip()
     return cleaned or None
+
+
+def check_length(value: str | None, field: str, maximum: int) -> None:
+    """Text limits are checked on the text as sent, and reject (never truncate)."""
+    if value is not None and len(value) > maximum:
+        raise ValidationFailedError.for_field(field, f"must be at most {maximum} characters")

@@ -10,6 +10,7 @@ from litestar.middleware import AbstractAuthenticationMiddleware, Authentication
 
 from loyalty.auth import service as auth_service
 from loyalty.auth.schemas import Principal
+from loyalty.compat.surfaces import credentials, surface_of
 from loyalty.db.engine import Database
 from loyalty.errors import InsufficientScopeError, UnauthorizedError
 
@@ -25,13 +26,18 @@ def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
 
 
 class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
+    """The API key, as the request's surface sends it (Bearer on the native API)."""
+
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
-        token = bearer_token(connection)
+        surface = surface_of(connection.scope["path"])
+        given = credentials(surface, connection.headers, connection.query_params)
         database: Database = connection.app.state.database
-        principal = await auth_service.authenticate(database, token)
-        return AuthenticationResult(user=principal, auth=token)
+        principal = await auth_service.authenticate(database, given.token)
+        if given.merchant_id is not None and given.merchant_id != principal.merchant_id:
+            raise UnauthorizedError("This API key does not belong to the account in 'x-guid'.")
+        return AuthenticationResult(user=principal, auth=given.token)
 
 
 async def require_scope(

@@ -18,7 +18,6 @@ import math
 import time
 from dataclasses import dataclass
 
-import msgspec
 import structlog
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, Storage
@@ -29,11 +28,10 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from loyalty.auth.schemas import Principal
+from loyalty.compat.surfaces import error_body, surface_of
 from loyalty.settings import Settings
 
 log = structlog.get_logger(__name__)
-
-_encoder = msgspec.json.Encoder()
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,13 +90,11 @@ class RateLimiter:
         return Decision(allowed, item.amount, stats.remaining, reset)
 
 
-def rate_limit_body(decision: Decision) -> bytes:
+def rate_limit_body(decision: Decision, path: str) -> bytes:
     """The 429 body, in the error shape of the surface the request used."""
     message = f"Too many requests for this API key; retry in {decision.reset_seconds} s."
     details = {"limit": decision.limit, "retry_after": max(decision.reset_seconds, 1)}
-    return _encoder.encode(
-        {"error": {"code": "rate_limited", "message": message, "details": details}}
-    )
+    return error_body(surface_of(path), 429, "rate_limited", message, details, path)
 
 
 def rate_limit_middleware(app: ASGIApp) -> ASGIApp:
@@ -115,7 +111,7 @@ def rate_limit_middleware(app: ASGIApp) -> ASGIApp:
             await app(scope, receive, send)
             return
         if not decision.allowed:
-            body = rate_limit_body(decision)
+            body = rate_limit_body(decision, scope["path"])
             await send(
                 {
                     "type": "http.response.start",

@@ -35,7 +35,14 @@ from loyalty.ledger.schemas import (
 )
 from loyalty.ledger.writer import LedgerWriter
 from loyalty.points import MAXIMUM_DECIMALS, PointsFormatError, format_points, parse_points
-from loyalty.text import check_characters, clean_note, clean_text
+from loyalty.text import (
+    DESCRIPTION_CHARS_MAX,
+    INTERNAL_NOTE_CHARS_MAX,
+    check_characters,
+    check_length,
+    clean_note,
+    clean_text,
+)
 
 PAGE_LIMIT_DEFAULT = 20
 PAGE_LIMIT_MAX = 100
@@ -66,6 +73,9 @@ async def adjust_points(
         raise ValidationFailedError.for_field("points", "must not be zero")
     check_characters(data.description, "description")
     check_characters(data.internal_note, "internal_note")
+    # (The native body is checked when decoded; adapters build it themselves.)
+    check_length(data.description, "description", DESCRIPTION_CHARS_MAX)
+    check_length(data.internal_note, "internal_note", INTERNAL_NOTE_CHARS_MAX)
     is_credit = points_minor > 0
     if data.expires_at is not None:
         if not is_credit:
