@@ -13,6 +13,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.static_files import create_static_files_router
 
 import loyalty
+from loyalty.compat.bonifiq import BonifiqController
 from loyalty.compat.yotpo import YotpoController
 from loyalty.customers.endpoints import CustomerController
 from loyalty.db.engine import Database
@@ -114,6 +115,11 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
                 "BearerAuth": SecurityScheme(
                     type="http", scheme="bearer", description="An API key: `lk_...`"
                 ),
+                "BasicAuth": SecurityScheme(
+                    type="http",
+                    scheme="basic",
+                    description="Bonifiq surface: an API key issued here as user or password.",
+                ),
                 "YotpoGuid": SecurityScheme(
                     type="apiKey",
                     name="x-guid",
@@ -147,6 +153,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             EarnRuleController,
             OrderController,
             YotpoController,
+            BonifiqController,
             healthz,
             readyz,
             openapi_json,
