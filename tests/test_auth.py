@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 
 import httpx
@@ -139,27 +140,46 @@ SCOPED_ENDPOINTS = [
 ]
 
 
-@pytest.mark.parametrize(("method", "path", "scope"), SCOPED_ENDPOINTS)
+# The vendor surfaces take the key in their own style.
+def _vendor_credentials(path: str, tenant: Tenant, token: str) -> dict[str, str]:
+    if path.startswith("/api/v2/points"):
+        return {"x-guid": str(tenant.merchant_id), "x-api-key": token}
+    if path.startswith("/v1/pvt/"):
+        return {"Authorization": "Basic " + base64.b64encode(f"{token}:x".encode()).decode()}
+    return {"X-API-Key": token}
+
+
+ADAPTER_ENDPOINTS = [
+    ("POST", "/api/v2/points/adjust", "transactions:write"),
+    ("POST", "/v1/pvt/Customer/{id}/points", "transactions:write"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "scope"), SCOPED_ENDPOINTS + ADAPTER_ENDPOINTS)
 async def test_every_endpoint_enforces_its_scope(
     tenant: Tenant, method: str, path: str, scope: str
 ) -> None:
     every_other = ",".join(s for s in ALL_SCOPES if s != scope)
     token = await tenant.new_key(every_other)
+    adapter = (method, path, scope) in ADAPTER_ENDPOINTS
     response = await tenant.client.request(
         method,
-        path,
+        path.replace("{id}", "1"),
         params={"customer_id": "1"},
         json={"customer_id": "1"} if method in ("POST", "PATCH") else None,
-        headers={"Authorization": f"Bearer {token}"},
+        headers=_vendor_credentials(path, tenant, token)
+        if adapter
+        else {"Authorization": f"Bearer {token}"},
     )
     assert response.status_code == 403
-    assert response.json()["error"]["details"] == {"required_scope": scope}
+    if not adapter:
+        assert response.json()["error"]["details"] == {"required_scope": scope}
 
 
 def test_the_scope_list_above_covers_every_endpoint(app: Litestar) -> None:
     listed = {
         (method, re.sub(r"/[0-9a-f-]{36}", "/{id}", path), scope)
-        for method, path, scope in SCOPED_ENDPOINTS
+        for method, path, scope in SCOPED_ENDPOINTS + ADAPTER_ENDPOINTS
     }
     served = set()
     for route in app.routes:
