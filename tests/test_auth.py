@@ -152,6 +152,11 @@ def _vendor_credentials(path: str, tenant: Tenant, token: str) -> dict[str, str]
 ADAPTER_ENDPOINTS = [
     ("POST", "/api/v2/points/adjust", "transactions:write"),
     ("POST", "/v1/pvt/Customer/{id}/points", "transactions:write"),
+    ("POST", "/api/external/add-points", "transactions:write"),
+    ("POST", "/api/external/remove-points", "transactions:write"),
+    ("POST", "/api/external/redeem-points", "rewards:write"),
+    ("GET", "/api/external/customer-loyalty", "customers:read"),
+    ("GET", "/api/external/point-redeem-rules", "rewards:read"),
 ]
 
 

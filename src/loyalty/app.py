@@ -13,6 +13,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.static_files import create_static_files_router
 
 import loyalty
+from loyalty.compat.appstle import AppstleController
 from loyalty.compat.bonifiq import BonifiqController
 from loyalty.compat.yotpo import YotpoController
 from loyalty.customers.endpoints import CustomerController
@@ -120,6 +121,12 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
                     scheme="basic",
                     description="Bonifiq surface: an API key issued here as user or password.",
                 ),
+                "AppstleApiKey": SecurityScheme(
+                    type="apiKey",
+                    name="X-API-Key",
+                    security_scheme_in="header",
+                    description="Appstle surface: an API key issued here.",
+                ),
                 "YotpoGuid": SecurityScheme(
                     type="apiKey",
                     name="x-guid",
@@ -154,6 +161,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             OrderController,
             YotpoController,
             BonifiqController,
+            AppstleController,
             healthz,
             readyz,
             openapi_json,

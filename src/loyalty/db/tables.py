@@ -209,7 +209,8 @@ pending_credits = Table(
     Column("customer_id", Uuid, nullable=False),
     Column("points_minor", BigInteger, nullable=False),
     Column("kind", String(32), nullable=False),
-    Column("description", String(255), nullable=False),
+    # Customer-facing: 255 on the native API, 500 for Appstle's notes.
+    Column("description", String(500), nullable=False),
     Column("internal_note", String(500), nullable=True),
     Column("visible_to_customer", Boolean, nullable=False),
     Column("apply_to_lifetime", Boolean, nullable=False),
@@ -262,7 +263,8 @@ ledger_entries = Table(
     Column("sequence", BigInteger, nullable=False),
     Column("points_minor", BigInteger, nullable=False),
     Column("kind", String(32), nullable=False),
-    Column("description", String(255), nullable=False),
+    # Customer-facing: 255 on the native API, 500 for Appstle's notes.
+    Column("description", String(500), nullable=False),
     Column("internal_note", String(500), nullable=True),
     Column("visible_to_customer", Boolean, nullable=False),
     Column("apply_to_lifetime", Boolean, nullable=False),

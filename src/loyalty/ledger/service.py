@@ -62,8 +62,10 @@ async def adjust_points(
     *,
     idempotency_key: str | None,
     request_fingerprint: str,
+    description_chars_max: int = DESCRIPTION_CHARS_MAX,
 ) -> Outcome:
-    """A merchant's manual credit or debit (seed 000)."""
+    """A merchant's manual credit or debit (seed 000). ``description_chars_max``: 255,
+    or 500 for Appstle's notes (its document allows them)."""
     try:
         # The programme's own precision (0-2 decimals) is checked in the batch.
         points_minor = parse_points(data.points, MAXIMUM_DECIMALS)
@@ -74,7 +76,7 @@ async def adjust_points(
     check_characters(data.description, "description")
     check_characters(data.internal_note, "internal_note")
     # (The native body is checked when decoded; adapters build it themselves.)
-    check_length(data.description, "description", DESCRIPTION_CHARS_MAX)
+    check_length(data.description, "description", description_chars_max)
     check_length(data.internal_note, "internal_note", INTERNAL_NOTE_CHARS_MAX)
     is_credit = points_minor > 0
     if data.expires_at is not None:
