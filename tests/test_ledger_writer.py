@@ -202,8 +202,8 @@ async def test_a_failing_movement_does_not_sink_its_batch(
     if database.is_sqlite:
         pytest.skip("SQLite does not enforce VARCHAR lengths, so this movement cannot fail")
     await tenant.enrol(unique_id)
-    # Bypass the request validation: the database refuses a 300-character description.
-    poison = movement(tenant, unique_id, 1, description="x" * 300)
+    # Bypass the request validation: the database refuses a 600-character description.
+    poison = movement(tenant, unique_id, 1, description="x" * 600)
     tasks = [
         asyncio.create_task(writer.submit(item))
         for item in (movement(tenant, unique_id, 3), poison, movement(tenant, unique_id, 4))

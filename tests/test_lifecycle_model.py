@@ -415,7 +415,8 @@ class LifecycleModel(RuleBasedStateMachine):
             assert sorted(non_expiry) == sorted(expected.transaction_ids)
             assert -sum(e["points"] for e in log if e["kind"] == "expire") == expected.expired
             pending = self.client.get(
-                PENDING, params={"customer_id": expected.customer_id, "status": "pending"}
+                PENDING,
+                params={"customer_id": expected.customer_id, "status": "pending", "limit": 100},
             ).json()["data"]
             assert sorted(item["id"] for item in pending) == sorted(
                 held.id for held in expected.holds if held.status == "pending"

@@ -120,6 +120,18 @@ class LoyaltyProfile(msgspec.Struct, frozen=True, omit_defaults=False):
     pointsExpireAt: datetime | None
 
 
+class Problem(msgspec.Struct, frozen=True):
+    """Appstle's error answer (problem details)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    path: str
+    message: str
+    errorKey: str
+
+
 class RedeemRule(msgspec.Struct, frozen=True):
     id: int
     name: str
@@ -153,7 +165,10 @@ class AppstleController(Controller):
         summary="Add points (Appstle)",
         description="`{points ≥ 0.01, customerId | customerEmail, earnRuleId?, note?}`; the "
         "points are available at once. Answers the loyalty profile.",
-        responses={200: ResponseSpec(data_container=LoyaltyProfile), **error_responses(404)},
+        responses={
+            200: ResponseSpec(data_container=LoyaltyProfile),
+            **error_responses(404, container=Problem),
+        },
     )
     async def add_points(
         self, request: Request[Any, Any, Any], caller: CurrentCaller, data: JSONBody[PointsChange]
@@ -166,7 +181,10 @@ class AppstleController(Controller):
         status_code=200,
         summary="Remove points (Appstle)",
         description="Same body as add-points; removes the points (never below zero).",
-        responses={200: ResponseSpec(data_container=LoyaltyProfile), **error_responses(404)},
+        responses={
+            200: ResponseSpec(data_container=LoyaltyProfile),
+            **error_responses(404, container=Problem),
+        },
     )
     async def remove_points(
         self, request: Request[Any, Any, Any], caller: CurrentCaller, data: JSONBody[PointsChange]
@@ -180,7 +198,10 @@ class AppstleController(Controller):
         summary="Redeem a reward (Appstle)",
         description="`{redeemRuleId (the reward's number), customerId | customerEmail}`. "
         "Answers the loyalty profile, with the new reward in `rewards`.",
-        responses={200: ResponseSpec(data_container=LoyaltyProfile), **error_responses(404)},
+        responses={
+            200: ResponseSpec(data_container=LoyaltyProfile),
+            **error_responses(404, container=Problem),
+        },
     )
     async def redeem_points(
         self, request: Request[Any, Any, Any], caller: CurrentCaller, data: JSONBody[RedeemPoints]
@@ -210,7 +231,10 @@ class AppstleController(Controller):
         "/customer-loyalty",
         opt={"scope": "customers:read"},
         summary="A customer's loyalty profile (Appstle)",
-        responses={200: ResponseSpec(data_container=LoyaltyProfile), **error_responses(404)},
+        responses={
+            200: ResponseSpec(data_container=LoyaltyProfile),
+            **error_responses(404, container=Problem),
+        },
     )
     async def customer_loyalty(
         self,
@@ -227,7 +251,7 @@ class AppstleController(Controller):
         "/point-redeem-rules",
         opt={"scope": "rewards:read"},
         summary="The rewards catalogue (Appstle)",
-        responses=error_responses(),
+        responses=error_responses(container=Problem),
     )
     async def point_redeem_rules(self, caller: CurrentCaller) -> list[RedeemRule]:
         async with caller.database.read() as connection:

@@ -90,6 +90,20 @@ class Envelope(msgspec.Struct, frozen=True):
     ErrorCode: int | None
 
 
+class ErrorEnvelope(msgspec.Struct, frozen=True):
+    """The envelope of a failure: ``Result`` is ``{"CustomerExists": false}`` for an
+    unknown customer, else null."""
+
+    Result: dict[str, Any] | None
+    Code: str
+    CodeName: str
+    Severity: int
+    HasWarning: bool
+    HasError: bool
+    ErrorMessage: str | None
+    ErrorCode: int | None
+
+
 class BonifiqController(Controller):
     path = "/v1/pvt/Customer"
     security = BONIFIQ_SECURITY
@@ -109,7 +123,7 @@ class BonifiqController(Controller):
         ),
         responses={
             200: ResponseSpec(data_container=Envelope, description="Success (Code 00)."),
-            **error_responses(404, 409),
+            **error_responses(404, 409, container=ErrorEnvelope),
         },
     )
     async def change_points(

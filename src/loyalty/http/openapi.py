@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from litestar.openapi.datastructures import ResponseSpec
 
 from loyalty.http.schemas import ErrorEnvelope
@@ -24,13 +26,14 @@ _DESCRIPTIONS = {
 }
 
 
-def error_responses(*status_codes: int) -> dict[int, ResponseSpec]:
+def error_responses(*status_codes: int, container: Any = ErrorEnvelope) -> dict[int, ResponseSpec]:
+    """The errors a route can answer, in its surface's shape (``container``)."""
     # 400 is always listed so that our error shape replaces the framework's default;
     # every key has a rate limit (429).
     codes = sorted({400, 401, 403, 429, *status_codes})
     return {
         code: ResponseSpec(
-            data_container=ErrorEnvelope, description=_DESCRIPTIONS[code], generate_examples=False
+            data_container=container, description=_DESCRIPTIONS[code], generate_examples=False
         )
         for code in codes
     }
