@@ -12,11 +12,14 @@ from typing import Any, cast
 import httpx
 import pytest
 import redis
+from limits import parse
+from limits.aio.strategies import MovingWindowRateLimiter
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.app import create_app, start_services, stop_services
 from loyalty.auth import service as auth_service
 from loyalty.db.engine import Database
+from loyalty.http.ratelimit import ProcessMemoryStorage
 from loyalty.settings import Settings
 from tests.conftest import Tenant
 from tests.test_server import cli_json, fresh_database_url, running_server
@@ -171,3 +174,15 @@ def test_a_bad_default_limit_is_refused(monkeypatch: pytest.MonkeyPatch, value: 
     monkeypatch.setenv("LOYALTY_RATE_LIMIT_DEFAULT", value)
     with pytest.raises(ValueError, match="LOYALTY_RATE_LIMIT_DEFAULT"):
         Settings.from_env()
+
+
+async def test_the_window_slides() -> None:
+    """At most N in any window: a slot frees when the oldest request leaves it."""
+    limiter = MovingWindowRateLimiter(ProcessMemoryStorage())
+    item = parse("2/second")
+    assert [await limiter.hit(item, "k") for _ in range(3)] == [True, True, False]
+    stats = await limiter.get_window_stats(item, "k")
+    assert stats.remaining == 0
+    await asyncio.sleep(1.05)
+    assert [await limiter.hit(item, "k") for _ in range(3)] == [True, True, False]
+    assert await limiter.hit(item, "other")  # keys are counted apart

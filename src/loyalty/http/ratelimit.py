@@ -3,7 +3,7 @@
 Every request made with a key counts against that key's limit (its own
 ``--rate-limit``, else ``LOYALTY_RATE_LIMIT_DEFAULT``, 100/minute): at most N
 in any window of the period (the ``limits`` library's moving window). The
-counts live in this process's memory by default; with ``LOYALTY_REDIS_URL``
+counts live in this process's memory by default (a deque per key); with ``LOYALTY_REDIS_URL``
 every ``loyalty serve`` worker shares them, so the budget is per key, not per
 process. Every response to a request with a key carries ``RateLimit-Limit``,
 ``RateLimit-Remaining`` and ``RateLimit-Reset`` (seconds until the oldest
@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import structlog
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage, Storage
+from limits.aio.storage import MovingWindowSupport, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 from litestar.datastructures import MutableScopeHeaders
@@ -52,9 +53,91 @@ class Decision:
         return headers
 
 
+class ProcessMemoryStorage(Storage, MovingWindowSupport):
+    """The moving window in this process's memory, at O(1) per request.
+
+    (The ``limits`` library's own memory storage copies every key's list and
+    hops to a thread to expire entries, which on a busy key cost a quarter of
+    the read throughput.) One deque of timestamps per key: a request drops
+    the timestamps older than the window from the left and appends its own on
+    the right. Single-threaded asyncio: no await inside, so no lock needed.
+    """
+
+    STORAGE_SCHEME = ["loyalty+memory"]
+    SWEEP_EVERY = 10_000
+
+    def __init__(self, uri: str | None = None, **options: float | str | bool) -> None:
+        super().__init__(uri)
+        self.windows: dict[str, deque[float]] = {}
+        self.counters: dict[str, tuple[int, float]] = {}
+        self._since_sweep = 0
+
+    @property
+    def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
+        return ValueError
+
+    def _window(self, key: str, expiry: float, now: float) -> deque[float]:
+        window = self.windows.setdefault(key, deque())
+        cutoff = now - expiry
+        while window and window[0] <= cutoff:
+            window.popleft()
+        return window
+
+    def _sweep(self, now: float, expiry: float) -> None:
+        self._since_sweep += 1
+        if self._since_sweep < self.SWEEP_EVERY:
+            return
+        self._since_sweep = 0
+        for key in [k for k, w in self.windows.items() if not w or w[-1] <= now - expiry]:
+            del self.windows[key]
+
+    async def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        now = time.time()
+        self._sweep(now, expiry)
+        window = self._window(key, expiry, now)
+        if len(window) + amount > limit:
+            return False
+        window.extend([now] * amount)
+        return True
+
+    async def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
+        now = time.time()
+        window = self._window(key, expiry, now)
+        return (window[0] if window else now), len(window)
+
+    # Fixed-window counters (not used by the moving window; here for completeness).
+    async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        now = time.time()
+        count, until = self.counters.get(key, (0, now + expiry))
+        if until <= now:
+            count, until = 0, now + expiry
+        self.counters[key] = (count + amount, until)
+        return count + amount
+
+    async def get(self, key: str) -> int:
+        count, until = self.counters.get(key, (0, 0.0))
+        return count if until > time.time() else 0
+
+    async def get_expiry(self, key: str) -> float:
+        return self.counters.get(key, (0, time.time()))[1]
+
+    async def check(self) -> bool:
+        return True
+
+    async def reset(self) -> int | None:
+        cleared = len(self.windows) + len(self.counters)
+        self.windows.clear()
+        self.counters.clear()
+        return cleared
+
+    async def clear(self, key: str) -> None:
+        self.windows.pop(key, None)
+        self.counters.pop(key, None)
+
+
 def storage_for(settings: Settings) -> Storage:
     if settings.redis_url is None:
-        return MemoryStorage()
+        return ProcessMemoryStorage()
     url = settings.redis_url
     if not url.startswith("async+"):
         url = "async+" + url
