@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from decimal import Decimal
 
+from loyalty.errors import ValidationFailedError
+
 MINOR_PER_POINT = 100
 # Programmes allow 0, 1 or 2 decimal places.
 MAXIMUM_DECIMALS = 2
@@ -50,6 +52,14 @@ def parse_points(value: int | float | Decimal, decimals: int) -> int:
             raise PointsFormatError("must be a whole number (this programme has no decimals)")
         raise PointsFormatError(f"may have at most {decimals} decimal places")
     return int(amount * MINOR_PER_POINT)
+
+
+def parse_field(value: int | float | Decimal, decimals: int, field: str) -> int:
+    """``parse_points`` for a request field: a refused amount is a 422 naming it."""
+    try:
+        return parse_points(value, decimals)
+    except PointsFormatError as error:
+        raise ValidationFailedError.for_field(field, str(error)) from error
 
 
 def format_points(minor: int) -> float:

@@ -15,7 +15,7 @@ from loyalty.errors import ConflictError, NotFoundError, ValidationFailedError
 from loyalty.events import repository as events
 from loyalty.ids import new_id
 from loyalty.merchants import repository as merchants_repository
-from loyalty.points import MAXIMUM_DECIMALS, PointsFormatError, format_points, parse_points
+from loyalty.points import MAXIMUM_DECIMALS, format_points, parse_field
 from loyalty.tiers.repository import lock_programme
 
 # Fields that belong to one kind of rule only.
@@ -54,13 +54,6 @@ def to_rule(row: Any) -> EarnRule:
     )
 
 
-def _minor(value: float, decimals: int, field: str) -> int:
-    try:
-        return parse_points(value, decimals)
-    except PointsFormatError as error:
-        raise ValidationFailedError.for_field(field, str(error)) from error
-
-
 def _check_fields(rule_type: str, values: dict[str, Any]) -> None:
     """Refuse fields that do not apply to the rule's type; fill the defaults."""
     allowed: tuple[str, ...] = ()
@@ -97,16 +90,16 @@ def _values(data: CreateEarnRule | UpdateEarnRule, points_decimals: int) -> dict
         if value is None:
             values[columns.get(name, name)] = None
         elif name == "points":
-            values["points_minor"] = _minor(value, points_decimals, "points")
+            values["points_minor"] = parse_field(value, points_decimals, "points")
         elif name == "referee_points":
-            values["referee_points_minor"] = _minor(value, points_decimals, "referee_points")
+            values["referee_points_minor"] = parse_field(value, points_decimals, "referee_points")
         elif name == "points_per_currency_unit":
-            values["points_per_currency_unit_minor"] = _minor(
+            values["points_per_currency_unit_minor"] = parse_field(
                 value, MAXIMUM_DECIMALS, "points_per_currency_unit"
             )
         elif name == "min_order_total":
             values["min_order_total_minor"] = (
-                None if value is None else _minor(value, MAXIMUM_DECIMALS, "min_order_total")
+                None if value is None else parse_field(value, MAXIMUM_DECIMALS, "min_order_total")
             )
         elif name != "type":
             values[name] = value

@@ -34,7 +34,7 @@ from loyalty.ledger.schemas import (
     TransactionPage,
 )
 from loyalty.ledger.writer import LedgerWriter
-from loyalty.points import MAXIMUM_DECIMALS, PointsFormatError, format_points, parse_points
+from loyalty.points import MAXIMUM_DECIMALS, format_points, parse_field
 from loyalty.text import (
     DESCRIPTION_CHARS_MAX,
     INTERNAL_NOTE_CHARS_MAX,
@@ -66,11 +66,8 @@ async def adjust_points(
 ) -> Outcome:
     """A merchant's manual credit or debit (seed 000). ``description_chars_max``: 255,
     or 500 for Appstle's notes (its document allows them)."""
-    try:
-        # The programme's own precision (0-2 decimals) is checked in the batch.
-        points_minor = parse_points(data.points, MAXIMUM_DECIMALS)
-    except PointsFormatError as error:
-        raise ValidationFailedError.for_field("points", str(error)) from error
+    # The programme's own precision (0-2 decimals) is checked in the batch.
+    points_minor = parse_field(data.points, MAXIMUM_DECIMALS, "points")
     if points_minor == 0:
         raise ValidationFailedError.for_field("points", "must not be zero")
     check_characters(data.description, "description")

@@ -31,17 +31,14 @@ from loyalty.ledger.writer import LedgerWriter
 from loyalty.merchants import repository as merchants_repository
 from loyalty.orders.currencies import CURRENCIES
 from loyalty.orders.schemas import Estimate, EstimateBody, PlaceOrderBody, RefundBody
-from loyalty.points import MAXIMUM_DECIMALS, PointsFormatError, format_points, parse_points
+from loyalty.points import MAXIMUM_DECIMALS, format_points, parse_field
 
 # An order's time may run ahead of ours by this much (clocks differ), not more.
 CLOCK_SKEW = timedelta(minutes=5)
 
 
 def _money(value: float, field: str) -> int:
-    try:
-        return parse_points(value, MAXIMUM_DECIMALS)
-    except PointsFormatError as error:
-        raise ValidationFailedError.for_field(field, str(error)) from error
+    return parse_field(value, MAXIMUM_DECIMALS, field)
 
 
 def fingerprint(body: PlaceOrderBody, external_id: str, total_minor: int, codes: list[str]) -> str:

@@ -21,7 +21,7 @@ from loyalty.ledger.redemptions import Redemption, Revert
 from loyalty.ledger.service import check_limit, decode_cursor, encode_cursor
 from loyalty.ledger.writer import LedgerWriter
 from loyalty.merchants import repository as merchants_repository
-from loyalty.points import MAXIMUM_DECIMALS, PointsFormatError, format_points, parse_points
+from loyalty.points import MAXIMUM_DECIMALS, format_points, parse_field
 from loyalty.rewards import repository
 from loyalty.rewards.customer_rewards import ACTIVE, effective_status, to_detail, to_summary
 from loyalty.rewards.errors import (
@@ -71,13 +71,6 @@ def to_reward(row: Any) -> Reward:
     )
 
 
-def _minor(value: float, decimals: int, field: str) -> int:
-    try:
-        return parse_points(value, decimals)
-    except PointsFormatError as error:
-        raise ValidationFailedError.for_field(field, str(error)) from error
-
-
 def _text(value: str | None, field: str) -> str | None:
     check_characters(value, field)
     return clean_text(value)
@@ -116,7 +109,7 @@ async def create_reward(
     connection: AsyncConnection, merchant_id: uuid.UUID, data: CreateReward
 ) -> Reward:
     settings = await merchants_repository.get_program_settings(connection, merchant_id)
-    points_cost_minor = _minor(data.points_cost, settings.points_decimals, "points_cost")
+    points_cost_minor = parse_field(data.points_cost, settings.points_decimals, "points_cost")
     name = _text(data.name, "name")
     if name is None:
         raise ValidationFailedError.for_field("name", "must not be blank")
@@ -136,7 +129,7 @@ async def create_reward(
         "code_validity_days": data.code_validity_days,
         "minimum_order_amount_minor": None
         if data.minimum_order_amount is None
-        else _minor(data.minimum_order_amount, MAXIMUM_DECIMALS, "minimum_order_amount"),
+        else parse_field(data.minimum_order_amount, MAXIMUM_DECIMALS, "minimum_order_amount"),
         "per_customer_limit": data.per_customer_limit,
         "created_at": now,
         "updated_at": now,
@@ -164,7 +157,7 @@ async def update_reward(
     if not isinstance(data.description, msgspec.UnsetType):
         values["description"] = _text(data.description, "description")
     if not isinstance(data.points_cost, msgspec.UnsetType):
-        values["points_cost_minor"] = _minor(
+        values["points_cost_minor"] = parse_field(
             data.points_cost, settings.points_decimals, "points_cost"
         )
     for field in ("active", "code_validity_days", "per_customer_limit"):
@@ -174,7 +167,9 @@ async def update_reward(
     if not isinstance(data.minimum_order_amount, msgspec.UnsetType):
         amount = data.minimum_order_amount
         values["minimum_order_amount_minor"] = (
-            None if amount is None else _minor(amount, MAXIMUM_DECIMALS, "minimum_order_amount")
+            None
+            if amount is None
+            else parse_field(amount, MAXIMUM_DECIMALS, "minimum_order_amount")
         )
     # The rule is checked again whenever the type, the rule or the cost changes.
     reward_type = (

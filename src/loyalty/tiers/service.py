@@ -22,7 +22,7 @@ from loyalty.errors import ConflictError, NotFoundError, ValidationFailedError
 from loyalty.events import repository as events
 from loyalty.ids import new_id
 from loyalty.merchants import repository as merchants_repository
-from loyalty.points import MAXIMUM_DECIMALS, PointsFormatError, format_points, parse_points
+from loyalty.points import MAXIMUM_DECIMALS, format_points, parse_field
 from loyalty.text import check_characters, strip_html
 from loyalty.tiers import repository
 from loyalty.tiers.schemas import CreateTier, Tier, TierPage, UpdateTier
@@ -62,17 +62,11 @@ def _name(value: str) -> str:
 
 def _threshold(value: float, basis: str, points_decimals: int) -> int:
     decimals = MAXIMUM_DECIMALS if basis == "amount_spent" else points_decimals
-    try:
-        return parse_points(value, decimals)
-    except PointsFormatError as error:
-        raise ValidationFailedError.for_field("threshold", str(error)) from error
+    return parse_field(value, decimals, "threshold")
 
 
 def _multiplier(value: float) -> int:
-    try:
-        return parse_points(value, MAXIMUM_DECIMALS)
-    except PointsFormatError as error:
-        raise ValidationFailedError.for_field("multiplier", str(error)) from error
+    return parse_field(value, MAXIMUM_DECIMALS, "multiplier")
 
 
 def _check_unique(
