@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -205,31 +206,14 @@ async def list_pending(
 ) -> PendingCreditPage:
     """The customer's pending credits (by default those still pending), newest first."""
     limit = check_limit(limit)
-    before = decode_pending_cursor(cursor) if cursor else None
+    before = uuid.UUID(_cursor_value(cursor, "p", uuid.UUID)) if cursor else None
     customer_id = await customers_service.resolve_customer_id(connection, merchant_id, ref)
     rows = await repository.list_pending(
         connection, merchant_id, customer_id, status=status, before_id=before, limit=limit + 1
     )
     page = [pending_view(row._mapping) for row in rows[:limit]]
-    next_cursor = (
-        base64.urlsafe_b64encode(f"p:{page[-1].id}".encode()).decode().rstrip("=")
-        if len(rows) > limit
-        else None
-    )
+    next_cursor = encode_cursor(page[-1].id, kind="p") if len(rows) > limit else None
     return PendingCreditPage(data=page, next_cursor=next_cursor)
-
-
-def decode_pending_cursor(cursor: str) -> uuid.UUID:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        kind, _, value = base64.urlsafe_b64decode(padded.encode()).decode().partition(":")
-        if kind != "p":
-            raise ValueError(cursor)
-        return uuid.UUID(value)
-    except (ValueError, binascii.Error, UnicodeError) as error:
-        raise ValidationFailedError.for_field(
-            "cursor", "is not a cursor this API returned", location="query"
-        ) from error
 
 
 def to_transaction(row: Any) -> Transaction:
@@ -251,23 +235,36 @@ def to_transaction(row: Any) -> Transaction:
     )
 
 
-def encode_cursor(sequence: int) -> str:
-    return base64.urlsafe_b64encode(f"s:{sequence}".encode()).decode().rstrip("=")
+def encode_cursor(value: int | uuid.UUID, kind: str = "s") -> str:
+    """An opaque cursor: ``kind:value``, base64url (``s``: a sequence or number,
+    ``p``: a pending credit's id)."""
+    return base64.urlsafe_b64encode(f"{kind}:{value}".encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> int:
+def _cursor_value(cursor: str, kind: str, parse: Callable[[str], Any]) -> str:
+    """The value inside a cursor of ``kind`` this API returned (``parse`` must accept it)."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        text = base64.urlsafe_b64decode(padded.encode()).decode()
-        kind, _, number = text.partition(":")
-        sequence = int(number)
-        if kind != "s" or sequence < 1:
+        found, _, value = base64.urlsafe_b64decode(padded.encode()).decode().partition(":")
+        if found != kind:
             raise ValueError(cursor)
+        parse(value)
     except (ValueError, binascii.Error, UnicodeError) as error:
         raise ValidationFailedError.for_field(
             "cursor", "is not a cursor this API returned", location="query"
         ) from error
+    return value
+
+
+def _sequence(value: str) -> int:
+    sequence = int(value)
+    if sequence < 1:
+        raise ValueError(value)
     return sequence
+
+
+def decode_cursor(cursor: str) -> int:
+    return int(_cursor_value(cursor, "s", _sequence))
 
 
 def check_limit(limit: int) -> int:
