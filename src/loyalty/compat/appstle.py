@@ -30,7 +30,7 @@ from loyalty.db.types import utc_now
 from loyalty.errors import NotFoundError, ValidationFailedError
 from loyalty.http.body import strict_body
 from loyalty.http.dependencies import CurrentCaller
-from loyalty.http.errors import error_response
+from loyalty.http.errors import outcome_error
 from loyalty.http.openapi import error_responses
 from loyalty.http.writes import REPLAYED_HEADER, request_idempotency
 from loyalty.ledger import service as ledger_service
@@ -308,12 +308,9 @@ async def _profile_answer(
     caller: CurrentCaller, ref: CustomerRef, outcome: Outcome, path: str
 ) -> Response[Any]:
     """The profile after a write, or the write's error in Appstle's shape."""
-    headers = {REPLAYED_HEADER: "true"} if outcome.replayed else {}
     if outcome.status_code >= 400:
-        error = msgspec.json.decode(outcome.body)["error"]
-        return error_response(
-            outcome.status_code, error["code"], error["message"], error["details"], headers, path
-        )
+        return outcome_error(outcome, path)
+    headers = {REPLAYED_HEADER: "true"} if outcome.replayed else {}
     return Response(content=await _profile(caller, ref), status_code=200, headers=headers)
 
 

@@ -33,6 +33,7 @@ from loyalty.db.tables import ledger_entries, point_lots
 from loyalty.errors import ValidationFailedError
 from loyalty.http.body import strict_body
 from loyalty.http.dependencies import CurrentCaller
+from loyalty.http.errors import error_response, outcome_error
 from loyalty.http.openapi import error_responses
 from loyalty.http.writes import REPLAYED_HEADER, request_idempotency
 from loyalty.idempotency import service as idempotency
@@ -164,12 +165,12 @@ class BonifiqController(Controller):
         if data.change_key is not None and (
             outcome.replayed or outcome.status_code == 409 or _code(outcome.body) in _REUSED
         ):
-            return _failure(409, "change_key_used", "This ChangeKey was already used.")
-        headers = {REPLAYED_HEADER: "true"} if outcome.replayed else {}
+            return error_response(
+                409, "change_key_used", "This ChangeKey was already used.", path=request.url.path
+            )
         if outcome.status_code >= 400:
-            error = msgspec.json.decode(outcome.body)["error"]
-            status = 404 if error["code"] == "customer_not_found" else outcome.status_code
-            return _failure(status, error["code"], error["message"], headers)
+            return outcome_error(outcome, request.url.path)
+        headers = {REPLAYED_HEADER: "true"} if outcome.replayed else {}
         async with caller.database.read() as connection:
             state = await customers_service.get_customer(caller.database, caller.merchant_id, ref)
             result = await _result(connection, caller.merchant_id, state)
@@ -199,19 +200,6 @@ def _check_operation(data: ChangePoints) -> None:
         )
     if not data.reason.strip():
         raise ValidationFailedError.for_field("Reason", "is required")
-
-
-def _failure(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> Response[Any]:
-    result = {"CustomerExists": False} if code == "customer_not_found" else None
-    if status == 422:
-        status = 400
-    return Response(
-        content=bonifiq_envelope(result, code=code, message=message, error_code=status),
-        status_code=status,
-        headers=headers or {},
-    )
 
 
 async def _result(

@@ -22,6 +22,7 @@ from loyalty.customers.service import CustomerRef
 from loyalty.errors import ValidationFailedError
 from loyalty.http.body import strict_body
 from loyalty.http.dependencies import CurrentCaller
+from loyalty.http.errors import outcome_error
 from loyalty.http.openapi import error_responses
 from loyalty.http.writes import REPLAYED_HEADER, request_idempotency
 from loyalty.ledger import service as ledger_service
@@ -115,14 +116,9 @@ class YotpoController(Controller):
                 idempotency_key=key,
                 request_fingerprint=fingerprint,
             )
-        headers = {REPLAYED_HEADER: "true"} if outcome.replayed else {}
         if outcome.status_code >= 400:
-            body = msgspec.json.decode(outcome.body)
-            status = outcome.status_code
-            if body["error"]["code"] == "customer_not_found":
-                status = 422
-            return Response(content=outcome.body, status_code=status, headers=headers,
-                            media_type="application/json")  # fmt: skip
+            return outcome_error(outcome, request.url.path)
+        headers = {REPLAYED_HEADER: "true"} if outcome.replayed else {}
         customer = await customers_service.get_customer(caller.database, caller.merchant_id, ref)
         state = YotpoCustomer(
             customer_email=customer.email,

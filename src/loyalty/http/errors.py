@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
@@ -14,6 +15,8 @@ from loyalty.compat.surfaces import Surface, error_body, surface_of
 from loyalty.db.engine import is_unavailable
 from loyalty.errors import InvalidJSONError, LoyaltyError, UnauthorizedError
 from loyalty.http.body import field_named
+from loyalty.http.writes import REPLAYED_HEADER
+from loyalty.ledger.batch import Outcome
 
 log = structlog.get_logger("loyalty.http")
 
@@ -56,6 +59,15 @@ def error_response(
         all_headers.setdefault("WWW-Authenticate", _challenge(surface))
     return Response(
         content=body, status_code=status_code, media_type="application/json", headers=all_headers
+    )
+
+
+def outcome_error(outcome: Outcome, path: str) -> Response[bytes]:
+    """A refused write's answer (stored in the native shape) in the surface's shape."""
+    error = msgspec.json.decode(outcome.body)["error"]
+    headers = {REPLAYED_HEADER: "true"} if outcome.replayed else None
+    return error_response(
+        outcome.status_code, error["code"], error["message"], error["details"], headers, path
     )
 
 
