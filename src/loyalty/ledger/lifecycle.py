@@ -180,23 +180,22 @@ def pending_ids(movements: list[Movement], also: list[RowKey] | None = None) -> 
 def pending_owners(movements: list[Movement], customers: list[LockedCustomer]) -> list[CustomerId]:
     """Customers whose every pending credit the batch may release."""
     wanted = {
-        (m.merchant_id, m.customer_key)
+        m.customer_key
         for m in movements
         if isinstance(m.lifecycle, Maintain)
         or (isinstance(m.lifecycle, Release) and m.lifecycle.pending_id is None)
     }
-    if not wanted:
-        return []
-    keys = {key for _, key in wanted}
-    owners: set[CustomerId] = set()
-    for customer in customers:
-        names = {
-            (customer.merchant_id, "id", customer.external_id),
-            (customer.merchant_id, "email", customer.email),
+    return sorted(
+        {
+            (c.merchant_id, c.customer_id)
+            for c in customers
+            if c.pending_points_minor > 0
+            and (
+                (c.merchant_id, "id", c.external_id) in wanted
+                or (c.merchant_id, "email", c.email) in wanted
+            )
         }
-        if customer.pending_points_minor > 0 and names & keys:
-            owners.add((customer.merchant_id, customer.customer_id))
-    return sorted(owners)
+    )
 
 
 def tier_merchants(customers: list[LockedCustomer]) -> list[uuid.UUID]:

@@ -262,16 +262,13 @@ async def load_reward_context(
     held = redemptions.held_keys(movements)
     if held:
         columns = ", ".join(f"cr.{column}" for column in redemptions.CUSTOMER_REWARD_COLUMNS)
-        cursor = await connection.execute(
+        for values in await _select(
+            connection,
             f"SELECT {columns} FROM ({_values(len(held))}) AS w CROSS JOIN customer_rewards cr "
             f"ON cr.merchant_id = w.column1 AND cr.id = w.column2",
             _parameters(held),
-        )
-        for row in await cursor.fetchall():
-            values = {
-                column: _loaded(column, value)
-                for column, value in zip(redemptions.CUSTOMER_REWARD_COLUMNS, row, strict=True)
-            }
+            redemptions.CUSTOMER_REWARD_COLUMNS,
+        ):
             context.held[(values["merchant_id"], values["id"])] = values
     return context
 

@@ -56,15 +56,11 @@ def fingerprint(body: PlaceOrderBody, external_id: str, total_minor: int, codes:
 async def _enrol_if_new(
     database: Database, merchant_id: uuid.UUID, external_id: str, body: PlaceOrderBody
 ) -> None:
-    async def exists(connection: AsyncConnection) -> bool:
+    async with database.read() as connection:
         found = await customers_repository.find_id_by_external_id(
             connection, merchant_id, external_id
         )
-        return found is not None
-
-    async with database.read() as connection:
-        known = await exists(connection)
-    if known:
+    if found is not None:
         if body.referral_code is not None:
             # A known customer may still be referred before its first order.
             referred = EnrolCustomer(customer_id=external_id, referral_code=body.referral_code)
