@@ -16,9 +16,10 @@ import msgspec
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from loyalty.customers.service import CustomerRef
+from loyalty.customers.refs import CustomerRef
 from loyalty.db.engine import Database
-from loyalty.ledger.batch import Movement, Outcome
+from loyalty.ledger.engine.protocol import Movement, Outcome
+from loyalty.ledger.operations.adjust import Adjust
 from loyalty.ledger.writer import LedgerWriter
 from loyalty.merchants import repository as merchants_repository
 from tests.conftest import Tenant
@@ -47,11 +48,13 @@ def movement(
 ) -> Movement:
     return Movement(
         merchant_id=tenant.merchant_id,
-        customer=CustomerRef(customer_id=customer_id),
-        points_minor=points * 100 if points_minor is None else points_minor,
-        kind="adjustment",
-        description=description,
-        apply_to_lifetime=points > 0,
+        operation=Adjust(
+            customer=CustomerRef(customer_id=customer_id),
+            points_minor=points * 100 if points_minor is None else points_minor,
+            kind="adjustment",
+            description=description,
+            apply_to_lifetime=points > 0,
+        ),
         idempotency_key=key,
         request_fingerprint=fingerprint,
     )

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from loyalty.db.tables import customer_rewards, customers, ledger_entries
-from loyalty.ledger import redemptions
+from loyalty.ledger import writer as ledger_writer
 from loyalty.rewards import codes
 from loyalty.rewards import service as rewards_service
 from loyalty.rewards.codes import ALPHABET
@@ -465,7 +465,7 @@ async def test_a_colliding_code_is_drawn_again(
         draws.append(code)
         return code
 
-    monkeypatch.setattr(redemptions, "generate_code", colliding)
+    monkeypatch.setattr(ledger_writer, "generate_code", colliding)
     first = await redeem(tenant, unique_id, five["id"])
     second = await redeem(tenant, unique_id, five["id"])
     assert (first.status_code, second.status_code) == (201, 201), second.text

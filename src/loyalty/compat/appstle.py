@@ -23,8 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.compat.fields import renamed_fields
 from loyalty.customers import service as customers_service
+from loyalty.customers.refs import CustomerRef
 from loyalty.customers.schemas import Customer
-from loyalty.customers.service import CustomerRef
 from loyalty.db.tables import customer_rewards, rewards, tiers
 from loyalty.db.types import utc_now
 from loyalty.errors import NotFoundError, ValidationFailedError
@@ -34,7 +34,7 @@ from loyalty.http.errors import outcome_error
 from loyalty.http.openapi import error_responses
 from loyalty.http.writes import REPLAYED_HEADER, request_idempotency
 from loyalty.ledger import service as ledger_service
-from loyalty.ledger.batch import Outcome
+from loyalty.ledger.engine.protocol import Outcome
 from loyalty.ledger.schemas import CreateTransaction
 from loyalty.points import format_points
 from loyalty.rewards import service as rewards_service

@@ -27,8 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from loyalty.compat.fields import renamed_fields
 from loyalty.compat.surfaces import bonifiq_envelope
 from loyalty.customers import service as customers_service
+from loyalty.customers.refs import CustomerRef
 from loyalty.customers.schemas import Customer
-from loyalty.customers.service import CustomerRef
 from loyalty.db.tables import ledger_entries, point_lots
 from loyalty.errors import ValidationFailedError
 from loyalty.http.body import strict_body

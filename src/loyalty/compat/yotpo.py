@@ -18,7 +18,7 @@ from litestar.params import JSONBody
 
 from loyalty.compat.fields import renamed_fields
 from loyalty.customers import service as customers_service
-from loyalty.customers.service import CustomerRef
+from loyalty.customers.refs import CustomerRef
 from loyalty.errors import ValidationFailedError
 from loyalty.http.body import strict_body
 from loyalty.http.dependencies import CurrentCaller

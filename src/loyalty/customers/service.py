@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -13,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.customers import repository
+from loyalty.customers.refs import CustomerRef, customer_not_found
 from loyalty.customers.schemas import (
     EMAIL_PATTERN,
     ChangeCustomerStatus,
@@ -23,10 +23,10 @@ from loyalty.customers.schemas import (
 )
 from loyalty.db.engine import Database
 from loyalty.db.types import utc_now
-from loyalty.errors import ConflictError, NotFoundError, ValidationFailedError, invariant
+from loyalty.errors import ConflictError, ValidationFailedError, invariant
 from loyalty.events import repository as events
 from loyalty.ids import new_id
-from loyalty.ledger.lifecycle import inactivity_deadline
+from loyalty.ledger.engine.lifecycle import inactivity_deadline
 from loyalty.points import format_points
 from loyalty.rewards.codes import generate_code
 from loyalty.text import check_characters, clean_note, strip_html
@@ -38,20 +38,8 @@ _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 DATE_OF_BIRTH_YEAR_MIN = 1900
 
 
-class CustomerNotFoundError(NotFoundError):
-    code = "customer_not_found"
-
-
 class CustomerEmailTakenError(ConflictError):
     code = "customer_email_taken"
-
-
-@dataclass(frozen=True, slots=True)
-class CustomerRef:
-    """How a request names a customer: platform id or email (exactly one)."""
-
-    customer_id: str | None = None
-    customer_email: str | None = None
 
 
 def normalise_email(email: str, field: str = "email", location: str = "body") -> str:
@@ -240,17 +228,6 @@ def check_ref(ref: CustomerRef) -> CustomerRef:
     assert ref.customer_email is not None
     return CustomerRef(
         customer_email=normalise_email(ref.customer_email, "customer_email", location="query")
-    )
-
-
-def customer_not_found(ref: CustomerRef) -> CustomerNotFoundError:
-    if ref.customer_id is not None:
-        return CustomerNotFoundError(
-            f"No enrolled customer with customer_id {ref.customer_id!r}.",
-            {"customer_id": ref.customer_id},
-        )
-    return CustomerNotFoundError(
-        "No enrolled customer with this email.", {"customer_email": ref.customer_email}
     )
 
 

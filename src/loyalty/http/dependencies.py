@@ -17,8 +17,8 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import Parameter
 
 from loyalty.auth.schemas import Principal
+from loyalty.customers.refs import CustomerRef
 from loyalty.customers.schemas import EMAIL_PATTERN
-from loyalty.customers.service import CustomerRef
 from loyalty.db.engine import Database
 from loyalty.http.auth import current_principal
 from loyalty.ledger.writer import LedgerWriter

@@ -16,7 +16,7 @@ from loyalty.db.engine import is_unavailable
 from loyalty.errors import InvalidJSONError, LoyaltyError, UnauthorizedError
 from loyalty.http.body import field_named
 from loyalty.http.writes import REPLAYED_HEADER
-from loyalty.ledger.batch import Outcome
+from loyalty.ledger.engine.protocol import Outcome
 
 log = structlog.get_logger("loyalty.http")
 

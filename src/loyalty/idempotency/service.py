@@ -23,26 +23,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from loyalty.db.engine import Database
 from loyalty.db.types import utc_now
 from loyalty.errors import (
-    BusinessRuleError,
-    ConflictError,
     LoyaltyError,
     ValidationFailedError,
 )
 from loyalty.idempotency import repository
+from loyalty.idempotency.errors import (
+    IdempotencyKeyReusedError,
+    IdempotencyRequestInProgressError,
+)
 
 IDEMPOTENCY_KEY_CHARS_MAX = 255
 
 Operation = Callable[[AsyncConnection], Awaitable[tuple[int, bytes]]]
-
-
-class IdempotencyKeyReusedError(BusinessRuleError):
-    code = "idempotency_key_reused"
-    replayable = False
-
-
-class IdempotencyRequestInProgressError(ConflictError):
-    code = "idempotency_request_in_progress"
-    replayable = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from loyalty.customers.service import CustomerNotFoundError
-from loyalty.errors import BusinessRuleError
-from loyalty.idempotency.service import (
+from loyalty.customers.refs import CustomerNotFoundError
+from loyalty.idempotency.errors import (
     IdempotencyKeyReusedError,
     IdempotencyRequestInProgressError,
 )
+from loyalty.ledger.engine.errors import BalanceLimitExceededError, InsufficientPointsError
 
 __all__ = [
     "BalanceLimitExceededError",
@@ -16,11 +16,3 @@ __all__ = [
     "IdempotencyRequestInProgressError",
     "InsufficientPointsError",
 ]
-
-
-class InsufficientPointsError(BusinessRuleError):
-    code = "insufficient_points"
-
-
-class BalanceLimitExceededError(BusinessRuleError):
-    code = "balance_limit_exceeded"

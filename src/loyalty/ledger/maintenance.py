@@ -21,7 +21,7 @@ import msgspec
 import structlog
 from sqlalchemy import text
 
-from loyalty.customers.service import CustomerRef
+from loyalty.customers.refs import CustomerRef
 from loyalty.db.engine import Database
 from loyalty.db.types import utc_now
 from loyalty.ledger import service

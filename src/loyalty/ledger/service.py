@@ -15,19 +15,22 @@ import binascii
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.customers import service as customers_service
-from loyalty.customers.service import CustomerRef
+from loyalty.customers.refs import CustomerRef
 from loyalty.db.types import utc_now
 from loyalty.errors import ValidationFailedError
 from loyalty.ledger import repository
-from loyalty.ledger.actions import RewardAction
-from loyalty.ledger.batch import Movement, Outcome, pending_view
-from loyalty.ledger.lifecycle import Cancel, Hold, Maintain, PendingCreditNotFoundError, Release
+from loyalty.ledger.engine.protocol import Movement, Operation, Outcome
+from loyalty.ledger.engine.views import pending_view
+from loyalty.ledger.operations.actions import RewardAction
+from loyalty.ledger.operations.adjust import Adjust
+from loyalty.ledger.operations.holds import Cancel, Hold, PendingCreditNotFoundError, Release
+from loyalty.ledger.operations.maintenance import Maintain
 from loyalty.ledger.schemas import (
     CreateTransaction,
     PendingCreditPage,
@@ -82,9 +85,8 @@ async def adjust_points(
             raise ValidationFailedError.for_field("expires_at", "only credits can expire")
         if data.expires_at <= utc_now():
             raise ValidationFailedError.for_field("expires_at", "must be in the future")
-    hold = _hold(data, is_credit)
-    movement = Movement(
-        merchant_id=merchant_id,
+    available_at = _available_at(data, is_credit)
+    adjust = Adjust(
         customer=customers_service.check_ref(ref),
         points_minor=points_minor,
         kind="adjustment",
@@ -93,14 +95,20 @@ async def adjust_points(
         visible_to_customer=data.visible_to_customer,
         apply_to_lifetime=is_credit if data.apply_to_lifetime is None else data.apply_to_lifetime,
         expires_at=data.expires_at,
-        idempotency_key=idempotency_key,
-        request_fingerprint=request_fingerprint,
-        lifecycle=hold,
     )
-    return await move_points(writer, movement)
+    operation: Operation = adjust if available_at is None else Hold(adjust, available_at)
+    return await move_points(
+        writer,
+        Movement(
+            merchant_id=merchant_id,
+            operation=operation,
+            idempotency_key=idempotency_key,
+            request_fingerprint=request_fingerprint,
+        ),
+    )
 
 
-def _hold(data: CreateTransaction, is_credit: bool) -> Hold | None:
+def _available_at(data: CreateTransaction, is_credit: bool) -> datetime | None:
     """A credit held as pending (``pending_days`` or ``available_at``), else None."""
     if data.pending_days is None and data.available_at is None:
         return None
@@ -127,7 +135,7 @@ def _hold(data: CreateTransaction, is_credit: bool) -> Hold | None:
         raise ValidationFailedError.for_field(
             "expires_at", "must be after the points become available"
         )
-    return Hold(available_at=available_at)
+    return available_at
 
 
 async def release_pending(
@@ -141,7 +149,11 @@ async def release_pending(
 ) -> Outcome:
     """Approve pending credits early: one, or all of the customer's."""
     return await _pending_operation(
-        writer, merchant_id, ref, Release(pending_id), idempotency_key, request_fingerprint
+        writer,
+        merchant_id,
+        Release(customers_service.check_ref(ref), pending_id),
+        idempotency_key,
+        request_fingerprint,
     )
 
 
@@ -155,27 +167,26 @@ async def cancel_pending(
     request_fingerprint: str,
 ) -> Outcome:
     return await _pending_operation(
-        writer, merchant_id, ref, Cancel(pending_id), idempotency_key, request_fingerprint
+        writer,
+        merchant_id,
+        Cancel(customers_service.check_ref(ref), pending_id),
+        idempotency_key,
+        request_fingerprint,
     )
 
 
 async def _pending_operation(
     writer: LedgerWriter,
     merchant_id: uuid.UUID,
-    ref: CustomerRef,
     operation: Release | Cancel,
     idempotency_key: str | None,
     request_fingerprint: str,
 ) -> Outcome:
     movement = Movement(
         merchant_id=merchant_id,
-        customer=customers_service.check_ref(ref),
-        points_minor=0,
-        kind="adjustment",
-        description=None,
+        operation=operation,
         idempotency_key=idempotency_key,
         request_fingerprint=request_fingerprint,
-        lifecycle=operation,
     )
     return await move_points(writer, movement)
 
@@ -185,12 +196,7 @@ async def maintain_customer(
 ) -> Outcome:
     """The scheduler's pass over one customer: expiry, due holds, tier."""
     movement = Movement(
-        merchant_id=merchant_id,
-        customer=CustomerRef(customer_id=customer_id),
-        points_minor=0,
-        kind="expire",
-        description=None,
-        lifecycle=Maintain(),
+        merchant_id=merchant_id, operation=Maintain(CustomerRef(customer_id=customer_id))
     )
     return await move_points(writer, movement)
 
@@ -211,7 +217,7 @@ async def list_pending(
     rows = await repository.list_pending(
         connection, merchant_id, customer_id, status=status, before_id=before, limit=limit + 1
     )
-    page = [pending_view(row._mapping) for row in rows[:limit]]
+    page = [pending_view(row) for row in rows[:limit]]
     next_cursor = encode_cursor(page[-1].id, kind="p") if len(rows) > limit else None
     return PendingCreditPage(data=page, next_cursor=next_cursor)
 
@@ -329,12 +335,8 @@ async def reward_action(
     """Reward a customer action per its earn rule (or say why not)."""
     movement = Movement(
         merchant_id=merchant_id,
-        customer=customers_service.check_ref(ref),
-        points_minor=0,
-        kind="earn",
-        description=None,
+        operation=RewardAction(customers_service.check_ref(ref), action),
         idempotency_key=idempotency_key,
         request_fingerprint=request_fingerprint,
-        action=RewardAction(action),
     )
     return await move_points(writer, movement)

@@ -13,20 +13,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.customers import repository as customers_repository
 from loyalty.customers import service as customers_service
+from loyalty.customers.refs import CustomerRef, customer_not_found
 from loyalty.customers.schemas import EnrolCustomer
-from loyalty.customers.service import CustomerEmailTakenError, CustomerRef
+from loyalty.customers.service import CustomerEmailTakenError
 from loyalty.db.engine import Database
 from loyalty.db.tables import customer_balances, customers, earn_rules, orders, tiers
 from loyalty.db.types import utc_now
 from loyalty.errors import ValidationFailedError
-from loyalty.ledger.batch import Movement, Outcome
-from loyalty.ledger.orders import (
-    OrderNotFoundError,
-    PlaceOrder,
-    PurchaseRule,
-    RefundOrder,
-    purchase_points,
-)
+from loyalty.ledger.engine.protocol import Movement, Outcome
+from loyalty.ledger.engine.rows import EarnRuleRow, columns
+from loyalty.ledger.operations.orders import OrderNotFoundError, PlaceOrder, purchase_points
+from loyalty.ledger.operations.refunds import RefundOrder
 from loyalty.ledger.writer import LedgerWriter
 from loyalty.merchants import repository as merchants_repository
 from loyalty.orders.currencies import CURRENCIES
@@ -121,22 +118,19 @@ async def place_order(
         referrer = await customers_repository.pending_referrer(connection, merchant_id, external_id)
     movement = Movement(
         merchant_id=merchant_id,
-        customer=CustomerRef(customer_id=external_id),
-        points_minor=0,
-        kind="earn",
-        description=None,
-        idempotency_key=idempotency_key,
-        request_fingerprint=request_fingerprint,
-        order=PlaceOrder(
+        operation=PlaceOrder(
+            customer=CustomerRef(customer_id=external_id),
             order_id=order_id,
             total_minor=total_minor,
             currency=currency,
             discount_codes=tuple(codes),
             placed_at=body.placed_at or now,
             fingerprint=fingerprint(body, external_id, total_minor, codes),
+            # A referral not yet completed: the referrer is rewarded in the same transaction.
+            referrer=None if referrer is None else CustomerRef(customer_id=referrer),
         ),
-        # A referral not yet completed: the referrer is rewarded in the same transaction.
-        also_lock=None if referrer is None else CustomerRef(customer_id=referrer),
+        idempotency_key=idempotency_key,
+        request_fingerprint=request_fingerprint,
     )
     return await writer.submit(movement)
 
@@ -168,13 +162,9 @@ async def refund_order(
         raise OrderNotFoundError(f"No order {order_id!r}.", {"order_id": order_id})
     movement = Movement(
         merchant_id=merchant_id,
-        customer=CustomerRef(customer_id=external_id),
-        points_minor=0,
-        kind="refund",
-        description=None,
+        operation=RefundOrder(CustomerRef(customer_id=external_id), order_id, amount_minor),
         idempotency_key=idempotency_key,
         request_fingerprint=request_fingerprint,
-        order=RefundOrder(order_id=order_id, amount_minor=amount_minor),
     )
     return await writer.submit(movement)
 
@@ -226,16 +216,12 @@ async def estimate(database: Database, merchant_id: uuid.UUID, body: EstimateBod
                 )
             ).one_or_none()
             if found is None:
-                raise customers_service.customer_not_found(CustomerRef(customer_id=external_id))
+                raise customer_not_found(CustomerRef(customer_id=external_id))
             status = found.status
             multiplier = found.multiplier_hundredths or 100
     rule = None
     if rule_row is not None:
-        rule = PurchaseRule(
-            rule_row.id, rule_row.points_minor, rule_row.active,
-            rule_row.points_per_currency_unit_minor, rule_row.rounding,
-            rule_row.min_order_total_minor, rule_row.pending_days,
-        )  # fmt: skip
+        rule = EarnRuleRow(**{column: getattr(rule_row, column) for column in columns(EarnRuleRow)})
     buyer = _Buyer(status, settings.points_decimals)
     points, reason = purchase_points(rule, buyer, total_minor, multiplier)
     return Estimate(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -22,27 +21,28 @@ def effective_status(status: str, expires_at: datetime | None, now: datetime) ->
     return status
 
 
-def to_detail(row: Mapping[str, Any], customer_id: str, now: datetime) -> CustomerRewardDetail:
-    store_credit = row["store_credit_minor"]
+def to_detail(row: Any, customer_id: str, now: datetime) -> CustomerRewardDetail:
+    """A customer reward row (attribute access: a database row or the ledger's typed row)."""
+    store_credit = row.store_credit_minor
     return CustomerRewardDetail(
-        id=row["id"],
+        id=row.id,
         customer_id=customer_id,
-        reward_id=row["reward_id"],
-        reward_type=row["reward_type"],
-        name=row["reward_name"],
-        reward_rule=msgspec.json.decode(row["reward_rule"]),
-        status=effective_status(row["status"], row["expires_at"], now),  # type: ignore[arg-type]
-        discount_code=row["discount_code"],
-        points_used=format_points(row["points_used_minor"]),
+        reward_id=row.reward_id,
+        reward_type=row.reward_type,
+        name=row.reward_name,
+        reward_rule=msgspec.json.decode(row.reward_rule),
+        status=effective_status(row.status, row.expires_at, now),  # type: ignore[arg-type]
+        discount_code=row.discount_code,
+        points_used=format_points(row.points_used_minor),
         store_credit=None if store_credit is None else format_points(store_credit),
-        order_id=row["order_id"],
-        transaction_id=row["redeem_transaction_id"],
-        revert_transaction_id=row["revert_transaction_id"],
-        expires_at=row["expires_at"],
-        used_at=row["used_at"],
-        reverted_at=row["reverted_at"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
+        order_id=row.order_id,
+        transaction_id=row.redeem_transaction_id,
+        revert_transaction_id=row.revert_transaction_id,
+        expires_at=row.expires_at,
+        used_at=row.used_at,
+        reverted_at=row.reverted_at,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
     )
 
 

@@ -10,14 +10,14 @@ import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.customers import service as customers_service
-from loyalty.customers.service import CustomerRef
+from loyalty.customers.refs import CustomerRef, customer_not_found
 from loyalty.db.engine import Database
 from loyalty.db.types import utc_now
 from loyalty.errors import ValidationFailedError
 from loyalty.events import repository as events
 from loyalty.ids import new_id
-from loyalty.ledger.batch import Movement, Outcome
-from loyalty.ledger.redemptions import Redemption, Revert
+from loyalty.ledger.engine.protocol import Movement, Outcome
+from loyalty.ledger.operations.redemptions import Redeem, Revert
 from loyalty.ledger.service import check_limit, decode_cursor, encode_cursor
 from loyalty.ledger.writer import LedgerWriter
 from loyalty.merchants import repository as merchants_repository
@@ -239,7 +239,7 @@ async def get_redeemable(
         database, merchant_id, column=column, value=value, limit=CUSTOMER_REWARDS_SHOWN_MAX
     )
     if rows is None:
-        raise customers_service.customer_not_found(ref)
+        raise customer_not_found(ref)
     balance_minor = rows.points_balance_minor
     rewards: list[RedeemableReward] = []
     for row in rows.catalogue:
@@ -302,13 +302,9 @@ async def redeem(
     customer = customers_service.check_ref(ref)
     movement = Movement(
         merchant_id=merchant_id,
-        customer=customer,
-        points_minor=0,  # the reward's cost, read in the batch
-        kind="redeem",
-        description=None,
+        operation=Redeem(customer, _reward_id(data.reward_id)),  # its cost read in the batch
         idempotency_key=idempotency_key,
         request_fingerprint=request_fingerprint,
-        reward=Redemption(_reward_id(data.reward_id)),
     )
     return await writer.submit(movement)
 
@@ -327,13 +323,10 @@ async def revert(
         row = await _load_customer_reward(connection, merchant_id, customer_reward_id)
     movement = Movement(
         merchant_id=merchant_id,
-        customer=CustomerRef(customer_id=row.external_id),
-        points_minor=row.points_used_minor,  # read again, locked, in the batch
-        kind="revert",
-        description=None,
+        # Its points are read again, locked, in the batch.
+        operation=Revert(CustomerRef(customer_id=row.external_id), row.id),
         idempotency_key=idempotency_key,
         request_fingerprint=request_fingerprint,
-        reward=Revert(row.id),
     )
     return await writer.submit(movement)
 
@@ -342,7 +335,7 @@ async def get_customer_reward(
     connection: AsyncConnection, merchant_id: uuid.UUID, customer_reward_id: str
 ) -> CustomerRewardDetail:
     row = await _load_customer_reward(connection, merchant_id, customer_reward_id)
-    return to_detail(row._mapping, row.external_id, utc_now())
+    return to_detail(row, row.external_id, utc_now())
 
 
 def _invalid_state(status: str, action: str, allowed: str) -> InvalidRewardStateError:
@@ -364,7 +357,7 @@ async def _change(
         connection, merchant_id, row.id, {**values, "updated_at": now}
     )
     changed = await _load_customer_reward(connection, merchant_id, str(row.id))
-    detail = to_detail(changed._mapping, changed.external_id, now)
+    detail = to_detail(changed, changed.external_id, now)
     await events.record(
         connection,
         merchant_id=merchant_id,
@@ -416,7 +409,7 @@ async def change_status(
     now = utc_now()
     status = effective_status(row.status, row.expires_at, now)
     if status == data.status:
-        return to_detail(row._mapping, row.external_id, now)  # already so: nothing changes
+        return to_detail(row, row.external_id, now)  # already so: nothing changes
     if data.status not in _MERCHANT_TRANSITIONS.get(status, set()):
         raise _invalid_state(
             status,

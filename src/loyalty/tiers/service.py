@@ -4,7 +4,7 @@ Tiers are ordered by threshold on the programme's basis (lifetime points
 earned, or money spent; all time or a rolling window). A customer's tier is
 recomputed by the ledger writer in the same transaction as every change of
 its basis, and by the scheduler when time alone changes it (a retention
-ending, points leaving the window); see ``loyalty.ledger.lifecycle``.
+ending, points leaving the window); see ``loyalty.ledger.engine.lifecycle``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Where the ledger engine's batches are read and written: Postgres, SQLite, memory."""

@@ -1,0 +1,500 @@
+"""The ledger's batch I/O on Postgres, straight on asyncpg (prepared statements).
+
+A batch is: claim its idempotency keys (one INSERT over unnest), read the
+replies stored under keys already used, lock its customers' balances in a
+fixed order (no deadlock between batches), read what the operations asked
+for (one query per table), then write: one statement of data-modifying CTEs
+for balances, entries, events and keys (the hot path, hand-written), and one
+more for every other table when the batch changed any.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from loyalty.db.engine import Database
+from loyalty.db.engine import is_unavailable as database_unavailable
+from loyalty.ledger.engine.changes import Changes
+from loyalty.ledger.engine.rows import (
+    BALANCE_COLUMNS,
+    CUSTOMER_COLUMNS,
+    LOCKED_COLUMNS,
+    ActionRow,
+    CustomerRewardRow,
+    EarnRuleRow,
+    KeyRef,
+    LockedCustomer,
+    LotRow,
+    OrderRow,
+    PendingRow,
+    RefundRow,
+    RewardRow,
+    StoredKey,
+    TierRow,
+    WindowRow,
+    columns,
+)
+from loyalty.ledger.engine.tables import Prefetch, Snapshot
+from loyalty.ledger.storage.columns import POSTGRES_TYPES, kinds
+from loyalty.ledger.storage.counts import check_counts
+
+DISCOUNT_CODE_CONSTRAINT = "uq_customer_rewards_merchant_id_discount_code"
+ORDER_CONSTRAINT = "uq_orders_merchant_id_order_id"
+
+_CLAIM_KEYS = """
+INSERT INTO idempotency_keys
+    (merchant_id, key, request_fingerprint, response_status, response_body, created_at)
+SELECT t.merchant_id, t.key, t.fingerprint, 0, '', $4
+FROM unnest($1::uuid[], $2::text[], $3::text[]) AS t(merchant_id, key, fingerprint)
+ORDER BY t.merchant_id, t.key
+ON CONFLICT DO NOTHING
+RETURNING merchant_id, key
+"""
+
+_STORED_KEYS = """
+SELECT k.merchant_id, k.key, k.request_fingerprint, k.response_status, k.response_body
+FROM idempotency_keys k
+JOIN unnest($1::uuid[], $2::text[]) AS t(merchant_id, key)
+  ON k.merchant_id = t.merchant_id AND k.key = t.key
+"""
+
+_TABLE_OF = {
+    **dict.fromkeys(BALANCE_COLUMNS, "b"),
+    **dict.fromkeys(CUSTOMER_COLUMNS, "c"),
+    "status": "c",
+    "referred_by": "c",
+}
+# Each kind of identifier joins through its own unique index; the balances are
+# locked in (merchant_id, customer_id) order so concurrent batches never deadlock.
+_LOCK_CUSTOMERS = f"""
+WITH wanted AS (
+    SELECT c.merchant_id, c.id
+    FROM unnest($1::uuid[], $2::text[]) AS r(merchant_id, external_id)
+    JOIN customers c ON c.merchant_id = r.merchant_id AND c.external_id = r.external_id
+    UNION
+    SELECT c.merchant_id, c.id
+    FROM unnest($3::uuid[], $4::text[]) AS r(merchant_id, email)
+    JOIN customers c ON c.merchant_id = r.merchant_id AND c.email = r.email
+)
+SELECT c.merchant_id, c.id, c.external_id, c.email,
+       {", ".join(f"{_TABLE_OF.get(column, 's')}.{column}" for column in LOCKED_COLUMNS)}
+FROM wanted w
+JOIN customers c ON c.merchant_id = w.merchant_id AND c.id = w.id
+JOIN customer_balances b ON b.merchant_id = c.merchant_id AND b.customer_id = c.id
+JOIN program_settings s ON s.merchant_id = c.merchant_id
+ORDER BY c.merchant_id, c.id
+FOR UPDATE OF b
+"""
+
+# The hot path: every batch's balances, entries, events and idempotency replies.
+_APPLY = """
+WITH balances AS (
+    UPDATE customer_balances AS b
+    SET points_balance_minor = v.balance, lifetime_points_minor = v.lifetime,
+        points_spent_minor = v.spent, points_expired_minor = v.expired,
+        pending_points_minor = v.pending, last_sequence = v.sequence,
+        last_activity_at = v.activity, expiring_lots_minor = v.lots,
+        next_expiry_at = v.next_at, next_expiry_minor = v.next_minor, tier_id = v.tier,
+        tier_expires_at = v.tier_expires, tier_recheck_at = v.recheck,
+        store_credit_balance_minor = v.store_credit, updated_at = $1
+    FROM unnest($2::uuid[], $3::uuid[], $4::int8[], $5::int8[], $6::int8[], $7::int8[],
+                $8::int8[], $9::int8[], $10::timestamptz[], $11::int8[], $12::timestamptz[],
+                $13::int8[], $14::uuid[], $15::timestamptz[], $16::timestamptz[], $17::int8[],
+                $18::int8[])
+        AS v(merchant_id, customer_id, balance, lifetime, spent, expired, pending, sequence,
+             activity, lots, next_at, next_minor, tier, tier_expires, recheck, store_credit,
+             previous)
+    WHERE b.merchant_id = v.merchant_id AND b.customer_id = v.customer_id
+      AND b.last_sequence = v.previous
+    RETURNING 1
+), entries AS (
+    INSERT INTO ledger_entries
+        (merchant_id, id, customer_id, sequence, points_minor, kind, description,
+         internal_note, visible_to_customer, apply_to_lifetime, lifetime_delta_minor,
+         balance_after_minor, expires_at, earn_rule_id, created_at)
+    SELECT e.*, $1 FROM unnest($19::uuid[], $20::uuid[], $21::uuid[], $22::int8[], $23::int8[],
+                               $24::text[], $25::text[], $26::text[], $27::bool[], $28::bool[],
+                               $29::int8[], $30::int8[], $31::timestamptz[], $32::uuid[]) AS e
+    RETURNING 1
+), new_events AS (
+    INSERT INTO events (merchant_id, id, type, subject_id, payload, created_at)
+    SELECT v.*, $1 FROM unnest($33::uuid[], $34::uuid[], $35::text[], $36::uuid[], $37::text[])
+        AS v
+    RETURNING 1
+), stored_keys AS (
+    UPDATE idempotency_keys AS k
+    SET response_status = v.status, response_body = v.body
+    FROM unnest($38::uuid[], $39::text[], $40::int4[], $41::text[])
+        AS v(merchant_id, key, status, body)
+    WHERE k.merchant_id = v.merchant_id AND k.key = v.key
+    RETURNING 1
+), released_keys AS (
+    DELETE FROM idempotency_keys AS k
+    USING unnest($42::uuid[], $43::text[]) AS v(merchant_id, key)
+    WHERE k.merchant_id = v.merchant_id AND k.key = v.key
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM balances) AS balances,
+       (SELECT count(*) FROM entries) AS entries,
+       (SELECT count(*) FROM new_events) AS events,
+       (SELECT count(*) FROM stored_keys) AS keys_stored,
+       (SELECT count(*) FROM released_keys) AS keys_released
+"""
+_ENTRY_COLUMNS = (
+    "merchant_id", "id", "customer_id", "sequence", "points_minor", "kind", "description",
+    "internal_note", "visible_to_customer", "apply_to_lifetime", "lifetime_delta_minor",
+    "balance_after_minor", "expires_at", "earn_rule_id",
+)  # fmt: skip
+_EVENT_COLUMNS = ("merchant_id", "id", "type", "subject_id", "payload")
+
+
+class _Statement:
+    """Numbered parameters for a generated statement: one array per column."""
+
+    def __init__(self) -> None:
+        self.arguments: list[Any] = []
+
+    def arrays(self, row_class: type[Any], names: tuple[str, ...], rows: Sequence[Any]) -> str:
+        """``unnest($n::type[], ...)`` over ``names`` of ``rows`` (attribute access)."""
+        parts = []
+        for name, kind in zip(names, kinds(row_class, names), strict=True):
+            self.arguments.append([getattr(row, name) for row in rows])
+            parts.append(f"${len(self.arguments)}::{POSTGRES_TYPES[kind]}[]")
+        return f"unnest({', '.join(parts)}) AS v({', '.join(names)})"
+
+
+def _insert(name: str, table: str, row_class: type[Any], rows: Sequence[Any], s: _Statement) -> str:
+    names = columns(row_class)
+    return (
+        f"{name} AS (INSERT INTO {table} ({', '.join(names)}) "
+        f"SELECT {', '.join('v.' + n for n in names)} FROM {s.arrays(row_class, names, rows)} "
+        "RETURNING 1)"
+    )
+
+
+def _update(
+    name: str,
+    table: str,
+    row_class: type[Any],
+    rows: Sequence[Any],
+    s: _Statement,
+    key: tuple[str, ...],
+    set_columns: tuple[str, ...],
+    guard: str = "",
+) -> str:
+    sets = ", ".join(f"{column} = v.{column}" for column in set_columns)
+    match = " AND ".join(f"t.{column} = v.{column}" for column in key)
+    return (
+        f"{name} AS (UPDATE {table} AS t SET {sets} "
+        f"FROM {s.arrays(row_class, key + set_columns, rows)} WHERE {match}{guard} RETURNING 1)"
+    )
+
+
+def _beyond_the_ledger(changes: Changes) -> tuple[str, list[Any]]:
+    """One statement for every table but balances, entries, events and keys."""
+    s = _Statement()
+    rewards = changes.customer_rewards
+    pending = changes.pending
+    orders = changes.orders
+    ctes = [
+        _insert("customer_rewards_new", "customer_rewards", CustomerRewardRow, rewards.new, s),
+        _update(
+            "customer_rewards_changed", "customer_rewards", CustomerRewardRow, rewards.changed, s,
+            ("merchant_id", "id"),
+            ("status", "order_id", "revert_transaction_id", "used_at", "reverted_at",
+             "updated_at"),
+            " AND t.status = 'active'",
+        ),
+        _insert("pending_new", "pending_credits", PendingRow, pending.new, s),
+        _update(
+            "pending_changed", "pending_credits", PendingRow, pending.changed, s,
+            ("merchant_id", "id"),
+            ("status", "points_minor", "transaction_id", "released_at", "cancelled_at"),
+            " AND t.status = 'pending'",
+        ),
+        _insert("orders_new", "orders", OrderRow, orders.new, s),
+        _update(
+            "orders_changed", "orders", OrderRow, orders.changed, s,
+            ("merchant_id", "id"),
+            ("status", "refunded_minor", "points_removed_minor", "updated_at"),
+        ),
+        _insert("refunds", "order_refunds", RefundRow, changes.refunds, s),
+        _insert("lots_new", "point_lots", LotRow, changes.lots_new, s),
+        _update(
+            "lots_changed", "point_lots", LotRow, changes.lots_changed, s,
+            ("merchant_id", "id"), ("remaining_minor",),
+        ),
+        f"lots_closed AS (DELETE FROM point_lots AS t USING "
+        f"{s.arrays(LotRow, ('merchant_id', 'id'), changes.lots_closed)} "
+        "WHERE t.merchant_id = v.merchant_id AND t.id = v.id RETURNING 1)",
+        _update(
+            "customers", "customers", LockedCustomer, changes.customers, s,
+            ("merchant_id", "customer_id"), CUSTOMER_COLUMNS,
+        ).replace("t.customer_id = v.customer_id", "t.id = v.customer_id"),
+        _insert("actions", "customer_actions", ActionRow, changes.actions, s),
+    ]  # fmt: skip
+    names = [cte.split(" AS (", 1)[0] for cte in ctes]
+    counts = ", ".join(f"(SELECT count(*) FROM {name}) AS {name}" for name in names)
+    return f"WITH {', '.join(ctes)} SELECT {counts}", s.arguments
+
+
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    out: list[list[Any]] = [[] for _ in range(width)]
+    for row in rows:
+        for column, value in zip(out, row, strict=True):
+            column.append(value)
+    return out
+
+
+def _select(row_class: type[Any], alias: str) -> str:
+    return ", ".join(f"{alias}.{column}" for column in columns(row_class))
+
+
+_REWARDS = """
+SELECT r.merchant_id, r.id, r.name, r.reward_type, r.points_cost_minor, r.reward_rule, r.active,
+       r.deleted_at IS NOT NULL AS deleted, r.code_validity_days, r.per_customer_limit
+FROM unnest($1::uuid[], $2::uuid[]) AS t(merchant_id, id)
+JOIN rewards r ON r.merchant_id = t.merchant_id AND r.id = t.id
+"""
+_REDEEMED = """
+SELECT t.merchant_id, t.customer_id, t.reward_id, count(cr.id) AS redeemed
+FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS t(merchant_id, customer_id, reward_id)
+JOIN customer_rewards cr ON cr.merchant_id = t.merchant_id AND cr.customer_id = t.customer_id
+ AND cr.reward_id = t.reward_id AND cr.status <> 'revert'
+GROUP BY t.merchant_id, t.customer_id, t.reward_id
+"""
+_CUSTOMER_REWARDS = f"""
+SELECT {_select(CustomerRewardRow, "cr")}
+FROM unnest($1::uuid[], $2::uuid[]) AS t(merchant_id, id)
+JOIN customer_rewards cr ON cr.merchant_id = t.merchant_id AND cr.id = t.id
+ORDER BY cr.merchant_id, cr.id
+FOR UPDATE OF cr
+"""
+_REWARD_CODES = f"""
+SELECT {_select(CustomerRewardRow, "cr")}
+FROM unnest($1::uuid[], $2::text[]) AS t(merchant_id, code)
+JOIN customer_rewards cr ON cr.merchant_id = t.merchant_id AND cr.discount_code = t.code
+ORDER BY cr.merchant_id, cr.id
+FOR UPDATE OF cr
+"""
+_ORDERS = f"""
+SELECT {_select(OrderRow, "o")}
+FROM unnest($1::uuid[], $2::text[]) AS t(merchant_id, order_id)
+JOIN orders o ON o.merchant_id = t.merchant_id AND o.order_id = t.order_id
+"""
+_EARN_RULES = f"""
+SELECT {_select(EarnRuleRow, "r")}
+FROM unnest($1::uuid[], $2::text[]) AS t(merchant_id, type)
+JOIN earn_rules r ON r.merchant_id = t.merchant_id AND r.type = t.type
+"""
+_ACTION_COUNTS = """
+SELECT t.merchant_id, t.customer_id, t.action, t.since, count(a.id) AS rewarded
+FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[])
+    AS t(merchant_id, customer_id, action, since)
+JOIN customer_actions a ON a.merchant_id = t.merchant_id AND a.customer_id = t.customer_id
+ AND a.action = t.action AND (t.since IS NULL OR a.created_at >= t.since)
+GROUP BY t.merchant_id, t.customer_id, t.action, t.since
+"""
+# Lots, pending credits and tiers are only ever changed by the writer under
+# their customer's balance lock, which the batch already holds: no further lock.
+_PENDING = f"""
+SELECT {_select(PendingRow, "p")}
+FROM unnest($1::uuid[], $2::uuid[]) AS t(merchant_id, id)
+JOIN pending_credits p ON p.merchant_id = t.merchant_id AND p.id = t.id
+"""
+_PENDING_OF = f"""
+SELECT {_select(PendingRow, "p")}
+FROM unnest($1::uuid[], $2::uuid[]) AS t(merchant_id, customer_id)
+JOIN pending_credits p ON p.merchant_id = t.merchant_id AND p.customer_id = t.customer_id
+ AND p.status = 'pending'
+"""
+_LOTS = f"""
+SELECT {_select(LotRow, "l")}
+FROM unnest($1::uuid[], $2::uuid[]) AS t(merchant_id, customer_id)
+JOIN point_lots l ON l.merchant_id = t.merchant_id AND l.customer_id = t.customer_id
+"""
+_TIERS = f"""
+SELECT {_select(TierRow, "t")} FROM tiers t WHERE t.merchant_id = ANY($1::uuid[])
+ORDER BY t.merchant_id, t.threshold_minor
+"""
+# The basis inside a rolling window: lifetime points earned in the last N days, or
+# money spent (net of refunds) on orders placed in them.
+_WINDOWS = {
+    "lifetime_points": """
+SELECT t.merchant_id, t.customer_id, coalesce(sum(e.lifetime_delta_minor), 0)::int8 AS total,
+       min(e.created_at) AS oldest_at
+FROM unnest($1::uuid[], $2::uuid[], $3::int4[]) AS t(merchant_id, customer_id, days)
+LEFT JOIN ledger_entries e ON e.merchant_id = t.merchant_id AND e.customer_id = t.customer_id
+ AND e.created_at > $4::timestamptz - make_interval(days => t.days)
+ AND e.lifetime_delta_minor <> 0
+GROUP BY t.merchant_id, t.customer_id
+""",
+    "amount_spent": """
+SELECT t.merchant_id, t.customer_id,
+       coalesce(sum(o.total_minor - o.refunded_minor), 0)::int8 AS total,
+       min(o.placed_at) AS oldest_at
+FROM unnest($1::uuid[], $2::uuid[], $3::int4[]) AS t(merchant_id, customer_id, days)
+LEFT JOIN orders o ON o.merchant_id = t.merchant_id AND o.customer_id = t.customer_id
+ AND o.placed_at > $4::timestamptz - make_interval(days => t.days)
+ AND o.total_minor > o.refunded_minor
+GROUP BY t.merchant_id, t.customer_id
+""",
+}
+
+
+class PostgresSession:
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self.connection = connection
+
+    async def claim_keys(
+        self, leaders: Mapping[KeyRef, str], now: datetime
+    ) -> tuple[set[KeyRef], dict[KeyRef, StoredKey]]:
+        if not leaders:
+            return set(), {}
+        merchants, keys, fingerprints = _columns(
+            [(key[0], key[1], fingerprint) for key, fingerprint in leaders.items()], 3
+        )
+        rows = await self.connection.fetch(_CLAIM_KEYS, merchants, keys, fingerprints, now)
+        claimed = {(row["merchant_id"], row["key"]) for row in rows}
+        taken = [key for key in leaders if key not in claimed]
+        stored: dict[KeyRef, StoredKey] = {}
+        if taken:
+            for row in await self.connection.fetch(_STORED_KEYS, *_columns(taken, 2)):
+                stored[(row["merchant_id"], row["key"])] = StoredKey(
+                    row["request_fingerprint"], row["response_status"], row["response_body"]
+                )
+        return claimed, stored
+
+    async def lock_customers(
+        self, by_id: set[tuple[uuid.UUID, str]], by_email: set[tuple[uuid.UUID, str]]
+    ) -> list[LockedCustomer]:
+        id_merchants, ids = _columns(list(by_id), 2)
+        email_merchants, emails = _columns(list(by_email), 2)
+        rows = await self.connection.fetch(
+            _LOCK_CUSTOMERS, id_merchants, ids, email_merchants, emails
+        )
+        return [
+            LockedCustomer(
+                merchant_id=row["merchant_id"],
+                customer_id=row["id"],
+                external_id=row["external_id"],
+                email=row["email"],
+                **{column: row[column] for column in LOCKED_COLUMNS},
+            )
+            for row in rows
+        ]
+
+    async def _rows(self, sql: str, keys: Sequence[Sequence[Any]], width: int) -> list[Any]:
+        if not keys:
+            return []
+        rows: list[Any] = await self.connection.fetch(sql, *_columns(list(keys), width))
+        return rows
+
+    async def load(self, request: Prefetch, snapshot: Snapshot, now: datetime) -> None:
+        for row in await self._rows(_REWARDS, list(request.rewards), 2):
+            snapshot.rewards.found((row["merchant_id"], row["id"]), RewardRow(**row))
+        for row in await self._rows(_REDEEMED, list(request.redeemed), 3):
+            redeemed = (row["merchant_id"], row["customer_id"], row["reward_id"])
+            snapshot.redeemed.found(redeemed, row["redeemed"])
+        for row in await self._rows(_CUSTOMER_REWARDS, sorted(request.customer_rewards), 2):
+            snapshot.customer_rewards.found(
+                (row["merchant_id"], row["id"]), CustomerRewardRow(**row)
+            )
+        for row in await self._rows(_REWARD_CODES, sorted(request.reward_codes), 2):
+            snapshot.customer_reward_found(
+                (row["merchant_id"], row["discount_code"]), CustomerRewardRow(**row)
+            )
+        for row in await self._rows(_ORDERS, list(request.orders), 2):
+            snapshot.orders.found((row["merchant_id"], row["order_id"]), OrderRow(**row))
+        for row in await self._rows(_EARN_RULES, list(request.earn_rules), 2):
+            snapshot.earn_rules.found((row["merchant_id"], row["type"]), EarnRuleRow(**row))
+        for row in await self._rows(_ACTION_COUNTS, list(request.action_counts), 4):
+            counted = (row["merchant_id"], row["customer_id"], row["action"], row["since"])
+            snapshot.action_counts.found(counted, row["rewarded"])
+        for row in await self._rows(_PENDING, list(request.pending), 2):
+            snapshot.pending_found(PendingRow(**row))
+        for row in await self._rows(_PENDING_OF, list(request.pending_of), 2):
+            snapshot.pending_found(PendingRow(**row))
+        for row in await self._rows(_LOTS, list(request.lots), 2):
+            lot = LotRow(**row, stored_remaining_minor=row["remaining_minor"])
+            lots = snapshot.lots.peek((lot.merchant_id, lot.customer_id))
+            if lots is None:
+                snapshot.lots.found((lot.merchant_id, lot.customer_id), [lot])
+            else:
+                lots.append(lot)
+        if request.tiers:
+            for row in await self.connection.fetch(_TIERS, list(request.tiers)):
+                tiers = snapshot.tiers.peek(row["merchant_id"])
+                if tiers is None:
+                    tiers = []
+                    snapshot.tiers.found(row["merchant_id"], tiers)
+                tiers.append(TierRow(**row))
+        for basis, sql in _WINDOWS.items():
+            wanted = [(m, c, days) for m, c, b, days in request.windows if b == basis]
+            if wanted:
+                for row in await self.connection.fetch(sql, *_columns(wanted, 3), now):
+                    owner = (row["merchant_id"], row["customer_id"])
+                    snapshot.windows.found(owner, WindowRow(row["total"], row["oldest_at"]))
+
+    async def write(self, changes: Changes, now: datetime) -> None:
+        balances = _columns(
+            [
+                (c.merchant_id, c.customer_id, *(getattr(c, n) for n in BALANCE_COLUMNS),
+                 c.initial_sequence)
+                for c in changes.balances
+            ],
+            len(BALANCE_COLUMNS) + 3,
+        )  # fmt: skip
+        entries = _columns(
+            [[getattr(e, c) for c in _ENTRY_COLUMNS] for e in changes.entries],
+            len(_ENTRY_COLUMNS),
+        )
+        events = _columns(
+            [[getattr(e, c) for c in _EVENT_COLUMNS] for e in changes.events],
+            len(_EVENT_COLUMNS),
+        )
+        stored = _columns(changes.keys_stored, 4)
+        released = _columns(changes.keys_released, 2)
+        row = await self.connection.fetchrow(
+            _APPLY, now, *balances, *entries, *events, *stored, *released
+        )
+        assert row is not None
+        written = dict(row)
+        if changes.beyond_the_ledger:
+            sql, arguments = _beyond_the_ledger(changes)
+            more = await self.connection.fetchrow(sql, *arguments)
+            assert more is not None
+            written.update(dict(more))
+        else:
+            written.update({name: 0 for name in changes.expected_counts() if name not in written})
+        check_counts(changes, written)
+
+
+class PostgresStore:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    @asynccontextmanager
+    async def batch(self) -> AsyncIterator[PostgresSession]:
+        async with self.database.raw_connection() as connection, connection.transaction():
+            yield PostgresSession(connection)
+
+    def is_transient(self, error: BaseException) -> bool:
+        if isinstance(error, asyncpg.exceptions.UniqueViolationError):
+            # A new discount code met an existing one: the batch is planned again with new
+            # codes (or an order met the same order_id posted for another customer: planned
+            # again, it answers order_conflict).
+            return error.constraint_name in (DISCOUNT_CODE_CONSTRAINT, ORDER_CONSTRAINT)
+        return isinstance(
+            error,
+            asyncpg.exceptions.DeadlockDetectedError | asyncpg.exceptions.SerializationError,
+        )
+
+    def is_unavailable(self, error: BaseException) -> bool:
+        return database_unavailable(error)
