@@ -27,7 +27,12 @@ from loyalty.http.observability import request_id_middleware
 from loyalty.http.options import options_middleware
 from loyalty.http.ratelimit import RateLimiter, rate_limit_middleware
 from loyalty.jobs import Scheduler, scheduler_enabled
-from loyalty.ledger.endpoints import ActionController, PendingController, TransactionController
+from loyalty.ledger.endpoints import (
+    ActionController,
+    PendingController,
+    TransactionController,
+    TransferController,
+)
 from loyalty.ledger.writer import LedgerWriter
 from loyalty.logs import configure_logging
 from loyalty.merchants.endpoints import ProgramSettingsController
@@ -151,6 +156,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         route_handlers=[
             CustomerController,
             TransactionController,
+            TransferController,
             PendingController,
             ActionController,
             RedeemableController,

@@ -15,11 +15,13 @@ from loyalty.ledger import service
 from loyalty.ledger.schemas import (
     ApprovePending,
     CreateTransaction,
+    CreateTransfer,
     PendingCreditEnvelope,
     PendingCreditPage,
     PendingReleaseEnvelope,
     TransactionEnvelope,
     TransactionPage,
+    TransferEnvelope,
 )
 
 
@@ -86,6 +88,43 @@ class TransactionController(Controller):
             return await service.list_transactions(
                 connection, caller.merchant_id, customer_ref, limit=limit, cursor=cursor
             )
+
+
+class TransferController(Controller):
+    path = "/api/v1/public/customers/transfers"
+    security = BEARER_SECURITY
+    tags = ["Transactions"]
+
+    @post(
+        "/",
+        opt={"scope": "transactions:write"},
+        status_code=201,
+        summary="Transfer points between customers",
+        description=(
+            "Moves `points` from one customer to another (merging duplicate accounts, "
+            "gifting): one debit and one credit of kind `transfer`, in one transaction, "
+            "never overdrawing (422 `insufficient_points`, nothing moved). Customers are named "
+            "by platform id or email. Lifetime points do not move unless `apply_to_lifetime`. "
+            "Send an `Idempotency-Key` header to make retries safe."
+        ),
+        responses=error_responses(404, 409, 422),
+    )
+    async def create_transfer(
+        self,
+        request: Request[Any, Any, Any],
+        caller: CurrentCaller,
+        data: JSONBody[CreateTransfer],
+    ) -> Response[TransferEnvelope]:
+        data = await strict_body(request, CreateTransfer)
+        key, fingerprint = await request_idempotency(request)
+        outcome = await service.transfer_points(
+            caller.ledger_writer,
+            caller.merchant_id,
+            data,
+            idempotency_key=key,
+            request_fingerprint=fingerprint,
+        )
+        return outcome_response(outcome.status_code, outcome.body, outcome.replayed)
 
 
 class PendingController(Controller):

@@ -171,3 +171,68 @@ class ApprovePending(msgspec.Struct, forbid_unknown_fields=True):
     """Release one pending credit now (``pending_id``), or all of the customer's."""
 
     pending_id: uuid.UUID | None = None
+
+
+class CreateTransfer(msgspec.Struct, forbid_unknown_fields=True):
+    """Move points from one customer to another (merging duplicate accounts, gifting)."""
+
+    points: Annotated[
+        float,
+        msgspec.Meta(
+            description="Points to move; positive, within the programme's decimals.",
+            examples=[250],
+        ),
+    ]
+    from_customer_id: (
+        Annotated[str, msgspec.Meta(description="The platform id of the customer debited.")] | None
+    ) = None
+    from_customer_email: (
+        Annotated[str, msgspec.Meta(description="Or the email of the customer debited.")] | None
+    ) = None
+    to_customer_id: (
+        Annotated[str, msgspec.Meta(description="The platform id of the customer credited.")] | None
+    ) = None
+    to_customer_email: (
+        Annotated[str, msgspec.Meta(description="Or the email of the customer credited.")] | None
+    ) = None
+    description: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                max_length=DESCRIPTION_CHARS_MAX,
+                description=(
+                    "Customer-facing text on both entries; default: 'Points transferred "
+                    "to/from <platform id>'."
+                ),
+            ),
+        ]
+        | None
+    ) = None
+    internal_note: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                max_length=INTERNAL_NOTE_CHARS_MAX, description="Staff-only note, never shown."
+            ),
+        ]
+        | None
+    ) = None
+    apply_to_lifetime: Annotated[
+        bool,
+        msgspec.Meta(
+            description=(
+                "Move lifetime points too (the debited customer's lifetime goes down, the "
+                "credited one's up). Default false: a transfer is not earning."
+            )
+        ),
+    ] = False
+
+
+class Transfer(msgspec.Struct, frozen=True):
+    transfer_id: uuid.UUID
+    from_: Transaction = msgspec.field(name="from")
+    to: Transaction = msgspec.field(name="to")
+
+
+class TransferEnvelope(msgspec.Struct, frozen=True):
+    data: Transfer

@@ -31,8 +31,10 @@ from loyalty.ledger.operations.actions import RewardAction
 from loyalty.ledger.operations.adjust import Adjust
 from loyalty.ledger.operations.holds import Cancel, Hold, PendingCreditNotFoundError, Release
 from loyalty.ledger.operations.maintenance import Maintain
+from loyalty.ledger.operations.transfers import TransferPoints
 from loyalty.ledger.schemas import (
     CreateTransaction,
+    CreateTransfer,
     PendingCreditPage,
     Transaction,
     TransactionPage,
@@ -340,3 +342,61 @@ async def reward_action(
         request_fingerprint=request_fingerprint,
     )
     return await move_points(writer, movement)
+
+
+def _body_ref(customer_id: str | None, email: str | None, side: str) -> CustomerRef:
+    """One side of a transfer: exactly one of ``<side>_customer_id`` / ``_email``."""
+    if (customer_id is None) == (email is None):
+        raise ValidationFailedError.for_field(
+            f"{side}_customer_id",
+            f"give exactly one of {side}_customer_id or {side}_customer_email",
+        )
+    if customer_id is not None:
+        return CustomerRef(
+            customer_id=customers_service.normalise_external_id(customer_id, f"{side}_customer_id")
+        )
+    assert email is not None
+    return CustomerRef(
+        customer_email=customers_service.normalise_email(email, f"{side}_customer_email")
+    )
+
+
+async def transfer_points(
+    writer: LedgerWriter,
+    merchant_id: uuid.UUID,
+    data: CreateTransfer,
+    *,
+    idempotency_key: str | None,
+    request_fingerprint: str,
+) -> Outcome:
+    """Move points from one customer to another in one transaction."""
+    points_minor = parse_field(data.points, MAXIMUM_DECIMALS, "points")
+    if points_minor <= 0:
+        raise ValidationFailedError.for_field("points", "must be greater than zero")
+    source = _body_ref(data.from_customer_id, data.from_customer_email, "from")
+    target = _body_ref(data.to_customer_id, data.to_customer_email, "to")
+    if source == target:
+        raise ValidationFailedError.for_field(
+            "to_customer_id", "must name another customer than the one debited"
+        )
+    for field, text in (("description", data.description), ("internal_note", data.internal_note)):
+        check_characters(text, field)
+    check_length(data.description, "description", DESCRIPTION_CHARS_MAX)
+    check_length(data.internal_note, "internal_note", INTERNAL_NOTE_CHARS_MAX)
+    operation = TransferPoints(
+        source=source,
+        target=target,
+        points_minor=points_minor,
+        description=clean_text(data.description),
+        internal_note=clean_note(data.internal_note),
+        apply_to_lifetime=data.apply_to_lifetime,
+    )
+    return await move_points(
+        writer,
+        Movement(
+            merchant_id=merchant_id,
+            operation=operation,
+            idempotency_key=idempotency_key,
+            request_fingerprint=request_fingerprint,
+        ),
+    )
