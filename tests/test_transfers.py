@@ -46,7 +46,8 @@ async def test_a_transfer_is_one_debit_and_one_credit(tenant: Tenant, unique_id:
     assert debit["description"] == f"Points transferred to {target}"
     assert credit["description"] == f"Points transferred from {source}"
     assert (debit["points_balance"], credit["points_balance"]) == (70, 30)
-    assert debit["apply_to_lifetime"] is False and credit["apply_to_lifetime"] is False
+    assert debit["apply_to_lifetime"] is False
+    assert credit["apply_to_lifetime"] is False
     a, b = await tenant.customer(source), await tenant.customer(target)
     assert (a["points_balance"], b["points_balance"]) == (70, 30)
     # A transfer is not earning: lifetime stays with the customer who earned the points.
