@@ -13,8 +13,8 @@ from litestar.types import ExceptionHandlersMap
 
 from loyalty.compat.surfaces import Surface, error_body, surface_of
 from loyalty.db.engine import is_unavailable
+from loyalty.decoding import field_named
 from loyalty.errors import InvalidJSONError, LoyaltyError, UnauthorizedError
-from loyalty.http.body import field_named
 from loyalty.http.writes import REPLAYED_HEADER
 from loyalty.ledger.engine.protocol import Outcome
 

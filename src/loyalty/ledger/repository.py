@@ -1,11 +1,13 @@
-"""Ledger reads. Writes are the batching writer's (``store_postgres``, ``store_sqlite``)."""
+"""Ledger reads. Writes are the batching writer's (``loyalty.ledger.storage``)."""
 
 from __future__ import annotations
 
+import calendar
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.db.tables import customers, ledger_entries, pending_credits
@@ -66,3 +68,106 @@ async def pending_owner(
     )
     found: str | None = (await connection.execute(statement)).scalar_one_or_none()
     return found
+
+
+# The scheduler's work: customers with something due, a bounded page at a time.
+_DUE = {
+    "pending_released": """
+        SELECT DISTINCT p.merchant_id, c.external_id FROM pending_credits p
+        JOIN customers c ON c.merchant_id = p.merchant_id AND c.id = p.customer_id
+        WHERE p.status = 'pending' AND p.available_at <= :now
+        LIMIT :limit""",
+    "lots_expired": """
+        SELECT DISTINCT l.merchant_id, c.external_id FROM point_lots l
+        JOIN customers c ON c.merchant_id = l.merchant_id AND c.id = l.customer_id
+        WHERE l.expires_at <= :now
+        LIMIT :limit""",
+    "tiers_rechecked": """
+        SELECT b.merchant_id, c.external_id FROM customer_balances b
+        JOIN customers c ON c.merchant_id = b.merchant_id AND c.id = b.customer_id
+        WHERE b.tier_recheck_at <= :now
+        LIMIT :limit""",
+}
+# Whole balances idle for the programme's days (counted from the policy change at
+# the earliest); the writer re-checks each one exactly.
+_INACTIVE = {
+    "postgresql": """
+        SELECT b.merchant_id, c.external_id FROM program_settings s
+        JOIN customer_balances b ON b.merchant_id = s.merchant_id
+        JOIN customers c ON c.merchant_id = b.merchant_id AND c.id = b.customer_id
+        WHERE s.expiry_policy = 'inactivity' AND b.points_balance_minor > 0
+          AND s.expiry_changed_at
+              <= CAST(:now AS timestamptz) - make_interval(days => s.expiry_days)
+          AND (b.last_activity_at IS NULL OR b.last_activity_at
+               <= CAST(:now AS timestamptz) - make_interval(days => s.expiry_days))
+        LIMIT :limit""",
+    "sqlite": """
+        SELECT b.merchant_id, c.external_id FROM program_settings s
+        JOIN customer_balances b ON b.merchant_id = s.merchant_id
+        JOIN customers c ON c.merchant_id = b.merchant_id AND c.id = b.customer_id
+        WHERE s.expiry_policy = 'inactivity' AND b.points_balance_minor > 0
+          AND s.expiry_changed_at <= datetime(:now, '-' || s.expiry_days || ' days')
+          AND (b.last_activity_at IS NULL
+               OR b.last_activity_at <= datetime(:now, '-' || s.expiry_days || ' days'))
+        LIMIT :limit""",
+}
+
+
+# Active customers whose birthday (UTC) is today, not yet rewarded this year, of
+# programmes with an active birthday rule (29 February is celebrated on the 28th in
+# other years). The writer counts this year's birthday rewards under the lock.
+_BIRTHDAYS = """
+    SELECT c.merchant_id, c.external_id FROM earn_rules r
+    JOIN customers c ON c.merchant_id = r.merchant_id
+    WHERE r.type = 'birthday' AND r.active AND c.status = 'active'
+      AND c.date_of_birth IS NOT NULL AND {month_day} IN (:today, :also_today)
+      AND NOT EXISTS (
+          SELECT 1 FROM customer_actions a
+          WHERE a.merchant_id = c.merchant_id AND a.customer_id = c.id
+            AND a.action = 'birthday' AND a.created_at >= {year_start})
+    LIMIT :limit"""
+
+
+def _moment(sqlite: bool, value: datetime) -> object:
+    if sqlite:
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    return value
+
+
+def _birthday_query(sqlite: bool, now: datetime) -> tuple[str, dict[str, object]]:
+    today = now.astimezone(UTC).date()
+    also = today.strftime("%m-%d")
+    if today.month == 2 and today.day == 28 and not calendar.isleap(today.year):
+        also = "02-29"
+    sql = _BIRTHDAYS.format(
+        month_day="strftime('%m-%d', c.date_of_birth)"
+        if sqlite
+        else "to_char(c.date_of_birth, 'MM-DD')",
+        year_start=":year_start" if sqlite else "CAST(:year_start AS timestamptz)",
+    )
+    year_start = datetime(today.year, 1, 1, tzinfo=UTC)
+    return sql, {
+        "today": today.strftime("%m-%d"),
+        "also_today": also,
+        "year_start": _moment(sqlite, year_start),
+    }
+
+
+DUE_WORK = (*_DUE, "inactive_expired")
+
+
+async def due_customers(
+    connection: AsyncConnection, job: str, now: datetime, *, sqlite: bool, limit: int
+) -> list[tuple[object, str]]:
+    """(merchant_id, platform id) of up to ``limit`` customers ``job`` has work for."""
+    if job == "birthdays_rewarded":
+        sql, parameters = _birthday_query(sqlite, now)
+    else:
+        sql = (
+            _INACTIVE["sqlite" if sqlite else "postgresql"]
+            if job == "inactive_expired"
+            else _DUE[job]
+        )
+        parameters = {"now": _moment(sqlite, now)}
+    result = await connection.execute(text(sql), {**parameters, "limit": limit})
+    return [(row[0], row[1]) for row in result]

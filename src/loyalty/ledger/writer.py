@@ -23,8 +23,8 @@ from loyalty.db.engine import Database
 from loyalty.db.types import utc_now
 from loyalty.ids import new_id
 from loyalty.ledger.engine.queue import GroupCommitQueue
+from loyalty.ledger.engine.store import BatchStore
 from loyalty.ledger.storage.postgres import PostgresStore
-from loyalty.ledger.storage.protocol import BatchStore
 from loyalty.ledger.storage.sqlite import SqliteStore
 from loyalty.rewards.codes import generate_code
 

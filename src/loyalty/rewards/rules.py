@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 import msgspec
 
+from loyalty.decoding import validation_error
 from loyalty.errors import ValidationFailedError
-from loyalty.http.body import validation_error
 from loyalty.points import MAXIMUM_DECIMALS, PointsFormatError, parse_points
 
 Positive = Annotated[float, msgspec.Meta(gt=0, le=1_000_000_000)]

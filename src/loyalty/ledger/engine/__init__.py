@@ -2,5 +2,5 @@
 
 It knows no operation kind and no database: kinds implement
 ``protocol.Operation`` (``loyalty.ledger.operations``), databases implement
-``loyalty.ledger.storage.protocol.BatchStore``.
+``loyalty.ledger.engine.store.BatchStore``.
 """

@@ -17,9 +17,9 @@ from loyalty.errors import invariant
 from loyalty.ledger.engine.planner import key_leaders, plan_batch
 from loyalty.ledger.engine.protocol import Movement, Outcome
 from loyalty.ledger.engine.rows import LockedCustomer
+from loyalty.ledger.engine.store import BatchSession
 from loyalty.ledger.engine.tables import Prefetch, Snapshot
 from loyalty.ledger.engine.tx import BatchTx
-from loyalty.ledger.storage.protocol import BatchSession
 
 # Rounds of reading before deciding (a refund reads its order, then the order's hold).
 PREFETCH_ROUNDS_MAX = 4

@@ -33,7 +33,7 @@ from loyalty.errors import ServiceUnavailableError
 from loyalty.ledger.engine.batch import run_batch
 from loyalty.ledger.engine.planner import error_outcome
 from loyalty.ledger.engine.protocol import Movement, Outcome
-from loyalty.ledger.storage.protocol import BatchStore
+from loyalty.ledger.engine.store import BatchStore
 
 log = structlog.get_logger(__name__)
 

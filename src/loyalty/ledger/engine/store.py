@@ -1,4 +1,5 @@
-"""The boundary between the ledger engine and a database: ``BatchStore``.
+"""The boundary between the ledger engine and a database: ``BatchStore``, implemented
+in ``loyalty.ledger.storage``.
 
 A store opens one transaction per batch (``BatchStore.batch``) and, inside it,
 claims idempotency keys, locks customers, reads the rows the operations asked
