@@ -18,7 +18,7 @@ from loyalty.auth.scopes import ALL_SCOPES
 from loyalty.auth.tokens import hash_token
 from loyalty.db.tables import api_keys
 from loyalty.db.types import utc_now
-from tests.conftest import Tenant
+from tests.support.tenant import Tenant
 
 CUSTOMERS = "/api/v1/public/customers"
 TRANSACTIONS = "/api/v1/public/customers/transactions"

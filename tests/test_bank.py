@@ -16,8 +16,8 @@ import itertools
 import random
 from typing import Any
 
-from tests.conftest import Tenant
-from tests.test_concurrency import check_ledger_invariants
+from tests.support.ledger import check_ledger_invariants
+from tests.support.tenant import Tenant
 
 CUSTOMERS = 100
 WRITERS = 16

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from loyalty.auth.scopes import ALL_SCOPES
 from loyalty.cli import app
 from loyalty.db.tables import customer_rewards
-from tests.conftest import Tenant
+from tests.support.tenant import Tenant
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Tenant
-from tests.test_rewards_catalogue import FIVE_OFF, create
+from tests.support.rewards import FIVE_OFF, create
+from tests.support.tenant import Tenant
 
 BASE = "/api/external"
 PROFILE_FIELDS = {

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Tenant
+from tests.support.tenant import Tenant
 
 ENVELOPE_FIELDS = {
     "Result", "Code", "CodeName", "Severity", "HasWarning", "HasError", "ErrorMessage",

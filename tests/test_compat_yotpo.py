@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.auth import service as auth_service
-from tests.conftest import Tenant
+from tests.support.tenant import Tenant
 
 ADJUST = "/api/v2/points/adjust"
 

@@ -7,9 +7,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Tenant, event_types
-from tests.test_redemption import funded, redeem
-from tests.test_rewards_catalogue import FIVE_OFF, create
+from tests.support.rewards import FIVE_OFF, create, funded, redeem
+from tests.support.tenant import Tenant, event_types
 
 STATUS = "/api/v1/public/customers/status"
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Tenant, event_types
-from tests.test_transactions import ledger_count
+from tests.support.ledger import ledger_count
+from tests.support.tenant import Tenant, event_types
 
 CUSTOMERS = "/api/v1/public/customers"
 BALANCE_FIELDS = (

@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from loyalty.db.engine import Database, is_unavailable
-from tests.conftest import Tenant
+from tests.support.tenant import Tenant
 
 
 async def _fail_inside(database: Database) -> asyncpg.Connection:

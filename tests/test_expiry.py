@@ -18,7 +18,8 @@ from loyalty.db.types import utc_now
 from loyalty.ledger.maintenance import run_maintenance
 from loyalty.ledger.writer import LedgerWriter
 from loyalty.settings import Settings
-from tests.conftest import Clock, Tenant, event_types
+from tests.support.clock import Clock
+from tests.support.tenant import Tenant, event_types
 
 SETTINGS = "/api/v1/settings/program"
 PREVIEW = "/api/v1/settings/program/preview"

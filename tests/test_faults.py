@@ -36,8 +36,8 @@ import httpx
 import pytest
 from benchmarks.__main__ import free_port
 
-from tests.conftest import POSTGRES_ADMIN_URL, _postgres_admin, postgres_url_for
-from tests.test_server import cli_json
+from tests.support.postgres import POSTGRES_ADMIN_URL, postgres_admin, postgres_url_for
+from tests.support.server import cli_json
 
 pytestmark = pytest.mark.faults
 
@@ -163,12 +163,12 @@ async def wait_postgres() -> None:
 @pytest.fixture
 async def fault_database() -> AsyncIterator[str]:
     name = f"loyalty_faults_{uuid.uuid4().hex[:10]}"
-    await _postgres_admin(f'CREATE DATABASE "{name}"')
+    await postgres_admin(f'CREATE DATABASE "{name}"')
     try:
         yield postgres_url_for(name)
     finally:
         await wait_postgres()
-        await _postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def test_crashes_and_outages_lose_nothing(fault_database: str, tmp_path: Path) -> None:

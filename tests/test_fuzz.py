@@ -16,9 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.test_server import cli_json, fresh_database_url, running_server
-
-__all__ = ["fresh_database_url"]
+from tests.support.server import cli_json, running_server
 
 EXAMPLES_PER_OPERATION = 40
 SEED = "20261122"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import Tenant
-from tests.test_transactions import TRANSACTIONS, ledger_count
+from tests.support.ledger import TRANSACTIONS, ledger_count
+from tests.support.tenant import Tenant
 
 CUSTOMERS = "/api/v1/public/customers"
 JSON = {"Content-Type": "application/json"}

@@ -14,8 +14,8 @@ from loyalty.db.tables import idempotency_keys
 from loyalty.db.types import utc_now
 from loyalty.idempotency import repository
 from loyalty.idempotency import service as idempotency_service
-from tests.conftest import Tenant
-from tests.test_transactions import TRANSACTIONS, ledger_count
+from tests.support.ledger import TRANSACTIONS, ledger_count
+from tests.support.tenant import Tenant
 
 
 async def post_with_key(

@@ -15,9 +15,8 @@ from loyalty.db.engine import Database
 from loyalty.db.tables import customer_rewards
 from loyalty.jobs import Scheduler, scheduler_enabled
 from loyalty.settings import Settings
-from tests.conftest import Tenant
-from tests.test_redemption import CUSTOMER_REWARDS, funded, redeem
-from tests.test_rewards_catalogue import FIVE_OFF, create
+from tests.support.rewards import CUSTOMER_REWARDS, FIVE_OFF, create, funded, redeem
+from tests.support.tenant import Tenant
 
 
 async def test_the_scheduler_expires_codes_while_the_api_runs(

@@ -33,9 +33,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from tests.test_server import cli_json, fresh_database_url, running_server
-
-__all__ = ["fresh_database_url"]
+from tests.support.server import cli_json, running_server
 
 TRANSACTIONS = "/api/v1/public/customers/transactions"
 CUSTOMER_REWARDS = "/api/v1/public/customers/rewards"

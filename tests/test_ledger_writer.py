@@ -21,8 +21,8 @@ from loyalty.db.engine import Database
 from loyalty.ledger.batch import Movement, Outcome
 from loyalty.ledger.writer import LedgerWriter
 from loyalty.merchants import repository as merchants_repository
-from tests.conftest import Tenant
-from tests.test_concurrency import check_ledger_invariants
+from tests.support.ledger import check_ledger_invariants
+from tests.support.tenant import Tenant
 
 BATCH_WAIT_MS = 100
 

@@ -41,9 +41,7 @@ from loyalty.app import create_app
 from loyalty.db.types import set_clock_offset
 from loyalty.jobs import run_due_jobs
 from loyalty.settings import Settings
-from tests.test_server import cli_json, fresh_database_url
-
-__all__ = ["fresh_database_url"]
+from tests.support.server import cli_json
 
 TRANSACTIONS = "/api/v1/public/customers/transactions"
 PENDING = "/api/v1/public/customers/pending"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import Tenant
+from tests.support.tenant import Tenant
 
 ENDPOINTS = {
     ("/api/v1/public/customers", "post"): {"200", "201", "400", "401", "403", "409", "422"},

@@ -10,9 +10,8 @@ import httpx
 import pytest
 
 from loyalty.db.types import utc_now
-from tests.conftest import Tenant, event_types
-from tests.test_redemption import funded, redeem
-from tests.test_rewards_catalogue import FIVE_OFF, create
+from tests.support.rewards import FIVE_OFF, create, funded, redeem
+from tests.support.tenant import Tenant, event_types
 
 RULES = "/api/v1/earn-rules"
 ORDERS = "/api/v1/public/orders"

@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from loyalty.jobs import JobsRun
-from tests.conftest import Clock, Tenant, event_types
+from tests.support.clock import Clock
+from tests.support.tenant import Tenant, event_types
 
 TRANSACTIONS = "/api/v1/public/customers/transactions"
 PENDING = "/api/v1/public/customers/pending"

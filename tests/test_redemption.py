@@ -16,29 +16,24 @@ from loyalty.ledger import redemptions
 from loyalty.rewards import codes
 from loyalty.rewards import service as rewards_service
 from loyalty.rewards.codes import ALPHABET
-from tests.conftest import Tenant, event_types
-from tests.test_rewards_catalogue import FIVE_OFF, REDEEMABLE, REWARDS, TEN_PERCENT, create
+from tests.support.rewards import (
+    CUSTOMER_REWARDS,
+    FIVE_OFF,
+    REDEEM,
+    REDEEMABLE,
+    REWARDS,
+    TEN_PERCENT,
+    create,
+    funded,
+    redeem,
+)
+from tests.support.tenant import Tenant, event_types
 
-CUSTOMER_REWARDS = "/api/v1/public/customers/rewards"
-REDEEM = f"{CUSTOMER_REWARDS}/redeem"
 SEED_CUSTOMER_REWARD_FIELDS = {
     "id", "reward_type", "status", "discount_code", "points_used", "expires_at", "used_at",
     "created_at",
 }  # fmt: skip
 CODE = re.compile(rf"^TESTSH-[{ALPHABET}]{{4}}-[{ALPHABET}]{{4}}$")
-
-
-async def redeem(tenant: Tenant, customer_id: str, reward_id: str, **kwargs: Any) -> httpx.Response:
-    return await tenant.post(
-        REDEEM, params={"customer_id": customer_id}, json={"reward_id": reward_id}, **kwargs
-    )
-
-
-async def funded(tenant: Tenant, customer_id: str, points: int) -> None:
-    await tenant.enrol(customer_id)
-    if points:
-        response = await tenant.adjust(customer_id, points)
-        assert response.status_code == 201, response.text
 
 
 async def customer_reward_count(tenant: Tenant) -> int:

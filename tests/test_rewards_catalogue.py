@@ -13,31 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.db.tables import events
 from loyalty.merchants import repository as merchants_repository
-from tests.conftest import Tenant
-
-REWARDS = "/api/v1/rewards"
-REDEEMABLE = "/api/v1/public/customers/rewards/redeemable"
-FIVE_OFF = {
-    "name": "$5 off your next order",
-    "description": "Redeem 500 points for a $5 discount.",
-    "reward_type": "fixed_discount",
-    "points_cost": 500,
-    "reward_rule": {"discount_value": 5},
-}
-TEN_PERCENT = {
-    "name": "10% off your next order",
-    "description": "Redeem 1000 points for 10% off.",
-    "reward_type": "percentage_discount",
-    "points_cost": 1000,
-    "reward_rule": {"points_required": 1000, "discount_percentage": 10},
-}
-
-
-async def create(tenant: Tenant, body: dict[str, Any]) -> dict[str, Any]:
-    response = await tenant.post(REWARDS, json=body)
-    assert response.status_code == 201, response.text
-    data: dict[str, Any] = response.json()["data"]
-    return data
+from tests.support.rewards import FIVE_OFF, REDEEMABLE, REWARDS, TEN_PERCENT, create
+from tests.support.tenant import Tenant
 
 
 async def test_create_every_type(tenant: Tenant) -> None:

@@ -7,72 +7,14 @@ correctness across processes (``--workers 2``, 64 clients on one customer).
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import subprocess
-import sys
-import uuid
-from collections.abc import AsyncIterator
-from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from benchmarks.__main__ import server
 
-from tests.conftest import _postgres_admin, postgres_url_for
+from tests.support.server import cli_json, running_server
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A database that does not exist yet (SQLite) or is empty (Postgres)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'fresh.db'}"
-        return
-    name = f"loyalty_e2e_{uuid.uuid4().hex[:12]}"
-    await _postgres_admin(f'CREATE DATABASE "{name}"')
-    try:
-        yield postgres_url_for(name)
-    finally:
-        await _postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def environment(database_url: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "LOYALTY_DATABASE_URL": database_url,
-        "LOYALTY_LOG_LEVEL": "warning",
-        # Tests of the rate limits give their keys limits of their own.
-        "LOYALTY_RATE_LIMIT_DEFAULT": "1000000/minute",
-    }
-
-
-def cli_json(database_url: str, *args: str) -> dict[str, Any]:
-    completed = subprocess.run(
-        [sys.executable, "-m", "loyalty", *args, "--json"],
-        env=environment(database_url),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr + completed.stdout
-    parsed: dict[str, Any] = json.loads(completed.stdout)
-    return parsed
-
-
-def running_server(
-    database_url: str,
-    cwd: Path,
-    workers: int = 1,
-    log_level: str = "warning",
-    extra_environment: dict[str, str] | None = None,
-) -> AbstractContextManager[str]:
-    """A ``loyalty serve`` process, ready, stopped (with its workers) on exit."""
-    return server(database_url, workers, cwd, log_level, extra_environment)
 
 
 async def test_readme_path_seed_000(fresh_database_url: str, tmp_path: Path) -> None:

@@ -14,9 +14,9 @@ from sqlalchemy import select
 
 from loyalty.db.tables import events
 from loyalty.jobs import JobsRun
-from tests.conftest import Clock, Tenant, event_types
-from tests.test_redemption import redeem
-from tests.test_rewards_catalogue import FIVE_OFF, create
+from tests.support.clock import Clock
+from tests.support.rewards import FIVE_OFF, create, redeem
+from tests.support.tenant import Tenant, event_types
 
 TIERS = "/api/v1/tiers"
 SETTINGS = "/api/v1/settings/program"

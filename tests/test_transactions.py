@@ -10,22 +10,11 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from loyalty.db.tables import events, ledger_entries
+from loyalty.db.tables import events
 from loyalty.db.types import utc_now
 from loyalty.merchants import repository as merchants_repository
-from tests.conftest import Tenant
-
-TRANSACTIONS = "/api/v1/public/customers/transactions"
-
-
-async def ledger_count(tenant: Tenant) -> int:
-    async with tenant.database.read() as connection:
-        count = (
-            await connection.execute(
-                select(func.count()).where(ledger_entries.c.merchant_id == tenant.merchant_id)
-            )
-        ).scalar_one()
-    return int(count)
+from tests.support.ledger import TRANSACTIONS, ledger_count
+from tests.support.tenant import Tenant
 
 
 async def test_seed_000_credit(tenant: Tenant) -> None:
