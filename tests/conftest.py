@@ -66,8 +66,10 @@ async def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> 
 
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
-    # Jobs run when a test runs them (tests/test_jobs.py tests the scheduler itself).
-    # Limits are tested with keys of their own (tests/test_rate_limits.py).
+    # Jobs run when a test runs them (tests/integration/jobs/test_jobs.py tests the
+    # scheduler itself). Limits are tested with keys of their own
+    # (tests/integration/http/test_rate_limits.py and
+    # tests/system/test_rate_limits_across_processes.py).
     return Settings(
         database_url=database_url,
         database_pool_size=20,
