@@ -1,0 +1,233 @@
+"""The batching ledger writer, driven directly (both databases).
+
+A writer with a long batch wait makes movements submitted together land in
+one batch, so each test states exactly which movements shared a transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import pytest
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from loyalty.customers.refs import CustomerRef
+from loyalty.db.engine import Database
+from loyalty.ledger.engine.protocol import Movement, Outcome
+from loyalty.ledger.operations.adjust import Adjust
+from loyalty.ledger.writer import LedgerWriter
+from loyalty.merchants import repository as merchants_repository
+from tests.support.ledger import check_ledger_invariants
+from tests.support.tenant import Tenant
+
+BATCH_WAIT_MS = 100
+
+
+@pytest.fixture
+async def writer(database: Database) -> AsyncIterator[LedgerWriter]:
+    writer = LedgerWriter(database, batch_wait_ms_max=BATCH_WAIT_MS)
+    await writer.start()
+    yield writer
+    await writer.stop()
+
+
+def movement(
+    tenant: Tenant,
+    customer_id: str,
+    points: int,
+    *,
+    key: str | None = None,
+    fingerprint: str = "f",
+    description: str | None = None,
+    points_minor: int | None = None,
+) -> Movement:
+    return Movement(
+        merchant_id=tenant.merchant_id,
+        operation=Adjust(
+            customer=CustomerRef(customer_id=customer_id),
+            points_minor=points * 100 if points_minor is None else points_minor,
+            kind="adjustment",
+            description=description,
+            apply_to_lifetime=points > 0,
+        ),
+        idempotency_key=key,
+        request_fingerprint=fingerprint,
+    )
+
+
+async def submit_together(writer: LedgerWriter, movements: list[Movement]) -> list[Outcome]:
+    """Submit in this order, all before the batch closes; wait for every outcome."""
+    batches_before = writer.batches_committed
+    tasks = [asyncio.create_task(writer.submit(item)) for item in movements]
+    outcomes = await asyncio.gather(*tasks)
+    assert writer.batches_committed == batches_before + 1, "expected exactly one batch"
+    return list(outcomes)
+
+
+def body(outcome: Outcome) -> dict[str, Any]:
+    decoded: dict[str, Any] = msgspec.json.decode(outcome.body)
+    return decoded
+
+
+async def test_each_movement_is_decided_alone_in_a_batch(
+    writer: LedgerWriter, tenant: Tenant, unique_id: str
+) -> None:
+    await tenant.enrol(unique_id)
+    await tenant.adjust(unique_id, 10)
+    outcomes = await submit_together(
+        writer,
+        [
+            movement(tenant, unique_id, 5),
+            movement(tenant, unique_id, -20),  # 15 available: refused alone
+            movement(tenant, unique_id, -15),  # exactly the balance
+            movement(tenant, unique_id, -1),  # nothing left
+            movement(tenant, "nobody-" + unique_id, 3),  # unknown customer
+            movement(tenant, unique_id, 7),
+        ],
+    )
+    assert [outcome.status_code for outcome in outcomes] == [201, 422, 201, 422, 404, 201]
+    assert body(outcomes[1])["error"]["details"] == {"points_balance": 15, "points_requested": 20}
+    assert body(outcomes[4])["error"]["code"] == "customer_not_found"
+    assert [body(o)["data"]["points_balance"] for o in outcomes if o.status_code == 201] == [
+        15,
+        0,
+        7,
+    ]
+    balance_minor, entries = await check_ledger_invariants(tenant, unique_id)
+    assert (balance_minor, entries) == (700, 4)
+
+
+async def test_duplicate_keys_inside_one_batch(
+    writer: LedgerWriter, tenant: Tenant, unique_id: str
+) -> None:
+    await tenant.enrol(unique_id)
+    outcomes = await submit_together(
+        writer,
+        [
+            movement(tenant, unique_id, 10, key="k1", fingerprint="a"),
+            movement(tenant, unique_id, 10, key="k1", fingerprint="a"),
+            movement(tenant, unique_id, 99, key="k1", fingerprint="b"),  # other request
+            movement(tenant, unique_id, 10, key="k1", fingerprint="a"),
+            movement(tenant, unique_id, 1, key="k2", fingerprint="a"),
+        ],
+    )
+    assert [o.status_code for o in outcomes] == [201, 201, 422, 201, 201]
+    assert [o.replayed for o in outcomes] == [False, True, False, True, False]
+    assert outcomes[0].body == outcomes[1].body == outcomes[3].body
+    assert body(outcomes[2])["error"]["code"] == "idempotency_key_reused"
+    assert await check_ledger_invariants(tenant, unique_id) == (1100, 2)
+
+
+async def test_duplicate_keys_across_batches(
+    writer: LedgerWriter, tenant: Tenant, unique_id: str
+) -> None:
+    await tenant.enrol(unique_id)
+    first = await submit_together(writer, [movement(tenant, unique_id, -5, key="debit")])
+    assert first[0].status_code == 422  # nothing to debit yet: stored and replayed
+    await submit_together(writer, [movement(tenant, unique_id, 50, key="credit")])
+    again = await submit_together(
+        writer,
+        [
+            movement(tenant, unique_id, -5, key="debit"),
+            movement(tenant, unique_id, 50, key="credit"),
+            movement(tenant, unique_id, 50, key="credit", fingerprint="other"),
+        ],
+    )
+    assert [(o.status_code, o.replayed) for o in again] == [(422, True), (201, True), (422, False)]
+    assert again[0].body == first[0].body
+    assert await check_ledger_invariants(tenant, unique_id) == (5000, 1)
+
+
+async def test_order_per_customer_is_arrival_order(
+    writer: LedgerWriter, tenant: Tenant, unique_id: str
+) -> None:
+    await tenant.enrol(unique_id)
+    await submit_together(
+        writer,
+        [movement(tenant, unique_id, 1, description=f"move {n}") for n in range(1, 41)],
+    )
+    for n in range(41, 46):  # and across batches
+        await submit_together(writer, [movement(tenant, unique_id, 1, description=f"move {n}")])
+    response = await tenant.get(
+        "/api/v1/public/customers/transactions", params={"customer_id": unique_id, "limit": 100}
+    )
+    entries = response.json()["data"]
+    assert [entry["description"] for entry in reversed(entries)] == [
+        f"move {n}" for n in range(1, 46)
+    ]
+    assert [entry["sequence"] for entry in reversed(entries)] == list(range(1, 46))
+
+
+async def test_precision_refusal_releases_the_key(
+    writer: LedgerWriter, tenant: Tenant, unique_id: str
+) -> None:
+    await tenant.enrol(unique_id)
+    # 1.5 points in a programme without decimals: a validation error, not stored.
+    refused = await submit_together(
+        writer, [movement(tenant, unique_id, 1, key="k", points_minor=150)]
+    )
+    assert refused[0].status_code == 422
+    assert body(refused[0])["error"]["details"][0]["field"] == "points"
+    accepted = await submit_together(writer, [movement(tenant, unique_id, 2, key="k")])
+    assert (accepted[0].status_code, accepted[0].replayed) == (201, False)
+
+    async def allow_decimals(connection: AsyncConnection) -> None:
+        await merchants_repository.set_points_decimals(
+            connection, tenant.merchant_id, 1, datetime.now(UTC)
+        )
+
+    await tenant.database.transaction(allow_decimals)
+    fractional = await submit_together(writer, [movement(tenant, unique_id, 1, points_minor=150)])
+    assert body(fractional[0])["data"]["points"] == 1.5
+
+
+async def test_many_clients_on_one_customer(
+    writer: LedgerWriter, tenant: Tenant, unique_id: str
+) -> None:
+    await tenant.enrol(unique_id)
+    await tenant.adjust(unique_id, 100)
+    outcomes = await asyncio.gather(
+        *(writer.submit(movement(tenant, unique_id, -1)) for _ in range(128))
+    )
+    assert sorted(o.status_code for o in outcomes) == [201] * 100 + [422] * 28
+    assert await check_ledger_invariants(tenant, unique_id) == (0, 101)
+
+
+@pytest.mark.postgres_only
+async def test_a_failing_movement_does_not_sink_its_batch(
+    writer: LedgerWriter, tenant: Tenant, unique_id: str, database: Database
+) -> None:
+    if database.is_sqlite:
+        pytest.skip("SQLite does not enforce VARCHAR lengths, so this movement cannot fail")
+    await tenant.enrol(unique_id)
+    # Bypass the request validation: the database refuses a 600-character description.
+    poison = movement(tenant, unique_id, 1, description="x" * 600)
+    tasks = [
+        asyncio.create_task(writer.submit(item))
+        for item in (movement(tenant, unique_id, 3), poison, movement(tenant, unique_id, 4))
+    ]
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(results[0], Outcome)
+    assert results[0].status_code == 201
+    assert isinstance(results[1], Exception)
+    assert isinstance(results[2], Outcome)
+    assert results[2].status_code == 201
+    assert await check_ledger_invariants(tenant, unique_id) == (700, 2)
+
+
+async def test_stop_finishes_queued_movements(database: Database, tenant: Tenant) -> None:
+    customer_id = uuid.uuid4().hex[:12]
+    await tenant.enrol(customer_id)
+    writer = LedgerWriter(database, batch_wait_ms_max=BATCH_WAIT_MS)
+    await writer.start()
+    tasks = [asyncio.create_task(writer.submit(movement(tenant, customer_id, 1))) for _ in range(5)]
+    await asyncio.sleep(0)
+    await writer.stop()
+    assert [task.result().status_code for task in tasks] == [201] * 5
+    with pytest.raises(Exception, match="shutting down"):
+        await writer.submit(movement(tenant, customer_id, 1))

@@ -1,0 +1,2 @@
+"""System tests: real ``loyalty serve`` and CLI processes, fault injection, fuzzing,
+models driven over the API."""
