@@ -13,8 +13,8 @@ from loyalty.db.engine import Database
 from loyalty.ledger.engine.protocol import Movement, Outcome
 from loyalty.ledger.operations.transfers import TransferPoints
 from loyalty.ledger.writer import LedgerWriter
-from tests.conftest import Tenant, event_types
-from tests.test_concurrency import check_ledger_invariants
+from tests.support.ledger import check_ledger_invariants
+from tests.support.tenant import Tenant, event_types
 
 PATH = "/api/v1/public/customers/transfers"
 
