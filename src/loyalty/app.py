@@ -6,19 +6,16 @@ from pathlib import Path
 from typing import Any
 
 from litestar import Litestar, Request, get
+from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
+from litestar.openapi.spec import Components
 from litestar.static_files import create_static_files_router
 
 import loyalty
-from loyalty.compat.appstle import AppstleController
-from loyalty.compat.bonifiq import BonifiqController
-from loyalty.compat.yotpo import YotpoController
-from loyalty.customers.endpoints import CustomerController
+from loyalty.compat.surfaces import SURFACES
 from loyalty.db.engine import Database
-from loyalty.earning.endpoints import EarnRuleController
 from loyalty.http.auth import PUBLIC_OPT_KEY, BearerAuthMiddleware, require_scope
 from loyalty.http.dependencies import DEPENDENCIES
 from loyalty.http.errors import EXCEPTION_HANDLERS
@@ -27,19 +24,9 @@ from loyalty.http.observability import request_id_middleware
 from loyalty.http.options import options_middleware
 from loyalty.http.ratelimit import RateLimiter, rate_limit_middleware
 from loyalty.jobs import Scheduler, scheduler_enabled
-from loyalty.ledger.endpoints import (
-    ActionController,
-    PendingController,
-    TransactionController,
-    TransferController,
-)
 from loyalty.ledger.writer import LedgerWriter
 from loyalty.logs import configure_logging
-from loyalty.merchants.endpoints import ProgramSettingsController
-from loyalty.orders.endpoints import OrderController
-from loyalty.rewards.endpoints import RedeemableController, RewardController
 from loyalty.settings import Settings
-from loyalty.tiers.endpoints import TierController
 
 STATIC_DIRECTORY = Path(__file__).parent / "static"
 # Swagger UI is vendored (no CDN) so the docs work on a machine without internet.
@@ -118,32 +105,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         ],
         components=Components(
             security_schemes={
-                "BearerAuth": SecurityScheme(
-                    type="http", scheme="bearer", description="An API key: `lk_...`"
-                ),
-                "BasicAuth": SecurityScheme(
-                    type="http",
-                    scheme="basic",
-                    description="Bonifiq surface: an API key issued here as user or password.",
-                ),
-                "AppstleApiKey": SecurityScheme(
-                    type="apiKey",
-                    name="X-API-Key",
-                    security_scheme_in="header",
-                    description="Appstle surface: an API key issued here.",
-                ),
-                "YotpoGuid": SecurityScheme(
-                    type="apiKey",
-                    name="x-guid",
-                    security_scheme_in="header",
-                    description="Yotpo surface: the merchant id.",
-                ),
-                "YotpoApiKey": SecurityScheme(
-                    type="apiKey",
-                    name="x-api-key",
-                    security_scheme_in="header",
-                    description="Yotpo surface: an API key issued here, of that merchant.",
-                ),
+                name: scheme
+                for surface in SURFACES
+                for name, scheme in surface.security_schemes.items()
             }
         ),
     )
@@ -154,20 +118,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     )
     return Litestar(
         route_handlers=[
-            CustomerController,
-            TransactionController,
-            TransferController,
-            PendingController,
-            ActionController,
-            RedeemableController,
-            RewardController,
-            ProgramSettingsController,
-            TierController,
-            EarnRuleController,
-            OrderController,
-            YotpoController,
-            BonifiqController,
-            AppstleController,
+            *(controller for surface in SURFACES for controller in surface.controllers),
             healthz,
             readyz,
             openapi_json,
@@ -181,6 +132,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         middleware=[request_id_middleware, options_middleware, auth, rate_limit_middleware],
         guards=[require_scope],
         dependencies=DEPENDENCIES,
+        # Authentication, errors and rate limits serve each request as its surface.
+        state=State({"surfaces": SURFACES}),
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi,
         on_startup=[on_startup],

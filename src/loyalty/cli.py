@@ -133,37 +133,46 @@ def migrate() -> None:
 @app.command()
 def worker(
     once: Annotated[bool, typer.Option("--once", help="Run every due job once and exit.")] = False,
-    interval_seconds: Annotated[float, typer.Option(min=1.0, help="Pause between runs.")] = 60.0,
+    interval_seconds: Annotated[
+        float | None,
+        typer.Option(
+            min=1.0,
+            help="Pause between passes, and how often jobs without their own period run "
+            "(default: LOYALTY_SCHEDULER_INTERVAL_SECONDS, 60).",
+        ),
+    ] = None,
 ) -> None:
-    """Run scheduled jobs: release pending points when due, expire points (lots and
-    inactivity), recheck tiers, expire discount codes, purge idempotency records past
-    their retention. Safe to run several at once."""
+    """Run scheduled jobs, each when due: release pending points, expire points (lots and
+    inactivity), recheck tiers, reward birthdays, expire discount codes, purge idempotency
+    records past their retention. Safe to run several at once."""
     settings = _settings()
     _migrate(settings)
 
-    async def _main() -> None:
+    def report(run: jobs.JobsRun) -> None:
+        for line in run.summaries():
+            console.print(line)
+
+    async def _main() -> bool:
         database = Database(settings, pool_size=2)
         await database.start()
         writer = LedgerWriter(database)
         await writer.start()
+        scheduler = jobs.Scheduler(
+            database, settings, writer, interval_seconds or settings.scheduler_interval_seconds
+        )
         try:
-            while True:
-                run = await jobs.run_due_jobs(database, settings, writer)
-                console.print(
-                    f"released {run.pending_released} pending credit(s), expired "
-                    f"{run.points_expired:g} point(s), looked at "
-                    f"{run.customers_maintained} customer(s)"
-                )
-                console.print(f"expired {run.rewards_expired} customer reward(s)")
-                console.print(f"purged {run.idempotency_records_purged} idempotency record(s)")
-                if once:
-                    return
-                await asyncio.sleep(interval_seconds)
+            if once:
+                run = await scheduler.run_due()
+                report(run)
+                return not run.failures
+            await scheduler.run_forever(report)
+            return True
         finally:
             await writer.stop()
             await database.dispose()
 
-    asyncio.run(_main())
+    if not asyncio.run(_main()):
+        raise typer.Exit(1)
 
 
 @merchants_app.command("create")

@@ -1,60 +1,87 @@
-"""Scheduled jobs: one run of every due job, and the loop that repeats it.
+"""Scheduled jobs: every domain's declared jobs, and the loop that runs each when due.
 
-``loyalty worker`` runs the loop in its own process; on the embedded default
-(SQLite) ``loyalty serve`` also runs it in-process, so a one-process shop
-needs nothing else. Every job is idempotent and claims its rows (``FOR
-UPDATE SKIP LOCKED`` on Postgres, the write lock on SQLite), so several
-loops at once never do a piece of work twice.
+Each domain declares its jobs (``loyalty.scheduling.Job``: name, ``every``,
+``run``) next to its code; ``JOBS`` collects them. The ``Scheduler`` makes a
+pass every ``interval_seconds`` (``LOYALTY_SCHEDULER_INTERVAL_SECONDS``) and
+runs, in ``JOBS`` order, each job whose ``every`` has passed since it last
+ran (a job without ``every`` runs on every pass); a job that fails is logged
+and tried again on the next pass. ``loyalty worker`` runs the loop in its own
+process; on the embedded default (SQLite) ``loyalty serve`` also runs it
+in-process, so a one-process shop needs nothing else. Every job is idempotent
+and claims its rows (``FOR UPDATE SKIP LOCKED`` on Postgres, the write lock
+on SQLite), so several loops at once never do a piece of work twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import asdict, dataclass
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import structlog
 
 from loyalty.db.engine import Database
-from loyalty.idempotency import service as idempotency_service
+from loyalty.idempotency import jobs as idempotency_jobs
 from loyalty.ledger.maintenance import run_maintenance
 from loyalty.ledger.writer import LedgerWriter
-from loyalty.rewards import service as rewards_service
+from loyalty.rewards import jobs as rewards_jobs
+from loyalty.scheduling import Job, JobContext
 from loyalty.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 
+async def maintain_points(context: JobContext) -> Mapping[str, float]:
+    """The ledger's points work: release due holds, expire points (lots and
+    inactivity), recheck tiers, reward birthdays, through the writer."""
+    run = await run_maintenance(context.database, context.writer)
+    return {
+        "customers": run.customers,
+        "points_expired": run.points_expired,
+        "pending_released": run.pending_released,
+        "birthdays_rewarded": run.birthdays_rewarded,
+    }
+
+
+# The ledger's job, declared here beside the list (its work is the ledger's
+# public run_maintenance).
+LEDGER_JOBS = (
+    Job(
+        "points_maintenance",
+        None,
+        maintain_points,
+        summary=(
+            "released {pending_released} pending credit(s), expired {points_expired:g} "
+            "point(s), looked at {customers} customer(s)"
+        ),
+    ),
+)
+
+JOBS: tuple[Job, ...] = (*LEDGER_JOBS, *rewards_jobs.JOBS, *idempotency_jobs.JOBS)
+
+
 @dataclass(frozen=True, slots=True)
 class JobsRun:
-    rewards_expired: int
-    idempotency_records_purged: int
-    customers_maintained: int = 0
-    points_expired: float = 0
-    pending_released: int = 0
-    birthdays_rewarded: int = 0
+    """One pass of the scheduler: the counts of each job that ran, in order, and the
+    jobs that failed."""
 
+    done: tuple[tuple[Job, Mapping[str, float]], ...] = ()
+    failures: Mapping[str, Exception] = field(default_factory=dict)
 
-async def run_due_jobs(database: Database, settings: Settings, writer: LedgerWriter) -> JobsRun:
-    """Release due pending points, expire points, recheck tiers (through ``writer``),
-    expire discount codes, purge old idempotency records."""
-    points = await run_maintenance(database, writer)
-    expired = await rewards_service.expire_due_rewards(database)
-    purged = await idempotency_service.purge_expired(database, settings.idempotency_retention_days)
-    run = JobsRun(
-        rewards_expired=expired,
-        idempotency_records_purged=purged,
-        customers_maintained=points.customers,
-        points_expired=points.points_expired,
-        pending_released=points.pending_released,
-        birthdays_rewarded=points.birthdays_rewarded,
-    )
-    log.info("jobs_run", **asdict(run))
-    return run
+    def ran(self) -> list[str]:
+        return [job.name for job, _ in self.done]
+
+    def summaries(self) -> list[str]:
+        return [job.summary.format_map(counts) for job, counts in self.done if job.summary]
 
 
 class Scheduler:
-    """Runs the due jobs every ``interval_seconds`` until stopped."""
+    """Runs each job when due, a pass every ``interval_seconds``, until stopped.
+
+    ``interval_seconds`` is both the pause between passes and the ``every`` of
+    jobs that declare none. ``clock`` (monotonic seconds) is injectable for tests."""
 
     def __init__(
         self,
@@ -62,17 +89,56 @@ class Scheduler:
         settings: Settings,
         writer: LedgerWriter,
         interval_seconds: float,
+        *,
+        jobs: Sequence[Job] = JOBS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.database = database
-        self.settings = settings
-        self.writer = writer
+        self.context = JobContext(database, settings, writer)
         self.interval_seconds = interval_seconds
+        self.jobs = tuple(jobs)
+        self.clock = clock
         self.runs = 0
+        self._last_started: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
+
+    def is_due(self, job: Job, now: float) -> bool:
+        last = self._last_started.get(job.name)
+        if last is None:
+            return True
+        every = self.interval_seconds if job.every is None else job.every.total_seconds()
+        return now - last >= every
+
+    async def run_due(self) -> JobsRun:
+        """One pass: run every due job once, in order."""
+        done: list[tuple[Job, Mapping[str, float]]] = []
+        failures: dict[str, Exception] = {}
+        for job in self.jobs:
+            started = self.clock()
+            if not self.is_due(job, started):
+                continue
+            try:
+                counts = await job.run(self.context)
+            except Exception as error:  # logged; the job is due again on the next pass
+                log.exception("job_failed", job=job.name)
+                failures[job.name] = error
+                continue
+            self._last_started[job.name] = started
+            log.info("job_run", job=job.name, **counts)
+            done.append((job, counts))
+        self.runs += 1
+        return JobsRun(tuple(done), failures)
+
+    async def run_forever(self, report: Callable[[JobsRun], None] | None = None) -> None:
+        """A pass, then a pause of ``interval_seconds``, forever."""
+        while True:
+            run = await self.run_due()
+            if report is not None:
+                report(run)
+            await asyncio.sleep(self.interval_seconds)
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="scheduler")
+            self._task = asyncio.create_task(self.run_forever(), name="scheduler")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -81,14 +147,14 @@ class Scheduler:
                 await self._task
             self._task = None
 
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await run_due_jobs(self.database, self.settings, self.writer)
-                self.runs += 1
-            except Exception:  # a failed run is logged and tried again next time
-                log.exception("jobs_run_failed")
-            await asyncio.sleep(self.interval_seconds)
+
+async def run_due_jobs(database: Database, settings: Settings, writer: LedgerWriter) -> JobsRun:
+    """Run every job once (all are due on a first pass), as ``loyalty worker --once``
+    does; the first failure is raised after the others have run."""
+    run = await Scheduler(database, settings, writer, settings.scheduler_interval_seconds).run_due()
+    if run.failures:
+        raise next(iter(run.failures.values()))
+    return run
 
 
 def scheduler_enabled(settings: Settings, database: Database) -> bool:

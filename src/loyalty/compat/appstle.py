@@ -11,12 +11,14 @@ problem-details shape (``title``, ``status``, ``detail``).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import SecurityScheme
 from litestar.params import JSONBody, Parameter
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -27,11 +29,12 @@ from loyalty.customers.refs import CustomerRef
 from loyalty.customers.schemas import Customer
 from loyalty.db.tables import customer_rewards, rewards, tiers
 from loyalty.db.types import utc_now
-from loyalty.errors import NotFoundError, ValidationFailedError
+from loyalty.errors import NotFoundError, UnauthorizedError, ValidationFailedError
 from loyalty.http.body import strict_body
 from loyalty.http.dependencies import CurrentCaller
 from loyalty.http.errors import outcome_error
 from loyalty.http.openapi import error_responses
+from loyalty.http.surface import Credentials, Surface, header
 from loyalty.http.writes import REPLAYED_HEADER, request_idempotency
 from loyalty.ledger import service as ledger_service
 from loyalty.ledger.engine.protocol import Outcome
@@ -42,7 +45,15 @@ from loyalty.rewards.customer_rewards import effective_status
 from loyalty.rewards.schemas import RedeemReward
 
 NOTE_CHARS_MAX = 500
-APPSTLE_SECURITY: list[dict[str, list[str]]] = [{"AppstleApiKey": []}]
+SECURITY_SCHEMES = {
+    "AppstleApiKey": SecurityScheme(
+        type="apiKey",
+        name="X-API-Key",
+        security_scheme_in="header",
+        description="Appstle surface: an API key issued here.",
+    ),
+}
+APPSTLE_SECURITY: list[dict[str, list[str]]] = [{name: [] for name in SECURITY_SCHEMES}]
 FIELDS = {"points": "points", "description": "note"}
 # The profile's rewardedFor... flags and the earn rule types behind them.
 REWARDED_FLAGS = {
@@ -309,7 +320,7 @@ async def _profile_answer(
 ) -> Response[Any]:
     """The profile after a write, or the write's error in Appstle's shape."""
     if outcome.status_code >= 400:
-        return outcome_error(outcome, path)
+        return outcome_error(SURFACE, outcome, path)
     headers = {REPLAYED_HEADER: "true"} if outcome.replayed else {}
     return Response(content=await _profile(caller, ref), status_code=200, headers=headers)
 
@@ -406,3 +417,44 @@ async def _build_profile(
         pointsExpireAt=customer.points_expire_at,
         **flags,
     )
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def credentials(headers: Mapping[str, str], query: Mapping[str, Any]) -> Credentials:
+    token = header(headers, "x-api-key")
+    if not token:
+        raise UnauthorizedError("Send your API key in the 'X-API-Key' header.")
+    return Credentials(token)
+
+
+def error_body(status_code: int, code: str, message: str, details: Any, path: str) -> bytes:
+    """Problem details (title, status, detail), as Appstle answers."""
+    return _encoder.encode(
+        {
+            "type": "about:blank",
+            "title": code.replace("_", " ").capitalize(),
+            "status": status_code,
+            "detail": message,
+            "path": path,
+            "message": f"error.{code}",
+            "errorKey": code,
+        }
+    )
+
+
+def status(status_code: int, code: str) -> int:
+    """Appstle's validation and business failures are 400s."""
+    return 400 if status_code == 422 else status_code
+
+
+SURFACE = Surface(
+    name="appstle",
+    prefix="/api/external/",
+    credentials=credentials,
+    error_body=error_body,
+    security_schemes=SECURITY_SCHEMES,
+    controllers=(AppstleController,),
+    status=status,
+)

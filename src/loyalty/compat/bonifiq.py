@@ -13,28 +13,32 @@ nothing, even for the same request. Codes of the envelope (``Code`` /
 
 from __future__ import annotations
 
+import base64
+import binascii
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, Response, post
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import SecurityScheme
 from litestar.params import FromPath, JSONBody
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.compat.fields import renamed_fields
-from loyalty.compat.surfaces import bonifiq_envelope
 from loyalty.customers import service as customers_service
 from loyalty.customers.refs import CustomerRef
 from loyalty.customers.schemas import Customer
 from loyalty.db.tables import ledger_entries, point_lots
-from loyalty.errors import ValidationFailedError
+from loyalty.errors import UnauthorizedError, ValidationFailedError
 from loyalty.http.body import strict_body
 from loyalty.http.dependencies import CurrentCaller
 from loyalty.http.errors import error_response, outcome_error
 from loyalty.http.openapi import error_responses
+from loyalty.http.surface import Credentials, Surface, header
 from loyalty.http.writes import REPLAYED_HEADER, request_idempotency
 from loyalty.idempotency import service as idempotency
 from loyalty.ledger import service as ledger_service
@@ -43,7 +47,34 @@ from loyalty.points import format_points
 
 FIELDS = {"points": "Points", "description": "CustomerReason", "internal_note": "Reason"}
 HISTORY_ENTRIES = 20
-BONIFIQ_SECURITY: list[dict[str, list[str]]] = [{"BasicAuth": []}]
+SECURITY_SCHEMES = {
+    "BasicAuth": SecurityScheme(
+        type="http",
+        scheme="basic",
+        description="Bonifiq surface: an API key issued here as user or password.",
+    ),
+}
+BONIFIQ_SECURITY: list[dict[str, list[str]]] = [{name: [] for name in SECURITY_SCHEMES}]
+
+# Bonifiq's codes for outcomes (the two-digit `Code`, its `CodeName`).
+BONIFIQ_CODES: dict[str, tuple[str, str]] = {
+    "success": ("00", "Success"),
+    "validation_error": ("01", "InvalidRequest"),
+    "invalid_json": ("01", "InvalidRequest"),
+    "insufficient_points": ("02", "InsufficientPoints"),
+    "customer_not_found": ("03", "CustomerNotFound"),
+    "change_key_used": ("04", "ChangeKeyAlreadyUsed"),
+    "unauthorized": ("05", "Unauthorized"),
+    "insufficient_scope": ("06", "Forbidden"),
+    "rate_limited": ("07", "TooManyRequests"),
+    "balance_limit_exceeded": ("08", "BalanceLimitExceeded"),
+    "idempotency_key_reused": ("09", "IdempotencyKeyReused"),
+    "idempotency_request_in_progress": ("10", "RequestInProgress"),
+    "service_unavailable": ("98", "ServiceUnavailable"),
+}
+BONIFIQ_OTHER = ("99", "Error")
+
+_encoder = msgspec.json.Encoder()
 
 
 class ChangePoints(msgspec.Struct, rename="pascal"):
@@ -166,10 +197,14 @@ class BonifiqController(Controller):
             outcome.replayed or outcome.status_code == 409 or _code(outcome.body) in _REUSED
         ):
             return error_response(
-                409, "change_key_used", "This ChangeKey was already used.", path=request.url.path
+                SURFACE,
+                409,
+                "change_key_used",
+                "This ChangeKey was already used.",
+                path=request.url.path,
             )
         if outcome.status_code >= 400:
-            return outcome_error(outcome, request.url.path)
+            return outcome_error(SURFACE, outcome, request.url.path)
         headers = {REPLAYED_HEADER: "true"} if outcome.replayed else {}
         async with caller.database.read() as connection:
             state = await customers_service.get_customer(caller.database, caller.merchant_id, ref)
@@ -246,3 +281,66 @@ async def _result(
         ],
         name=name,
     )
+
+
+def bonifiq_envelope(
+    result: Any,
+    *,
+    code: str = "success",
+    message: str | None = None,
+    error_code: int | None = None,
+) -> dict[str, Any]:
+    """Seed 003's response envelope."""
+    number, name = BONIFIQ_CODES.get(code, BONIFIQ_OTHER)
+    failed = code != "success"
+    return {
+        "Result": result,
+        "Code": number,
+        "CodeName": name,
+        "Severity": 2 if failed else 0,
+        "HasWarning": False,
+        "HasError": failed,
+        "ErrorMessage": message if failed else None,
+        "ErrorCode": error_code,
+    }
+
+
+def credentials(headers: Mapping[str, str], query: Mapping[str, Any]) -> Credentials:
+    """HTTP Basic, the key as the user or the password (the other part may be anything)."""
+    scheme, _, encoded = header(headers, "authorization").partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        raise UnauthorizedError("Send your API key with HTTP Basic authentication.")
+    try:
+        decoded = base64.b64decode(encoded, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError) as error:
+        raise UnauthorizedError("The Basic credentials are not valid base64.") from error
+    username, _, password = decoded.partition(":")
+    token = next((part for part in (username, password) if part.startswith("lk_")), "")
+    if not token:
+        raise UnauthorizedError("No API key in the Basic credentials.")
+    return Credentials(token)
+
+
+def error_body(status_code: int, code: str, message: str, details: Any, path: str) -> bytes:
+    """The envelope, ``Result`` ``{"CustomerExists": false}`` for an unknown customer."""
+    result = {"CustomerExists": False} if code == "customer_not_found" else None
+    return _encoder.encode(
+        bonifiq_envelope(result, code=code, message=message, error_code=status_code)
+    )
+
+
+def status(status_code: int, code: str) -> int:
+    """Bonifiq's validation and business failures are 400s."""
+    return 400 if status_code == 422 else status_code
+
+
+SURFACE = Surface(
+    name="bonifiq",
+    prefix="/v1/pvt/",
+    credentials=credentials,
+    error_body=error_body,
+    security_schemes=SECURITY_SCHEMES,
+    controllers=(BonifiqController,),
+    status=status,
+    challenge='Basic realm="loyalty"',
+)

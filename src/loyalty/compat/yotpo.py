@@ -9,21 +9,26 @@ Errors keep the native shape; an unknown customer is a 422, as Yotpo answers.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, post
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import SecurityScheme
 from litestar.params import JSONBody
 
+from loyalty.compat import native
 from loyalty.compat.fields import renamed_fields
 from loyalty.customers import service as customers_service
 from loyalty.customers.refs import CustomerRef
-from loyalty.errors import ValidationFailedError
+from loyalty.errors import UnauthorizedError, ValidationFailedError
 from loyalty.http.body import strict_body
 from loyalty.http.dependencies import CurrentCaller
 from loyalty.http.errors import outcome_error
 from loyalty.http.openapi import error_responses
+from loyalty.http.surface import Credentials, Surface, header
 from loyalty.http.writes import REPLAYED_HEADER, request_idempotency
 from loyalty.ledger import service as ledger_service
 from loyalty.ledger.schemas import CreateTransaction
@@ -37,7 +42,21 @@ FIELDS = {
     "customer_id": "customer_id",
     "customer_email": "customer_email",
 }
-YOTPO_SECURITY: list[dict[str, list[str]]] = [{"YotpoGuid": [], "YotpoApiKey": []}]
+SECURITY_SCHEMES = {
+    "YotpoGuid": SecurityScheme(
+        type="apiKey",
+        name="x-guid",
+        security_scheme_in="header",
+        description="Yotpo surface: the merchant id.",
+    ),
+    "YotpoApiKey": SecurityScheme(
+        type="apiKey",
+        name="x-api-key",
+        security_scheme_in="header",
+        description="Yotpo surface: an API key issued here, of that merchant.",
+    ),
+}
+YOTPO_SECURITY: list[dict[str, list[str]]] = [{name: [] for name in SECURITY_SCHEMES}]
 
 
 class PointsAdjustment(msgspec.Struct):
@@ -117,7 +136,7 @@ class YotpoController(Controller):
                 request_fingerprint=fingerprint,
             )
         if outcome.status_code >= 400:
-            return outcome_error(outcome, request.url.path)
+            return outcome_error(SURFACE, outcome, request.url.path)
         headers = {REPLAYED_HEADER: "true"} if outcome.replayed else {}
         customer = await customers_service.get_customer(caller.database, caller.merchant_id, ref)
         state = YotpoCustomer(
@@ -144,3 +163,32 @@ def _customer(data: PointsAdjustment) -> CustomerRef:
     raise ValidationFailedError.for_field(
         "customer_email", "is required unless customer_id is given"
     )
+
+
+def credentials(headers: Mapping[str, str], query: Mapping[str, Any]) -> Credentials:
+    """``x-api-key`` and ``x-guid`` (the merchant), as headers or ``?api_key=&guid=``."""
+    token = header(headers, "x-api-key") or str(query.get("api_key") or "").strip()
+    guid = header(headers, "x-guid") or str(query.get("guid") or "").strip()
+    if not token or not guid:
+        raise UnauthorizedError("Send your API key as 'x-api-key' and your account as 'x-guid'.")
+    try:
+        merchant_id = uuid.UUID(guid)
+    except ValueError as error:
+        raise UnauthorizedError("The 'x-guid' is not an account of this service.") from error
+    return Credentials(token, merchant_id)
+
+
+def status(status_code: int, code: str) -> int:
+    """Yotpo answers an unknown customer as invalid input (422)."""
+    return 422 if code == "customer_not_found" else status_code
+
+
+SURFACE = Surface(
+    name="yotpo",
+    prefix="/api/v2/points",
+    credentials=credentials,
+    error_body=native.error_body,
+    security_schemes=SECURITY_SCHEMES,
+    controllers=(YotpoController,),
+    status=status,
+)

@@ -18,6 +18,15 @@ Rate = Annotated[
 ]
 Money = Annotated[float, msgspec.Meta(ge=0, description="In the shop's currency, 2 decimals.")]
 Days = Annotated[int, msgspec.Meta(ge=1, le=3650)]
+# A holding period: 0, like null, means none (the points count at once).
+HoldDays = Annotated[
+    int,
+    msgspec.Meta(
+        ge=0,
+        le=3650,
+        description="Days an order's points are held as pending; 0 or null: no hold.",
+    ),
+]
 Limit = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
 
 
@@ -27,7 +36,8 @@ class CreateEarnRule(msgspec.Struct, forbid_unknown_fields=True):
     ``purchase``: ``points_per_currency_unit`` times the order total, rounded by
     ``rounding`` (default ``down``), plus ``points`` as a fixed bonus per order
     (default 0), nothing below ``min_order_total``, held ``pending_days``
-    (e.g. the return window); the customer's tier multiplies it. Actions:
+    (e.g. the return window; 0 or null: credited at once, stored as null); the
+    customer's tier multiplies it. Actions:
     ``points`` per reward, at most ``max_per_customer`` times (default 1) per
     ``period_days`` (default: ever); ``birthday`` is yearly; ``referral`` gives
     ``points`` to the referrer and ``referee_points`` to the new customer.
@@ -39,7 +49,7 @@ class CreateEarnRule(msgspec.Struct, forbid_unknown_fields=True):
     points_per_currency_unit: Rate | None = None
     rounding: Rounding | None = None
     min_order_total: Money | None = None
-    pending_days: Days | None = None
+    pending_days: HoldDays | None = None
     referee_points: Points | None = None
     max_per_customer: Limit | None = None
     period_days: Days | None = None
@@ -53,7 +63,7 @@ class UpdateEarnRule(msgspec.Struct, forbid_unknown_fields=True):
     points_per_currency_unit: Rate | msgspec.UnsetType = msgspec.UNSET
     rounding: Rounding | msgspec.UnsetType = msgspec.UNSET
     min_order_total: Money | msgspec.UnsetType | None = msgspec.UNSET
-    pending_days: Days | msgspec.UnsetType | None = msgspec.UNSET
+    pending_days: HoldDays | msgspec.UnsetType | None = msgspec.UNSET
     referee_points: Points | msgspec.UnsetType = msgspec.UNSET
     max_per_customer: Limit | msgspec.UnsetType | None = msgspec.UNSET
     period_days: Days | msgspec.UnsetType | None = msgspec.UNSET

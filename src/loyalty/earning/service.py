@@ -22,6 +22,9 @@ from loyalty.tiers.repository import lock_programme
 PURCHASE_FIELDS = ("points_per_currency_unit", "rounding", "min_order_total", "pending_days")
 ACTION_FIELDS = ("max_per_customer", "period_days")
 REFERRAL_FIELDS = ("referee_points",)
+# Holding periods: 0 means no hold, like null, and is stored as null (the ledger
+# holds an order's points only for a rule with pending_days).
+HOLD_FIELDS = ("pending_days",)
 
 
 class EarnRuleNotFoundError(NotFoundError):
@@ -69,11 +72,16 @@ def _check_fields(rule_type: str, values: dict[str, Any]) -> None:
 
 
 def _sent(data: CreateEarnRule | UpdateEarnRule) -> dict[str, Any]:
-    return {
+    """The fields sent, a holding period of 0 as null (no hold)."""
+    fields = {
         name: getattr(data, name)
         for name in data.__struct_fields__
         if not isinstance(getattr(data, name), msgspec.UnsetType)
     }
+    for name in HOLD_FIELDS:
+        if fields.get(name) == 0:
+            fields[name] = None
+    return fields
 
 
 def _values(data: CreateEarnRule | UpdateEarnRule, points_decimals: int) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Bearer authentication middleware and the scope guard."""
+"""Authentication middleware (the API key as each surface sends it) and the scope guard."""
 
 from __future__ import annotations
 
@@ -10,19 +10,11 @@ from litestar.middleware import AbstractAuthenticationMiddleware, Authentication
 
 from loyalty.auth import service as auth_service
 from loyalty.auth.schemas import Principal
-from loyalty.compat.surfaces import credentials, surface_of
 from loyalty.db.engine import Database
 from loyalty.errors import InsufficientScopeError, UnauthorizedError
+from loyalty.http.surface import app_surface
 
 PUBLIC_OPT_KEY = "public"
-
-
-def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
-    header = connection.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise UnauthorizedError("Send your API key as 'Authorization: Bearer <key>'.")
-    return token.strip()
 
 
 class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
@@ -31,8 +23,8 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
-        surface = surface_of(connection.scope["path"])
-        given = credentials(surface, connection.headers, connection.query_params)
+        surface = app_surface(connection.app, connection.scope["path"])
+        given = surface.credentials(connection.headers, connection.query_params)
         database: Database = connection.app.state.database
         principal = await auth_service.authenticate(database, given.token)
         if given.merchant_id is not None and given.merchant_id != principal.merchant_id:

@@ -1,4 +1,5 @@
-"""Rendering of every error as ``{"error": {"code", "message", "details"}}``."""
+"""Rendering of every error in the shape and status of the request's surface
+(natively ``{"error": {"code", "message", "details"}}``)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.exceptions.base_exceptions import SerializationException
 from litestar.types import ExceptionHandlersMap
 
-from loyalty.compat.surfaces import Surface, error_body, surface_of
 from loyalty.db.engine import is_unavailable
 from loyalty.decoding import field_named
 from loyalty.errors import InvalidJSONError, LoyaltyError, UnauthorizedError
+from loyalty.http.surface import Surface, app_surface
 from loyalty.http.writes import REPLAYED_HEADER
 from loyalty.ledger.engine.protocol import Outcome
 
@@ -31,19 +32,10 @@ _STATUS_CODES = {
     415: "unsupported_media_type",
     429: "rate_limited",
 }
-WWW_AUTHENTICATE = 'Bearer realm="loyalty"'
-
-
-def surface_status(surface: Surface, status_code: int, code: str) -> int:
-    """The status a surface's clients expect for this outcome."""
-    if surface == "yotpo" and code == "customer_not_found":
-        return 422  # Yotpo answers an unknown customer as invalid input
-    if surface in ("bonifiq", "appstle") and status_code == 422:
-        return 400  # their validation and business failures are 400s
-    return status_code
 
 
 def error_response(
+    surface: Surface,
     status_code: int,
     code: str,
     message: str,
@@ -51,36 +43,57 @@ def error_response(
     headers: dict[str, str] | None = None,
     path: str = "/",
 ) -> Response[bytes]:
-    surface = surface_of(path)
-    status_code = surface_status(surface, status_code, code)
-    body = error_body(surface, status_code, code, message, details, path)
+    """An error as ``surface``'s clients expect it: its status, body and challenge."""
+    status_code = surface.status(status_code, code)
+    body = surface.error_body(status_code, code, message, details, path)
     all_headers = dict(headers or {})
     if status_code == 401:
-        all_headers.setdefault("WWW-Authenticate", _challenge(surface))
+        all_headers.setdefault("WWW-Authenticate", surface.challenge)
     return Response(
         content=body, status_code=status_code, media_type="application/json", headers=all_headers
     )
 
 
-def outcome_error(outcome: Outcome, path: str) -> Response[bytes]:
+def outcome_error(surface: Surface, outcome: Outcome, path: str) -> Response[bytes]:
     """A refused write's answer (stored in the native shape) in the surface's shape."""
     error = msgspec.json.decode(outcome.body)["error"]
     headers = {REPLAYED_HEADER: "true"} if outcome.replayed else None
     return error_response(
-        outcome.status_code, error["code"], error["message"], error["details"], headers, path
+        surface,
+        outcome.status_code,
+        error["code"],
+        error["message"],
+        error["details"],
+        headers,
+        path,
     )
 
 
-def _challenge(surface: Surface) -> str:
-    return 'Basic realm="loyalty"' if surface == "bonifiq" else WWW_AUTHENTICATE
+def _request_error(
+    request: Request[Any, Any, Any],
+    status_code: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
+) -> Response[bytes]:
+    surface = app_surface(request.app, request.url.path)
+    return error_response(surface, status_code, code, message, details, headers, request.url.path)
 
 
 def _loyalty_error(request: Request[Any, Any, Any], error: LoyaltyError) -> Response[bytes]:
+    surface = app_surface(request.app, request.url.path)
     headers = None
-    if isinstance(error, UnauthorizedError) and surface_of(request.url.path) == "native":
-        headers = {"WWW-Authenticate": f'{WWW_AUTHENTICATE}, error="invalid_token"'}
+    if isinstance(error, UnauthorizedError) and surface.key_refused_challenge is not None:
+        headers = {"WWW-Authenticate": surface.key_refused_challenge}
     return error_response(
-        error.status_code, error.code, error.message, error.details, headers, request.url.path
+        surface,
+        error.status_code,
+        error.code,
+        error.message,
+        error.details,
+        headers,
+        request.url.path,
     )
 
 
@@ -105,33 +118,27 @@ def _http_exception(request: Request[Any, Any, Any], error: HTTPException) -> Re
         details = _validation_details(error.extra)
         fields = ", ".join(sorted({item["field"] for item in details})) or "request"
         message = details[0]["message"] if len(details) == 1 else "The request is invalid."
-        return error_response(
-            422,
-            "validation_error",
-            f"Invalid {fields}: {message}",
-            details,
-            path=request.url.path,
+        return _request_error(
+            request, 422, "validation_error", f"Invalid {fields}: {message}", details
         )
     if isinstance(error.__cause__, SerializationException) or (
         error.status_code == 400 and "JSON" in str(error.detail)
     ):
         text = str(error.detail)
         if "out of range" in text:
-            return error_response(
+            return _request_error(
+                request,
                 422,
                 "validation_error",
                 "A number in the body is out of range.",
                 [{"field": "body", "location": "body", "message": text}],
-                path=request.url.path,
             )
         invalid = InvalidJSONError("The request body is not valid JSON.", {"reason": text})
         return _loyalty_error(request, invalid)
     code = _STATUS_CODES.get(error.status_code, "error")
     if error.status_code >= 500:
         return _unexpected(request, error)
-    return error_response(
-        error.status_code, code, str(error.detail), None, error.headers, request.url.path
-    )
+    return _request_error(request, error.status_code, code, str(error.detail), None, error.headers)
 
 
 def _too_deep(request: Request[Any, Any, Any], _error: RecursionError) -> Response[bytes]:
@@ -142,17 +149,15 @@ def _too_deep(request: Request[Any, Any, Any], _error: RecursionError) -> Respon
 def _unexpected(request: Request[Any, Any, Any], error: Exception) -> Response[bytes]:
     if is_unavailable(error) or is_unavailable(error.__cause__ or error):
         log.warning("database_unavailable", path=request.url.path, error=str(error))
-        return error_response(
+        return _request_error(
+            request,
             503,
             "service_unavailable",
             "The database is unavailable; retry the request.",
             headers={"Retry-After": "1"},
-            path=request.url.path,
         )
     log.exception("unhandled_error", path=request.url.path, method=request.method)
-    return error_response(
-        500, "internal_error", "An unexpected error occurred.", path=request.url.path
-    )
+    return _request_error(request, 500, "internal_error", "An unexpected error occurred.")
 
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {

@@ -24,12 +24,13 @@ from limits import RateLimitItem, parse
 from limits.aio.storage import MovingWindowSupport, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
+from litestar import Litestar
 from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from loyalty.auth.schemas import Principal
-from loyalty.compat.surfaces import error_body, surface_of
+from loyalty.http.surface import app_surface
 from loyalty.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -173,11 +174,11 @@ class RateLimiter:
         return Decision(allowed, item.amount, stats.remaining, reset)
 
 
-def rate_limit_body(decision: Decision, path: str) -> bytes:
+def rate_limit_body(app: Litestar, decision: Decision, path: str) -> bytes:
     """The 429 body, in the error shape of the surface the request used."""
     message = f"Too many requests for this API key; retry in {decision.reset_seconds} s."
     details = {"limit": decision.limit, "retry_after": max(decision.reset_seconds, 1)}
-    return error_body(surface_of(path), 429, "rate_limited", message, details, path)
+    return app_surface(app, path).error_body(429, "rate_limited", message, details, path)
 
 
 def rate_limit_middleware(app: ASGIApp) -> ASGIApp:
@@ -188,13 +189,14 @@ def rate_limit_middleware(app: ASGIApp) -> ASGIApp:
         if scope["type"] != ScopeType.HTTP or not isinstance(principal, Principal):
             await app(scope, receive, send)
             return
-        limiter: RateLimiter | None = getattr(scope["litestar_app"].state, "rate_limiter", None)
+        litestar_app = scope["litestar_app"]
+        limiter: RateLimiter | None = getattr(litestar_app.state, "rate_limiter", None)
         decision = None if limiter is None else await limiter.check(principal)
         if decision is None:
             await app(scope, receive, send)
             return
         if not decision.allowed:
-            body = rate_limit_body(decision, scope["path"])
+            body = rate_limit_body(litestar_app, decision, scope["path"])
             await send(
                 {
                     "type": "http.response.start",

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import msgspec
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.customers import repository as customers_repository
@@ -17,8 +16,8 @@ from loyalty.customers.refs import CustomerRef, customer_not_found
 from loyalty.customers.schemas import EnrolCustomer
 from loyalty.customers.service import CustomerEmailTakenError
 from loyalty.db.engine import Database
-from loyalty.db.tables import customer_balances, customers, earn_rules, orders, tiers
 from loyalty.db.types import utc_now
+from loyalty.earning import repository as earning_repository
 from loyalty.errors import ValidationFailedError
 from loyalty.ledger.engine.protocol import Movement, Outcome
 from loyalty.ledger.engine.rows import EarnRuleRow, columns
@@ -26,6 +25,7 @@ from loyalty.ledger.operations.orders import OrderNotFoundError, PlaceOrder, pur
 from loyalty.ledger.operations.refunds import RefundOrder
 from loyalty.ledger.writer import LedgerWriter
 from loyalty.merchants import repository as merchants_repository
+from loyalty.orders import repository
 from loyalty.orders.currencies import CURRENCIES
 from loyalty.orders.schemas import Estimate, EstimateBody, PlaceOrderBody, RefundBody
 from loyalty.points import MAXIMUM_DECIMALS, format_points, parse_field
@@ -147,17 +147,7 @@ async def refund_order(
 ) -> Outcome:
     amount_minor = None if body.amount is None else _money(body.amount, "amount")
     async with database.read() as connection:
-        external_id = (
-            await connection.execute(
-                select(customers.c.external_id)
-                .join(
-                    orders,
-                    (orders.c.merchant_id == customers.c.merchant_id)
-                    & (orders.c.customer_id == customers.c.id),
-                )
-                .where(orders.c.merchant_id == merchant_id, orders.c.order_id == order_id)
-            )
-        ).scalar_one_or_none()
+        external_id = await repository.customer_of_order(connection, merchant_id, order_id)
     if external_id is None:
         raise OrderNotFoundError(f"No order {order_id!r}.", {"order_id": order_id})
     movement = Movement(
@@ -186,35 +176,11 @@ async def estimate(database: Database, merchant_id: uuid.UUID, body: EstimateBod
             raise ValidationFailedError.for_field(
                 "currency", f"must be the programme's currency ({settings.currency})"
             )
-        rule_row = (
-            await connection.execute(
-                select(earn_rules).where(
-                    earn_rules.c.merchant_id == merchant_id, earn_rules.c.type == "purchase"
-                )
-            )
-        ).one_or_none()
+        rule_row = await earning_repository.find_by_type(connection, merchant_id, "purchase")
         status, multiplier = "active", 100
         if body.customer_id is not None:
             external_id = customers_service.normalise_external_id(body.customer_id)
-            found = (
-                await connection.execute(
-                    select(customers.c.status, tiers.c.multiplier_hundredths)
-                    .join(
-                        customer_balances,
-                        (customer_balances.c.merchant_id == customers.c.merchant_id)
-                        & (customer_balances.c.customer_id == customers.c.id),
-                    )
-                    .outerjoin(
-                        tiers,
-                        (tiers.c.merchant_id == customer_balances.c.merchant_id)
-                        & (tiers.c.id == customer_balances.c.tier_id),
-                    )
-                    .where(
-                        customers.c.merchant_id == merchant_id,
-                        customers.c.external_id == external_id,
-                    )
-                )
-            ).one_or_none()
+            found = await repository.buyer(connection, merchant_id, external_id)
             if found is None:
                 raise customer_not_found(CustomerRef(customer_id=external_id))
             status = found.status

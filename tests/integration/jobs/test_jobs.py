@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import pytest
 from litestar import Litestar
@@ -13,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.db.engine import Database
 from loyalty.db.tables import customer_rewards
-from loyalty.jobs import Scheduler, scheduler_enabled
+from loyalty.jobs import JOBS, Scheduler, run_due_jobs, scheduler_enabled
+from loyalty.scheduling import Job, JobContext
 from loyalty.settings import Settings
 from tests.support.rewards import CUSTOMER_REWARDS, FIVE_OFF, create, funded, redeem
 from tests.support.tenant import Tenant
@@ -68,3 +71,88 @@ def test_bad_scheduler_settings_are_refused(
     monkeypatch.setenv(name, value)
     with pytest.raises(ValueError, match=name):
         Settings.from_env()
+
+
+class MonotonicClock:
+    """Monotonic seconds, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def recording(name: str, every: timedelta | None, ran: list[str]) -> Job:
+    async def run(context: JobContext) -> Mapping[str, float]:
+        ran.append(name)
+        return {"done": 1}
+
+    return Job(name, every, run, summary=f"{name} {{done}}")
+
+
+def bare_scheduler(
+    jobs: list[Job], clock: MonotonicClock, interval_seconds: float = 60
+) -> Scheduler:
+    none = cast("Any", None)  # the recording jobs use no database or writer
+    return Scheduler(none, Settings(), none, interval_seconds, jobs=jobs, clock=clock)
+
+
+async def test_a_job_runs_only_once_its_every_has_passed() -> None:
+    ran: list[str] = []
+    clock = MonotonicClock()
+    hourly = recording("hourly", timedelta(hours=1), ran)
+    every_pass = recording("every_pass", None, ran)  # every interval_seconds (60 here)
+    scheduler = bare_scheduler([hourly, every_pass], clock)
+
+    first = await scheduler.run_due()  # nothing has run yet: everything is due
+    assert ran == ["hourly", "every_pass"]
+    assert first.ran() == ["hourly", "every_pass"]
+    assert first.summaries() == ["hourly 1", "every_pass 1"]
+
+    ran.clear()
+    clock.now += 59  # neither due
+    assert (await scheduler.run_due()).ran() == []
+    clock.now += 1  # 60 s: the default every has passed, the hour has not
+    await scheduler.run_due()
+    assert ran == ["every_pass"]
+
+    ran.clear()
+    clock.now += 3600 - 60  # an hour after the first run: both due
+    await scheduler.run_due()
+    assert ran == ["hourly", "every_pass"]
+    assert scheduler.runs == 4
+
+
+async def test_a_failed_job_is_due_again_and_does_not_stop_the_others() -> None:
+    ran: list[str] = []
+    attempts: list[float] = []
+    clock = MonotonicClock()
+
+    async def flaky(context: JobContext) -> Mapping[str, float]:
+        attempts.append(clock.now)
+        if len(attempts) == 1:
+            raise RuntimeError("database away")
+        return {}
+
+    scheduler = bare_scheduler(
+        [Job("flaky", timedelta(hours=1), flaky), recording("after", None, ran)], clock
+    )
+    first = await scheduler.run_due()
+    assert list(first.failures) == ["flaky"]
+    assert ran == ["after"]
+    clock.now += 60
+    second = await scheduler.run_due()  # retried on the next pass, not an hour later
+    assert second.ran() == ["flaky", "after"]
+    assert len(attempts) == 2
+
+
+def test_every_domain_job_is_collected_once() -> None:
+    names = [job.name for job in JOBS]
+    assert names == ["points_maintenance", "rewards_expiry", "idempotency_purge"]
+
+
+async def test_run_due_jobs_runs_every_job(settings: Settings, app: Litestar) -> None:
+    run = await run_due_jobs(app.state.database, settings, app.state.ledger_writer)
+    assert run.ran() == [job.name for job in JOBS]
+    assert not run.failures

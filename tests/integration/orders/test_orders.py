@@ -88,6 +88,49 @@ async def test_earn_rules_are_one_per_type_and_checked(tenant: Tenant) -> None:
     assert "earn_rule.created" in await event_types(tenant)
 
 
+@pytest.mark.parametrize("no_hold", [0, None])
+async def test_a_purchase_rule_without_a_holding_period_credits_at_once(
+    tenant: Tenant, unique_id: str, no_hold: int | None
+) -> None:
+    for body in ({"pending_days": -1}, {"pending_days": 3651}):
+        refused = await tenant.post(
+            RULES, json={"type": "purchase", "points_per_currency_unit": 1, **body}
+        )
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"]["details"][0]["field"] == "pending_days"
+    rule = await purchase_rule(tenant, pending_days=no_hold)  # 201
+    assert rule["pending_days"] is None  # no hold, whether sent as 0 or null
+    placed = (await order(tenant, "H-1", unique_id, 40)).json()["data"]
+    assert (placed["points_balance"], placed["pending_points"]) == (40, 0)
+    assert (placed["pending_credit_id"], placed["transaction_id"] is not None) == (None, True)
+    estimate = await tenant.post(f"{ORDERS}/estimate", json={"total": 40})
+    assert estimate.json()["data"]["pending_days"] is None
+
+    async def patch(pending_days: int | None) -> httpx.Response:
+        return await tenant.client.patch(
+            f"{RULES}/{rule['id']}", json={"pending_days": pending_days}, headers=tenant.headers
+        )
+
+    held = await patch(7)
+    assert (held.status_code, held.json()["data"]["pending_days"]) == (200, 7)
+    placed = (await order(tenant, "H-2", unique_id, 10)).json()["data"]
+    assert (placed["points_balance"], placed["pending_points"]) == (40, 10)
+    refused = await patch(-1)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"]["details"][0]["field"] == "pending_days"
+    cleared = await patch(no_hold)
+    assert (cleared.status_code, cleared.json()["data"]["pending_days"]) == (200, None)
+    placed = (await order(tenant, "H-3", unique_id, 5)).json()["data"]
+    assert (placed["points_balance"], placed["pending_points"]) == (45, 10)
+    assert placed["pending_credit_id"] is None
+
+
+async def test_an_action_rule_takes_a_holding_period_of_0_as_none(tenant: Tenant) -> None:
+    response = await tenant.post(RULES, json={"type": "sms", "points": 5, "pending_days": 0})
+    assert response.status_code == 201, response.text
+    assert response.json()["data"]["pending_days"] is None
+
+
 async def test_an_order_earns_once(tenant: Tenant, unique_id: str) -> None:
     rule = await purchase_rule(tenant, points_per_currency_unit=2, points=5)
     response = await order(tenant, "1001", unique_id, 25.75, email="new@example.com")
