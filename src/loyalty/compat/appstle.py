@@ -20,14 +20,14 @@ from litestar import Controller, Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import SecurityScheme
 from litestar.params import JSONBody, Parameter
-from sqlalchemy import select
+from sqlalchemy.exc import NoResultFound
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loyalty.compat import repository
 from loyalty.compat.fields import renamed_fields
 from loyalty.customers import service as customers_service
 from loyalty.customers.refs import CustomerRef
 from loyalty.customers.schemas import Customer
-from loyalty.db.tables import customer_rewards, rewards, tiers
 from loyalty.db.types import utc_now
 from loyalty.errors import NotFoundError, UnauthorizedError, ValidationFailedError
 from loyalty.http.body import strict_body
@@ -40,11 +40,15 @@ from loyalty.ledger import service as ledger_service
 from loyalty.ledger.engine.protocol import Outcome
 from loyalty.ledger.schemas import CreateTransaction
 from loyalty.points import format_points
+from loyalty.rewards import repository as rewards_repository
 from loyalty.rewards import service as rewards_service
 from loyalty.rewards.customer_rewards import effective_status
 from loyalty.rewards.schemas import RedeemReward
+from loyalty.tiers import repository as tiers_repository
 
 NOTE_CHARS_MAX = 500
+# The profile lists this many of the customer's rewards, newest first.
+PROFILE_REWARDS = 100
 SECURITY_SCHEMES = {
     "AppstleApiKey": SecurityScheme(
         type="apiKey",
@@ -266,11 +270,7 @@ class AppstleController(Controller):
     )
     async def point_redeem_rules(self, caller: CurrentCaller) -> list[RedeemRule]:
         async with caller.database.read() as connection:
-            rows = await connection.execute(
-                select(rewards)
-                .where(rewards.c.merchant_id == caller.merchant_id, rewards.c.deleted_at.is_(None))
-                .order_by(rewards.c.number)
-            )
+            rows = await repository.list_catalogue(connection, caller.merchant_id)
             return [
                 RedeemRule(
                     id=row.number,
@@ -328,30 +328,21 @@ async def _profile_answer(
 async def _reward_by_number(
     connection: AsyncConnection, merchant_id: uuid.UUID, number: int
 ) -> uuid.UUID:
-    found = (
-        await connection.execute(
-            select(rewards.c.id).where(
-                rewards.c.merchant_id == merchant_id, rewards.c.number == number
-            )
-        )
-    ).scalar_one_or_none()
+    found = await repository.reward_id_by_number(connection, merchant_id, number)
     if found is None:
         raise RedeemRuleNotFoundError(f"No redeem rule {number}.", {"redeemRuleId": number})
-    reward_id: uuid.UUID = found
-    return reward_id
+    return found
 
 
 async def _reward_cost(
     connection: AsyncConnection, merchant_id: uuid.UUID, reward_id: uuid.UUID
 ) -> float:
-    cost = (
-        await connection.execute(
-            select(rewards.c.points_cost_minor).where(
-                rewards.c.merchant_id == merchant_id, rewards.c.id == reward_id
-            )
-        )
-    ).scalar_one()
-    return format_points(cost)
+    row = await rewards_repository.get(connection, merchant_id, reward_id)
+    if row is None:
+        # Unreachable (the reward was just found in this snapshot, and rewards are only
+        # ever soft-deleted); kept as the single-row read's failure.
+        raise NoResultFound("No row was found when one was required")
+    return format_points(row.points_cost_minor)
 
 
 class RedeemRuleNotFoundError(NotFoundError):
@@ -368,22 +359,12 @@ async def _build_profile(
     connection: AsyncConnection, merchant_id: uuid.UUID, customer: Customer
 ) -> LoyaltyProfile:
     now = utc_now()
-    rows = await connection.execute(
-        select(customer_rewards)
-        .where(
-            customer_rewards.c.merchant_id == merchant_id,
-            customer_rewards.c.customer_id == customer.id,
-        )
-        .order_by(customer_rewards.c.created_at.desc())
-        .limit(100)
+    rows = await repository.list_customer_rewards(
+        connection, merchant_id, customer.id, limit=PROFILE_REWARDS
     )
     achievable = None
     if customer.next_tier is not None:
-        ordered = await connection.execute(
-            select(tiers.c.id)
-            .where(tiers.c.merchant_id == merchant_id)
-            .order_by(tiers.c.threshold_minor)
-        )
+        ordered = await tiers_repository.list_tiers(connection, merchant_id)
         positions = {row.id: index for index, row in enumerate(ordered, start=1)}
         achievable = positions.get(customer.next_tier.id)
     rewarded = set(customer.rewarded_actions)

@@ -25,14 +25,13 @@ from litestar import Controller, Request, Response, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import SecurityScheme
 from litestar.params import FromPath, JSONBody
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loyalty.compat import repository
 from loyalty.compat.fields import renamed_fields
 from loyalty.customers import service as customers_service
 from loyalty.customers.refs import CustomerRef
 from loyalty.customers.schemas import Customer
-from loyalty.db.tables import ledger_entries, point_lots
 from loyalty.errors import UnauthorizedError, ValidationFailedError
 from loyalty.http.body import strict_body
 from loyalty.http.dependencies import CurrentCaller
@@ -240,25 +239,9 @@ def _check_operation(data: ChangePoints) -> None:
 async def _result(
     connection: AsyncConnection, merchant_id: uuid.UUID, customer: Customer
 ) -> CustomerPoints:
-    lots = await connection.execute(
-        select(point_lots.c.remaining_minor, point_lots.c.expires_at)
-        .where(point_lots.c.merchant_id == merchant_id, point_lots.c.customer_id == customer.id)
-        .order_by(point_lots.c.expires_at)
-    )
-    entries = await connection.execute(
-        select(
-            ledger_entries.c.id,
-            ledger_entries.c.created_at,
-            ledger_entries.c.expires_at,
-            ledger_entries.c.points_minor,
-        )
-        .where(
-            ledger_entries.c.merchant_id == merchant_id,
-            ledger_entries.c.customer_id == customer.id,
-            ledger_entries.c.visible_to_customer.is_(True),
-        )
-        .order_by(ledger_entries.c.sequence.desc())
-        .limit(HISTORY_ENTRIES)
+    lots = await repository.list_lots(connection, merchant_id, customer.id)
+    entries = await repository.list_visible_entries(
+        connection, merchant_id, customer.id, limit=HISTORY_ENTRIES
     )
     name = " ".join(part for part in (customer.first_name, customer.last_name) if part) or None
     return CustomerPoints(
