@@ -24,10 +24,11 @@ test: install  ## Run every test, on SQLite and on Postgres (Postgres must be re
 	# Fault injection restarts the Postgres cluster, so it runs on its own.
 	$(BIN)/pytest -m faults
 
-lint: install  ## ruff check, ruff format --check, mypy --strict
+lint: install  ## ruff check, ruff format --check, mypy --strict, import-linter contracts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: install  ## Format and autofix
 	$(BIN)/ruff format .

@@ -64,8 +64,9 @@ class EngineModel(RuleBasedStateMachine):
 
     def _cancelled(self, spec: tuple[Any, ...]) -> uuid.UUID:
         """The hold a cancel names: one pending before its batch (or an unknown id)."""
-        holds = sorted(self.expected[spec[1]].holds) or [uuid.UUID(int=0)]
-        return holds[spec[2] % len(holds)]
+        holds: list[uuid.UUID] = sorted(self.expected[spec[1]].holds) or [uuid.UUID(int=0)]
+        target: uuid.UUID = holds[spec[2] % len(holds)]
+        return target
 
     def _operation(self, spec: tuple[Any, ...]) -> tuple[Operation, str | None]:
         kind = spec[0]

@@ -63,6 +63,25 @@ async def test_duplicates_of_a_key_follow_their_leader_and_another_request_is_re
     assert ledger.balance(ada) == 5
 
 
+async def test_a_key_used_before_answers_each_request_from_what_it_holds() -> None:
+    """A wrong request with a stored key must not make the right retry behind it fail
+    (found by the model: the retry was compared with the wrong request)."""
+    ledger = MemoryLedger()
+    ada = ledger.customer("ada")
+    debit = Adjust(ref(ada), -100)
+    (first,) = await ledger.batch([ledger.movement(debit, key="k", fingerprint="debit")])
+    assert body(first)["error"]["code"] == "insufficient_points"
+    wrong, retry = await ledger.batch(
+        [
+            ledger.movement(Adjust(ref(ada), 100), key="k", fingerprint="credit"),
+            ledger.movement(debit, key="k", fingerprint="debit"),
+        ]
+    )
+    assert body(wrong)["error"]["code"] == "idempotency_key_reused"
+    assert (retry.status_code, retry.body, retry.replayed) == (422, first.body, True)
+    assert ledger.balance(ada) == 0
+
+
 async def test_a_key_still_in_progress_answers_409_and_a_refused_request_frees_its_key() -> None:
     ledger = MemoryLedger()
     ada = ledger.customer("ada")

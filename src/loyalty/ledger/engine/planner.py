@@ -4,8 +4,9 @@ Given the movements in arrival order, what the database already holds for
 their idempotency keys, and a ``BatchTx`` over the locked customers, decide
 each movement on its own (an insufficient debit fails alone). The first
 request of a key in the batch leads; a later one with the same request follows
-(it gets the leader's answer, replayed), with another request it is refused.
-Pure: no I/O.
+(it gets the leader's answer, replayed), with another request it is refused. A key
+used before the batch answers each of its requests from what it holds, whatever
+else the batch sent with it. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -77,6 +78,10 @@ def plan_batch(
     for index, movement in enumerate(movements):
         key = movement.key_ref
         if key is not None:
+            if key not in claimed and key in stored:
+                # Used before this batch: every request with it answers from what it holds.
+                plan.outcomes[index] = _replay(movement, stored[key])
+                continue
             if key in first_index:
                 leader = movements[first_index[key]]
                 if leader.request_fingerprint == movement.request_fingerprint:
@@ -85,9 +90,6 @@ def plan_batch(
                     plan.outcomes[index] = error_outcome(_key_reused(movement))
                 continue
             first_index[key] = index
-            if key not in claimed:
-                plan.outcomes[index] = _replay(movement, stored[key])
-                continue
         try:
             result = movement.operation.decide(movement.merchant_id, tx)
             outcome = Outcome(result.status_code, _encoder.encode(result.body))
