@@ -34,7 +34,7 @@ from loyalty.http.body import strict_body
 from loyalty.http.dependencies import CurrentCaller
 from loyalty.http.errors import outcome_error
 from loyalty.http.openapi import error_responses
-from loyalty.http.surface import Credentials, Surface, header
+from loyalty.http.surface import Credentials, Surface, header, unprocessable_as_400
 from loyalty.http.writes import REPLAYED_HEADER, request_idempotency
 from loyalty.ledger import service as ledger_service
 from loyalty.ledger.engine.protocol import Outcome
@@ -425,11 +425,6 @@ def error_body(status_code: int, code: str, message: str, details: Any, path: st
     )
 
 
-def status(status_code: int, code: str) -> int:
-    """Appstle's validation and business failures are 400s."""
-    return 400 if status_code == 422 else status_code
-
-
 SURFACE = Surface(
     name="appstle",
     prefix="/api/external/",
@@ -437,5 +432,5 @@ SURFACE = Surface(
     error_body=error_body,
     security_schemes=SECURITY_SCHEMES,
     controllers=(AppstleController,),
-    status=status,
+    status=unprocessable_as_400,
 )

@@ -37,7 +37,7 @@ from loyalty.http.body import strict_body
 from loyalty.http.dependencies import CurrentCaller
 from loyalty.http.errors import error_response, outcome_error
 from loyalty.http.openapi import error_responses
-from loyalty.http.surface import Credentials, Surface, header
+from loyalty.http.surface import Credentials, Surface, header, unprocessable_as_400
 from loyalty.http.writes import REPLAYED_HEADER, request_idempotency
 from loyalty.idempotency import service as idempotency
 from loyalty.ledger import service as ledger_service
@@ -312,11 +312,6 @@ def error_body(status_code: int, code: str, message: str, details: Any, path: st
     )
 
 
-def status(status_code: int, code: str) -> int:
-    """Bonifiq's validation and business failures are 400s."""
-    return 400 if status_code == 422 else status_code
-
-
 SURFACE = Surface(
     name="bonifiq",
     prefix="/v1/pvt/",
@@ -324,6 +319,6 @@ SURFACE = Surface(
     error_body=error_body,
     security_schemes=SECURITY_SCHEMES,
     controllers=(BonifiqController,),
-    status=status,
+    status=unprocessable_as_400,
     challenge='Basic realm="loyalty"',
 )

@@ -37,6 +37,11 @@ def same_status(status_code: int, code: str) -> int:
     return status_code
 
 
+def unprocessable_as_400(status_code: int, code: str) -> int:
+    """Vendors whose validation and business failures are 400s (Appstle, Bonifiq)."""
+    return 400 if status_code == 422 else status_code
+
+
 @dataclass(frozen=True, slots=True)
 class Surface:
     name: str

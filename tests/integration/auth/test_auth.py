@@ -108,6 +108,7 @@ SCOPED_ENDPOINTS = [
     ("GET", f"{CUSTOMERS}/referral", "customers:read"),
     ("POST", TRANSACTIONS, "transactions:write"),
     ("GET", TRANSACTIONS, "transactions:read"),
+    ("POST", "/api/v1/public/customers/transfers", "transactions:write"),
     ("GET", "/api/v1/public/customers/rewards/redeemable", "rewards:read"),
     ("POST", "/api/v1/rewards", "rewards:write"),
     ("GET", "/api/v1/rewards", "rewards:read"),

@@ -1,20 +1,12 @@
-"""The batching ledger writer (group commit).
+"""The group-commit queue: movements gathered into batches, each one transaction.
 
-Concurrent movements are queued; one task per process takes up to
-``batch_size_max`` of them (waiting at most ``batch_wait_ms_max`` for more
-when the queue is short) and applies them in one transaction with
-set-based SQL. Each movement keeps its own outcome; a client's future is
-resolved only after the transaction commits, so nothing is acknowledged
-that is not durable. If the process dies mid-batch, the transaction never
-commits and no client was answered.
-
-On Postgres up to ``batches_in_flight_max`` batches overlap: the next batch
-starts once the previous one holds its row locks, so while one waits for its
-commit to reach the disk the next is already working, and a movement on a
-customer of an earlier batch still waits for that batch's commit (arrival
-order per customer is kept). Every batch locks balance rows in one fixed
-order, so batches never deadlock each other, in this process or across
-processes. SQLite has one writer: its batches run one after the other.
+One task takes up to ``batch_size_max`` queued movements (waiting at most
+``batch_wait_ms_max`` for more when the queue is short) and runs them as one
+batch (``engine.batch``) in one transaction of its ``BatchStore``; a client's
+future is resolved only after that commit. Up to ``batches_in_flight_max``
+batches overlap, the next starting once the previous one holds its locks.
+Transient failures re-run the whole batch; an unexpected one re-runs it
+movement by movement, so one bad movement cannot fail the others.
 """
 
 from __future__ import annotations

@@ -309,3 +309,16 @@ class ActionRow:
     points_minor: int
     transaction_id: uuid.UUID
     created_at: datetime
+
+
+def locked_select_list() -> str:
+    """The SELECT list of a locked customer, over ``customers c``, ``customer_balances b``
+    and ``program_settings s`` (both stores read the same columns in the same order)."""
+    table_of = {
+        **dict.fromkeys(BALANCE_COLUMNS, "b"),
+        **dict.fromkeys(CUSTOMER_COLUMNS, "c"),
+        "status": "c",
+        "referred_by": "c",
+    }
+    locked = ", ".join(f"{table_of.get(column, 's')}.{column}" for column in LOCKED_COLUMNS)
+    return f"c.merchant_id, c.id, c.external_id, c.email, {locked}"

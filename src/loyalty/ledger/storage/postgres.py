@@ -39,6 +39,7 @@ from loyalty.ledger.engine.rows import (
     TierRow,
     WindowRow,
     columns,
+    locked_select_list,
 )
 from loyalty.ledger.engine.tables import Prefetch, Snapshot
 from loyalty.ledger.storage.columns import POSTGRES_TYPES, kinds
@@ -64,12 +65,6 @@ JOIN unnest($1::uuid[], $2::text[]) AS t(merchant_id, key)
   ON k.merchant_id = t.merchant_id AND k.key = t.key
 """
 
-_TABLE_OF = {
-    **dict.fromkeys(BALANCE_COLUMNS, "b"),
-    **dict.fromkeys(CUSTOMER_COLUMNS, "c"),
-    "status": "c",
-    "referred_by": "c",
-}
 # Each kind of identifier joins through its own unique index; the balances are
 # locked in (merchant_id, customer_id) order so concurrent batches never deadlock.
 _LOCK_CUSTOMERS = f"""
@@ -82,8 +77,7 @@ WITH wanted AS (
     FROM unnest($3::uuid[], $4::text[]) AS r(merchant_id, email)
     JOIN customers c ON c.merchant_id = r.merchant_id AND c.email = r.email
 )
-SELECT c.merchant_id, c.id, c.external_id, c.email,
-       {", ".join(f"{_TABLE_OF.get(column, 's')}.{column}" for column in LOCKED_COLUMNS)}
+SELECT {locked_select_list()}
 FROM wanted w
 JOIN customers c ON c.merchant_id = w.merchant_id AND c.id = w.id
 JOIN customer_balances b ON b.merchant_id = c.merchant_id AND b.customer_id = c.id

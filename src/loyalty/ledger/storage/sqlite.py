@@ -38,20 +38,14 @@ from loyalty.ledger.engine.rows import (
     TierRow,
     WindowRow,
     columns,
+    locked_select_list,
 )
 from loyalty.ledger.engine.tables import Prefetch, Snapshot
 from loyalty.ledger.storage.columns import from_sqlite, sqlite_readers, sqlite_time, to_sqlite
 from loyalty.ledger.storage.counts import check_counts
 
-_TABLE_OF = {
-    **dict.fromkeys(BALANCE_COLUMNS, "b"),
-    **dict.fromkeys(CUSTOMER_COLUMNS, "c"),
-    "status": "c",
-    "referred_by": "c",
-}
 _CUSTOMERS_BY = f"""
-SELECT c.merchant_id, c.id, c.external_id, c.email,
-       {", ".join(f"{_TABLE_OF.get(column, 's')}.{column}" for column in LOCKED_COLUMNS)}
+SELECT {locked_select_list()}
 FROM ({{values}}) AS w
 CROSS JOIN customers c ON c.merchant_id = w.column1 AND c.{{column}} = w.column2
 JOIN customer_balances b ON b.merchant_id = c.merchant_id AND b.customer_id = c.id
