@@ -23,6 +23,7 @@ from loyalty.http.health import healthz, readyz
 from loyalty.http.observability import request_id_middleware
 from loyalty.http.options import options_middleware
 from loyalty.http.ratelimit import RateLimiter, rate_limit_middleware
+from loyalty.http.surface import longest_prefix_first
 from loyalty.jobs import Scheduler, scheduler_enabled
 from loyalty.ledger.writer import LedgerWriter
 from loyalty.logs import configure_logging
@@ -133,7 +134,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         guards=[require_scope],
         dependencies=DEPENDENCIES,
         # Authentication, errors and rate limits serve each request as its surface.
-        state=State({"surfaces": SURFACES}),
+        state=State({"surfaces": longest_prefix_first(SURFACES)}),
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi,
         on_startup=[on_startup],

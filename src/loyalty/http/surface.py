@@ -65,18 +65,28 @@ class Surface:
     key_refused_challenge: str | None = None
 
 
+def longest_prefix_first(surfaces: Sequence[Surface]) -> tuple[Surface, ...]:
+    """The surfaces in the order ``path`` is matched against them (once, at start)."""
+    return tuple(sorted(surfaces, key=lambda surface: -len(surface.prefix)))
+
+
 def surface_for(surfaces: Sequence[Surface], path: str) -> Surface:
     """The surface that serves ``path``: the one with the longest prefix of it."""
-    return max(
-        (surface for surface in surfaces if path.startswith(surface.prefix)),
-        key=lambda surface: len(surface.prefix),
-    )
+    return _first_match(longest_prefix_first(surfaces), path)
+
+
+def _first_match(ordered: tuple[Surface, ...], path: str) -> Surface:
+    for surface in ordered:
+        if path.startswith(surface.prefix):
+            return surface
+    raise LookupError(f"no surface serves {path!r}")
 
 
 def app_surface(app: Litestar, path: str) -> Surface:
-    """The surface of a request to ``app`` (whose state holds the surfaces)."""
-    surfaces: Sequence[Surface] = app.state.surfaces
-    return surface_for(surfaces, path)
+    """The surface of a request to ``app`` (whose state holds them, longest prefix first:
+    this runs on every authenticated request)."""
+    ordered: tuple[Surface, ...] = app.state.surfaces
+    return _first_match(ordered, path)
 
 
 def header(headers: Mapping[str, str], name: str) -> str:

@@ -16,7 +16,6 @@ from datetime import datetime
 from loyalty.errors import invariant
 from loyalty.ledger.engine.planner import key_leaders, plan_batch
 from loyalty.ledger.engine.protocol import Movement, Outcome
-from loyalty.ledger.engine.rows import LockedCustomer
 from loyalty.ledger.engine.store import BatchSession
 from loyalty.ledger.engine.tables import Prefetch, Snapshot
 from loyalty.ledger.engine.tx import BatchTx
@@ -56,11 +55,16 @@ async def run_batch(
     return outcomes
 
 
-def engine_wants(customers: Sequence[LockedCustomer]) -> Prefetch:
-    """What every posting may need: lots, tiers and tier windows of the locked customers."""
+def engine_wants(snapshot: Snapshot) -> Prefetch:
+    """What every posting may need: lots, tiers and tier windows of the locked customers.
+
+    A customer without expiring points has no lot: known without a query."""
     want = Prefetch()
-    for customer in customers:
-        want.lots.add(customer.key)
+    for customer in snapshot.customers:
+        if customer.expiring_lots_minor:
+            want.lots.add(customer.key)
+        else:
+            snapshot.lots.found(customer.key, [])
         if customer.tier_basis is not None or customer.tier_id is not None:
             want.tiers.add(customer.merchant_id)
         if customer.tier_basis is not None and customer.tier_window_days is not None:
@@ -76,13 +80,8 @@ def engine_wants(customers: Sequence[LockedCustomer]) -> Prefetch:
 
 
 def _known_empty(snapshot: Snapshot, request: Prefetch) -> None:
-    """Rows the locked balances already say are absent are not read: lots of a customer
-    with no expiring points, pending credits of a customer with none pending."""
-    for key in list(request.lots):
-        customer = snapshot.by_id.get(key)
-        if customer is not None and customer.expiring_lots_minor == 0:
-            request.lots.discard(key)
-            snapshot.lots.found(key, [])
+    """Rows the locked balances already say are absent are not read: the pending credits
+    of a customer with none pending."""
     for key in list(request.pending_of):
         customer = snapshot.by_id.get(key)
         if customer is not None and customer.pending_points_minor == 0:
@@ -93,7 +92,7 @@ def _known_empty(snapshot: Snapshot, request: Prefetch) -> None:
 async def _prefetch(
     session: BatchSession, snapshot: Snapshot, movements: Sequence[Movement], now: datetime
 ) -> None:
-    base = engine_wants(snapshot.customers)
+    base = engine_wants(snapshot)
     for _ in range(PREFETCH_ROUNDS_MAX):
         want = Prefetch(lots=set(base.lots), tiers=set(base.tiers), windows=set(base.windows))
         for movement in movements:

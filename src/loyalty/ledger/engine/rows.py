@@ -122,11 +122,12 @@ SETTINGS_COLUMNS = (
     "status", "referred_by", "points_decimals", "default_description", "discount_code_prefix",
     "expiry_policy", "expiry_days", "expiry_changed_at", "tier_basis", "tier_window_days",
 )  # fmt: skip
-# What the stores read for each locked customer, besides its identity columns.
-LOCKED_COLUMNS: tuple[str, ...] = (*BALANCE_COLUMNS, *CUSTOMER_COLUMNS, *SETTINGS_COLUMNS)
+# What the stores read for each locked customer besides its identity columns, in the
+# order of its fields (the stores build it from a row positionally: the hot path).
+LOCKED_COLUMNS: tuple[str, ...] = columns(LockedCustomer)[4:]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)  # not frozen: built once per posting (the hot path)
 class EntryRow:
     merchant_id: uuid.UUID
     id: uuid.UUID
@@ -145,7 +146,7 @@ class EntryRow:
     created_at: datetime
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)  # not frozen: built once per posting (the hot path)
 class EventRow:
     merchant_id: uuid.UUID
     id: uuid.UUID

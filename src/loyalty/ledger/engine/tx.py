@@ -345,8 +345,8 @@ class BatchTx:
 
     def _settle_lots(self, locked: LockedCustomer) -> None:
         lots = self.snapshot.lots.peek(locked.key)
-        if lots is None:
-            return
+        if not lots:
+            return  # no lot, before or after the batch
         changes = lifecycle.LotChanges(
             self.changes.lots_new, self.changes.lots_changed, self.changes.lots_closed
         )

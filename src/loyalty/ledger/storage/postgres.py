@@ -24,7 +24,6 @@ from loyalty.ledger.engine.changes import Changes
 from loyalty.ledger.engine.rows import (
     BALANCE_COLUMNS,
     CUSTOMER_COLUMNS,
-    LOCKED_COLUMNS,
     ActionRow,
     CustomerRewardRow,
     EarnRuleRow,
@@ -373,16 +372,8 @@ class PostgresSession:
         rows = await self.connection.fetch(
             _LOCK_CUSTOMERS, id_merchants, ids, email_merchants, emails
         )
-        return [
-            LockedCustomer(
-                merchant_id=row["merchant_id"],
-                customer_id=row["id"],
-                external_id=row["external_id"],
-                email=row["email"],
-                **{column: row[column] for column in LOCKED_COLUMNS},
-            )
-            for row in rows
-        ]
+        # The select list is the class's fields, in order.
+        return [LockedCustomer(*row) for row in rows]
 
     async def _rows(self, sql: str, keys: Sequence[Sequence[Any]], width: int) -> list[Any]:
         if not keys:

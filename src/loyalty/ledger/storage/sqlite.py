@@ -21,7 +21,6 @@ from loyalty.ledger.engine.changes import Changes
 from loyalty.ledger.engine.rows import (
     BALANCE_COLUMNS,
     CUSTOMER_COLUMNS,
-    LOCKED_COLUMNS,
     ActionRow,
     CustomerRewardRow,
     EarnRuleRow,
@@ -41,7 +40,7 @@ from loyalty.ledger.engine.rows import (
     locked_select_list,
 )
 from loyalty.ledger.engine.tables import Prefetch, Snapshot
-from loyalty.ledger.storage.columns import from_sqlite, sqlite_readers, sqlite_time, to_sqlite
+from loyalty.ledger.storage.columns import from_sqlite, sqlite_time, to_sqlite
 from loyalty.ledger.storage.counts import check_counts
 
 _CUSTOMERS_BY = f"""
@@ -51,7 +50,6 @@ CROSS JOIN customers c ON c.merchant_id = w.column1 AND c.{{column}} = w.column2
 JOIN customer_balances b ON b.merchant_id = c.merchant_id AND b.customer_id = c.id
 JOIN program_settings s ON s.merchant_id = c.merchant_id
 """
-_LOCKED_READERS = sqlite_readers(LockedCustomer, ("merchant_id", "customer_id", *LOCKED_COLUMNS))
 
 
 def _values(count: int, width: int = 2) -> str:
@@ -131,21 +129,9 @@ class SqliteSession:
             if wanted:
                 parts.append(_CUSTOMERS_BY.format(values=_values(len(wanted)), column=column))
                 parameters += _parameters(list(wanted))
-        locked: list[LockedCustomer] = []
-        for row in await self._fetch(" UNION ".join(parts), parameters):
-            values = [
-                read(value)
-                for read, value in zip(_LOCKED_READERS, (row[0], row[1], *row[4:]), strict=True)
-            ]
-            locked.append(
-                LockedCustomer(
-                    merchant_id=values[0],
-                    customer_id=values[1],
-                    external_id=row[2],
-                    email=row[3],
-                    **dict(zip(LOCKED_COLUMNS, values[2:], strict=True)),
-                )
-            )
+        # The select list is the class's fields, in order.
+        rows = await self._fetch(" UNION ".join(parts), parameters)
+        locked = [LockedCustomer(*from_sqlite(LockedCustomer, row)) for row in rows]
         return sorted(locked, key=lambda customer: customer.key)
 
     async def load(self, request: Prefetch, snapshot: Snapshot, now: datetime) -> None:
