@@ -55,9 +55,18 @@ PAGE_LIMIT_MAX = 100
 PENDING_DAYS_MAX = 3650
 
 
-async def move_points(writer: LedgerWriter, movement: Movement) -> Outcome:
-    """Apply one movement durably (or refuse it) and return the client's answer."""
-    return await writer.submit(movement)
+async def move_points(
+    writer: LedgerWriter,
+    merchant_id: uuid.UUID,
+    operation: Operation,
+    *,
+    idempotency_key: str | None = None,
+    request_fingerprint: str = "",
+) -> Outcome:
+    """Apply one operation durably (or refuse it) and return the client's answer."""
+    return await writer.submit(
+        Movement(merchant_id, operation, idempotency_key, request_fingerprint)
+    )
 
 
 async def adjust_points(
@@ -101,12 +110,10 @@ async def adjust_points(
     operation: Operation = adjust if available_at is None else Hold(adjust, available_at)
     return await move_points(
         writer,
-        Movement(
-            merchant_id=merchant_id,
-            operation=operation,
-            idempotency_key=idempotency_key,
-            request_fingerprint=request_fingerprint,
-        ),
+        merchant_id,
+        operation,
+        idempotency_key=idempotency_key,
+        request_fingerprint=request_fingerprint,
     )
 
 
@@ -184,23 +191,20 @@ async def _pending_operation(
     idempotency_key: str | None,
     request_fingerprint: str,
 ) -> Outcome:
-    movement = Movement(
-        merchant_id=merchant_id,
-        operation=operation,
+    return await move_points(
+        writer,
+        merchant_id,
+        operation,
         idempotency_key=idempotency_key,
         request_fingerprint=request_fingerprint,
     )
-    return await move_points(writer, movement)
 
 
 async def maintain_customer(
     writer: LedgerWriter, merchant_id: uuid.UUID, customer_id: str
 ) -> Outcome:
     """The scheduler's pass over one customer: expiry, due holds, tier."""
-    movement = Movement(
-        merchant_id=merchant_id, operation=Maintain(CustomerRef(customer_id=customer_id))
-    )
-    return await move_points(writer, movement)
+    return await move_points(writer, merchant_id, Maintain(CustomerRef(customer_id=customer_id)))
 
 
 async def list_pending(
@@ -335,13 +339,13 @@ async def reward_action(
     request_fingerprint: str,
 ) -> Outcome:
     """Reward a customer action per its earn rule (or say why not)."""
-    movement = Movement(
-        merchant_id=merchant_id,
-        operation=RewardAction(customers_service.check_ref(ref), action),
+    return await move_points(
+        writer,
+        merchant_id,
+        RewardAction(customers_service.check_ref(ref), action),
         idempotency_key=idempotency_key,
         request_fingerprint=request_fingerprint,
     )
-    return await move_points(writer, movement)
 
 
 def _body_ref(customer_id: str | None, email: str | None, side: str) -> CustomerRef:
@@ -393,10 +397,8 @@ async def transfer_points(
     )
     return await move_points(
         writer,
-        Movement(
-            merchant_id=merchant_id,
-            operation=operation,
-            idempotency_key=idempotency_key,
-            request_fingerprint=request_fingerprint,
-        ),
+        merchant_id,
+        operation,
+        idempotency_key=idempotency_key,
+        request_fingerprint=request_fingerprint,
     )

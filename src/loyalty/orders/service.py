@@ -19,7 +19,8 @@ from loyalty.db.engine import Database
 from loyalty.db.types import utc_now
 from loyalty.earning import repository as earning_repository
 from loyalty.errors import ValidationFailedError
-from loyalty.ledger.engine.protocol import Movement, Outcome
+from loyalty.ledger import service as ledger_service
+from loyalty.ledger.engine.protocol import Outcome
 from loyalty.ledger.engine.rows import EarnRuleRow, columns
 from loyalty.ledger.operations.orders import OrderNotFoundError, PlaceOrder, purchase_points
 from loyalty.ledger.operations.refunds import RefundOrder
@@ -116,9 +117,10 @@ async def place_order(
     await _enrol_if_new(database, merchant_id, external_id, body)
     async with database.read() as connection:
         referrer = await customers_repository.pending_referrer(connection, merchant_id, external_id)
-    movement = Movement(
-        merchant_id=merchant_id,
-        operation=PlaceOrder(
+    return await ledger_service.move_points(
+        writer,
+        merchant_id,
+        PlaceOrder(
             customer=CustomerRef(customer_id=external_id),
             order_id=order_id,
             total_minor=total_minor,
@@ -132,7 +134,6 @@ async def place_order(
         idempotency_key=idempotency_key,
         request_fingerprint=request_fingerprint,
     )
-    return await writer.submit(movement)
 
 
 async def refund_order(
@@ -150,13 +151,13 @@ async def refund_order(
         external_id = await repository.customer_of_order(connection, merchant_id, order_id)
     if external_id is None:
         raise OrderNotFoundError(f"No order {order_id!r}.", {"order_id": order_id})
-    movement = Movement(
-        merchant_id=merchant_id,
-        operation=RefundOrder(CustomerRef(customer_id=external_id), order_id, amount_minor),
+    return await ledger_service.move_points(
+        writer,
+        merchant_id,
+        RefundOrder(CustomerRef(customer_id=external_id), order_id, amount_minor),
         idempotency_key=idempotency_key,
         request_fingerprint=request_fingerprint,
     )
-    return await writer.submit(movement)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,8 @@ from loyalty.db.types import utc_now
 from loyalty.errors import ValidationFailedError
 from loyalty.events import repository as events
 from loyalty.ids import new_id
-from loyalty.ledger.engine.protocol import Movement, Outcome
+from loyalty.ledger import service as ledger_service
+from loyalty.ledger.engine.protocol import Outcome
 from loyalty.ledger.operations.redemptions import Redeem, Revert
 from loyalty.ledger.service import check_limit, decode_cursor, encode_cursor
 from loyalty.ledger.writer import LedgerWriter
@@ -300,13 +301,13 @@ async def redeem(
 ) -> Outcome:
     """Debit the reward's cost and issue the customer reward, in one transaction."""
     customer = customers_service.check_ref(ref)
-    movement = Movement(
-        merchant_id=merchant_id,
-        operation=Redeem(customer, _reward_id(data.reward_id)),  # its cost read in the batch
+    return await ledger_service.move_points(
+        writer,
+        merchant_id,
+        Redeem(customer, _reward_id(data.reward_id)),  # its cost read in the batch
         idempotency_key=idempotency_key,
         request_fingerprint=request_fingerprint,
     )
-    return await writer.submit(movement)
 
 
 async def revert(
@@ -321,14 +322,14 @@ async def revert(
     """Refund an active reward's points (not lifetime) and mark it ``revert``."""
     async with database.read() as connection:
         row = await _load_customer_reward(connection, merchant_id, customer_reward_id)
-    movement = Movement(
-        merchant_id=merchant_id,
+    return await ledger_service.move_points(
+        writer,
+        merchant_id,
         # Its points are read again, locked, in the batch.
-        operation=Revert(CustomerRef(customer_id=row.external_id), row.id),
+        Revert(CustomerRef(customer_id=row.external_id), row.id),
         idempotency_key=idempotency_key,
         request_fingerprint=request_fingerprint,
     )
-    return await writer.submit(movement)
 
 
 async def get_customer_reward(
