@@ -84,9 +84,11 @@ class MemoryLedger:
             points_spent_minor=0,
             points_expired_minor=0,
             last_sequence=0,
-            default_description="Points adjustment",
-            discount_code_prefix="SHOP",
-            **fields,
+            **{
+                "default_description": "Points adjustment",
+                "discount_code_prefix": "SHOP",
+                **fields,
+            },
         )
         self.store.tables.customers[customer.key] = customer
         if points:
