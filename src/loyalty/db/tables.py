@@ -207,7 +207,10 @@ pending_credits = Table(
     Column("merchant_id", Uuid, nullable=False),
     Column("id", Uuid, nullable=False),
     Column("customer_id", Uuid, nullable=False),
+    # What it was created with; ``points_cancelled_minor`` of them were taken off (by
+    # refunds, or all when cancelled): the rest is pending, or was released.
     Column("points_minor", BigInteger, nullable=False),
+    Column("points_cancelled_minor", BigInteger, nullable=False, server_default="0"),
     Column("kind", String(32), nullable=False),
     # Customer-facing: 255 on the native API, 500 for Appstle's notes.
     Column("description", String(500), nullable=False),
@@ -425,7 +428,10 @@ orders = Table(
     Column("status", String(24), nullable=False),
     Column("refunded_minor", BigInteger, nullable=False),
     Column("points_earned_minor", BigInteger, nullable=False),
+    # What refunds debited from the balance (not what they took off the hold).
     Column("points_removed_minor", BigInteger, nullable=False),
+    # The points the refunds so far stand for, in total (removed, cancelled, shortfall).
+    Column("refund_points_minor", BigInteger, nullable=False, server_default="0"),
     # Where the points went: a hold (pending) or a ledger entry.
     Column("pending_id", Uuid, nullable=True),
     Column("transaction_id", Uuid, nullable=True),

@@ -121,11 +121,15 @@ class TransactionPage(msgspec.Struct, frozen=True):
 class PendingCredit(msgspec.Struct, frozen=True):
     """A credit on hold: counted in ``pending_points``, not redeemable, never
     expiring. Released into the ledger at ``available_at`` (or when approved),
-    or cancelled. ``transaction_id`` is the ledger entry that released it."""
+    or cancelled. ``transaction_id`` is the ledger entry that released it.
+    ``points`` is what it was created with; ``points_cancelled`` of them were taken
+    off (by an order's refunds, or all of them when cancelled): ``points -
+    points_cancelled`` is what is held, or what was released."""
 
     id: uuid.UUID
     customer_id: uuid.UUID
     points: float
+    points_cancelled: float
     kind: str
     description: str
     internal_note: str | None

@@ -55,8 +55,14 @@ class Order(msgspec.Struct, frozen=True):
     discount_codes: list[str]
     status: OrderStatus
     refunded: float
+    # What the order earned, and where those points are now:
+    # points_earned = points_pending + points_released + points_cancelled.
     points_earned: float
-    # Points taken back by refunds (from the hold, the balance, or not recoverable).
+    points_pending: float  # still held (the purchase rule's pending days)
+    points_released: float  # credited to the balance (at once, or when the hold ended)
+    points_cancelled: float  # taken off the hold before release: by refunds or by hand
+    # Debited from the balance by refunds (out of points_released; what a refund could
+    # not take because the customer had spent it is the refund's shortfall).
     points_removed: float
     # Where the points went: a pending credit (held) or a ledger entry.
     pending_credit_id: uuid.UUID | None

@@ -20,7 +20,7 @@ PENDING = "/api/v1/public/customers/pending"
 APPROVE = f"{PENDING}/approve"
 SETTINGS = "/api/v1/settings/program"
 PENDING_FIELDS = {
-    "id", "customer_id", "points", "kind", "description", "internal_note",
+    "id", "customer_id", "points", "points_cancelled", "kind", "description", "internal_note",
     "visible_to_customer", "apply_to_lifetime", "expires_at", "status", "available_at",
     "transaction_id", "earn_rule_id", "released_at", "cancelled_at", "created_at",
 }  # fmt: skip

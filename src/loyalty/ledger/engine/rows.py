@@ -171,10 +171,14 @@ class LotRow:
 
 @dataclasses.dataclass(slots=True)
 class PendingRow:
+    """A pending credit: ``points_minor`` as created, ``points_cancelled_minor`` of them
+    taken off (refunds; all of them when cancelled); the rest is held, or was released."""
+
     merchant_id: uuid.UUID
     id: uuid.UUID
     customer_id: uuid.UUID
     points_minor: int
+    points_cancelled_minor: int
     kind: str
     description: str
     internal_note: str | None
@@ -188,6 +192,11 @@ class PendingRow:
     released_at: datetime | None
     cancelled_at: datetime | None
     created_at: datetime
+
+    @property
+    def remaining_minor(self) -> int:
+        """Points not taken off: held while pending, posted once released."""
+        return self.points_minor - self.points_cancelled_minor
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -277,7 +286,8 @@ class OrderRow:
     status: str
     refunded_minor: int
     points_earned_minor: int
-    points_removed_minor: int
+    points_removed_minor: int  # debited from the balance by refunds
+    refund_points_minor: int  # what the refunds so far stand for, in total
     pending_id: uuid.UUID | None
     transaction_id: uuid.UUID | None
     earn_rule_id: uuid.UUID | None

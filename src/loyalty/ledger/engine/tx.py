@@ -234,6 +234,7 @@ class BatchTx:
             id=self.new_id(),
             customer_id=locked.customer_id,
             points_minor=posting.points_minor,
+            points_cancelled_minor=0,
             kind=posting.kind,
             description=posting.description,
             internal_note=posting.internal_note,
@@ -274,7 +275,7 @@ class BatchTx:
         transaction = self.post(
             locked,
             Posting(
-                points_minor=row.points_minor,
+                points_minor=row.remaining_minor,
                 kind=row.kind,
                 description=row.description,
                 internal_note=row.internal_note,
@@ -295,24 +296,25 @@ class BatchTx:
         transaction_id: uuid.UUID | None,
     ) -> None:
         """A pending credit released (into ``transaction_id``) or cancelled."""
+        locked.pending_points_minor -= row.remaining_minor
         row.status = status
         row.transaction_id = transaction_id
         if status == "released":
             row.released_at = self.now
         else:
             row.cancelled_at = self.now
-        locked.pending_points_minor -= row.points_minor
+            row.points_cancelled_minor = row.points_minor  # nothing of it is left
         invariant(locked.pending_points_minor >= 0, "pending points never go negative")
         locked.touched = True
         self.changes.pending.update(row)
         self.event(locked.merchant_id, f"pending_points.{status}", row.id, pending_payload(row))
 
     def shrink_hold(self, locked: LockedCustomer, row: PendingRow, points_minor: int) -> None:
-        """Take ``points_minor`` off a pending credit (all of them cancels it)."""
-        if points_minor >= row.points_minor:
+        """Take ``points_minor`` off a pending credit (all that is left cancels it)."""
+        if points_minor >= row.remaining_minor:
             self.finish_pending(locked, row, "cancelled", None)
             return
-        row.points_minor -= points_minor
+        row.points_cancelled_minor += points_minor
         locked.pending_points_minor -= points_minor
         locked.touched = True
         self.changes.pending.update(row)

@@ -14,6 +14,7 @@ def pending_view(row: Any) -> PendingCredit:
         id=row.id,
         customer_id=row.customer_id,
         points=format_points(row.points_minor),
+        points_cancelled=format_points(row.points_cancelled_minor),
         kind=row.kind,
         description=row.description,
         internal_note=row.internal_note,

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from fractions import Fraction
-from typing import Any, Protocol
+from typing import Protocol
 
 import msgspec
 
@@ -23,7 +23,7 @@ from loyalty.customers.refs import CustomerRef
 from loyalty.errors import BusinessRuleError, NotFoundError
 from loyalty.ledger.engine import lifecycle
 from loyalty.ledger.engine.protocol import Result
-from loyalty.ledger.engine.rows import EarnRuleRow, LockedCustomer, OrderRow
+from loyalty.ledger.engine.rows import EarnRuleRow, LockedCustomer, OrderRow, PendingRow
 from loyalty.ledger.engine.tables import Prefetch, Snapshot
 from loyalty.ledger.engine.tx import BatchTx, Posting
 from loyalty.ledger.operations import referrals
@@ -61,6 +61,9 @@ class PlaceOrder:
 
     def prefetch(self, merchant_id: uuid.UUID, snapshot: Snapshot, want: Prefetch) -> None:
         want.orders.add((merchant_id, self.order_id))
+        existing = snapshot.orders.peek((merchant_id, self.order_id))
+        if existing is not None and existing.pending_id is not None:
+            want.pending.add((merchant_id, existing.pending_id))  # posted again: its figures
         want.earn_rules.add((merchant_id, "purchase"))
         want.earn_rules.add((merchant_id, "referral"))
         for code in self.discount_codes:
@@ -79,7 +82,8 @@ class PlaceOrder:
                     "An order with this order_id was already posted with other content.",
                     {"order_id": self.order_id},
                 )
-            return Result(200, order_reply(existing, locked))  # posted again: no effect
+            # Posted again: no effect.
+            return Result(200, order_reply(existing, locked, order_hold(tx, existing)))
         rule = tx.snapshot.earn_rules.get((merchant_id, "purchase"))
         multiplier = 100
         if locked.tier_id is not None:
@@ -101,6 +105,7 @@ class PlaceOrder:
             refunded_minor=0,
             points_earned_minor=0,
             points_removed_minor=0,
+            refund_points_minor=0,
             pending_id=None,
             transaction_id=None,
             earn_rule_id=None,
@@ -134,8 +139,9 @@ class PlaceOrder:
         referrals.complete(tx, locked, self.order_id)
         tx.snapshot.orders.found(key, row)
         tx.changes.orders.insert(row)
-        tx.event(merchant_id, "order.placed", row.id, {"order": order_view(row, locked)})
-        return Result(201, order_reply(row, locked))
+        hold = order_hold(tx, row)
+        tx.event(merchant_id, "order.placed", row.id, {"order": order_view(row, locked, hold)})
+        return Result(201, order_reply(row, locked, hold))
 
 
 def use_code(tx: BatchTx, locked: LockedCustomer, code: str, order_id: str) -> None:
@@ -190,7 +196,26 @@ def purchase_points(
     return points, None if points > 0 else "nothing_to_earn"
 
 
-def order_view(row: Any, locked: LockedCustomer) -> Order:
+def order_points(row: OrderRow, hold: PendingRow | None) -> tuple[int, int, int]:
+    """(pending, released, cancelled) of the order's points: its hold says, if it has one."""
+    if hold is None:
+        return 0, row.points_earned_minor, 0
+    left = hold.remaining_minor
+    return (
+        left if hold.status == "pending" else 0,
+        left if hold.status == "released" else 0,
+        hold.points_cancelled_minor,
+    )
+
+
+def order_hold(tx: BatchTx, row: OrderRow) -> PendingRow | None:
+    if row.pending_id is None:
+        return None
+    return tx.snapshot.pending.get((row.merchant_id, row.pending_id))
+
+
+def order_view(row: OrderRow, locked: LockedCustomer, hold: PendingRow | None) -> Order:
+    pending, released, cancelled = order_points(row, hold)
     return Order(
         id=row.id,
         order_id=row.order_id,
@@ -198,9 +223,12 @@ def order_view(row: Any, locked: LockedCustomer) -> Order:
         total=format_points(row.total_minor),
         currency=row.currency,
         discount_codes=msgspec.json.decode(row.discount_codes),
-        status=row.status,
+        status=row.status,  # type: ignore[arg-type]
         refunded=format_points(row.refunded_minor),
         points_earned=format_points(row.points_earned_minor),
+        points_pending=format_points(pending),
+        points_released=format_points(released),
+        points_cancelled=format_points(cancelled),
         points_removed=format_points(row.points_removed_minor),
         pending_credit_id=row.pending_id,
         transaction_id=row.transaction_id,
@@ -212,10 +240,10 @@ def order_view(row: Any, locked: LockedCustomer) -> Order:
     )
 
 
-def order_reply(row: OrderRow, locked: LockedCustomer) -> OrderEnvelope:
+def order_reply(row: OrderRow, locked: LockedCustomer, hold: PendingRow | None) -> OrderEnvelope:
     return OrderEnvelope(
         data=OrderResult(
-            **msgspec.structs.asdict(order_view(row, locked)),
+            **msgspec.structs.asdict(order_view(row, locked, hold)),
             points_balance=format_points(locked.points_balance_minor),
             pending_points=format_points(locked.pending_points_minor),
         )

@@ -19,10 +19,15 @@ from loyalty.customers.refs import CustomerRef
 from loyalty.errors import BusinessRuleError
 from loyalty.ledger.engine import lifecycle
 from loyalty.ledger.engine.protocol import Result
-from loyalty.ledger.engine.rows import LockedCustomer, OrderRow, RefundRow
+from loyalty.ledger.engine.rows import LockedCustomer, OrderRow, PendingRow, RefundRow
 from loyalty.ledger.engine.tables import Prefetch, Snapshot
 from loyalty.ledger.engine.tx import BatchTx, Posting
-from loyalty.ledger.operations.orders import DESCRIPTION_CHARS_MAX, OrderNotFoundError, order_view
+from loyalty.ledger.operations.orders import (
+    DESCRIPTION_CHARS_MAX,
+    OrderNotFoundError,
+    order_hold,
+    order_view,
+)
 from loyalty.orders.schemas import Refund, RefundEnvelope, RefundResult
 from loyalty.points import MINOR_PER_POINT, format_points
 
@@ -62,15 +67,14 @@ class RefundOrder:
             )
         refunded_after = row.refunded_minor + amount
         target = points_to_take_back(row, refunded_after, locked.points_decimals)
-        to_take = target - row.points_removed_minor
+        to_take = target - row.refund_points_minor
         removed = cancelled = shortfall = 0
         transaction_id: uuid.UUID | None = None
+        hold = order_hold(tx, row)
         if to_take > 0:
-            hold = None
-            if row.pending_id is not None:
-                hold = tx.snapshot.pending.get((merchant_id, row.pending_id))
+            # A hold cancelled by hand has nothing left to take: the refund takes nothing.
             if hold is not None and hold.status == "pending":
-                cancelled = min(to_take, hold.points_minor)
+                cancelled = min(to_take, hold.remaining_minor)
                 tx.shrink_hold(locked, hold, cancelled)
             elif hold is None or hold.status == "released":
                 removed = min(to_take, locked.points_balance_minor)
@@ -90,7 +94,8 @@ class RefundOrder:
                     ).transaction_id
         now = tx.now
         row.refunded_minor = refunded_after
-        row.points_removed_minor = target
+        row.refund_points_minor = target
+        row.points_removed_minor += removed
         row.status = "refunded" if refunded_after == row.total_minor else "partially_refunded"
         row.updated_at = now
         tx.changes.orders.update(row)
@@ -115,9 +120,12 @@ class RefundOrder:
             merchant_id,
             "order.refunded",
             row.id,
-            {"refund": refund_view(refund, row, locked), "order": order_view(row, locked)},
+            {
+                "refund": refund_view(refund, row, locked, hold),
+                "order": order_view(row, locked, hold),
+            },
         )
-        return Result(201, refund_reply(refund, row, locked))
+        return Result(201, refund_reply(refund, row, locked, hold))
 
 
 def points_to_take_back(row: OrderRow, refunded_after: int, decimals: int) -> int:
@@ -132,7 +140,9 @@ def points_to_take_back(row: OrderRow, refunded_after: int, decimals: int) -> in
     return taken
 
 
-def refund_view(refund: RefundRow, row: OrderRow, locked: LockedCustomer) -> Refund:
+def refund_view(
+    refund: RefundRow, row: OrderRow, locked: LockedCustomer, hold: PendingRow | None
+) -> Refund:
     return Refund(
         id=refund.id,
         order_id=row.order_id,
@@ -142,14 +152,16 @@ def refund_view(refund: RefundRow, row: OrderRow, locked: LockedCustomer) -> Ref
         shortfall=format_points(refund.shortfall_minor),
         transaction_id=refund.transaction_id,
         created_at=refund.created_at,
-        order=order_view(row, locked),
+        order=order_view(row, locked, hold),
     )
 
 
-def refund_reply(refund: RefundRow, row: OrderRow, locked: LockedCustomer) -> RefundEnvelope:
+def refund_reply(
+    refund: RefundRow, row: OrderRow, locked: LockedCustomer, hold: PendingRow | None
+) -> RefundEnvelope:
     return RefundEnvelope(
         data=RefundResult(
-            **msgspec.structs.asdict(refund_view(refund, row, locked)),
+            **msgspec.structs.asdict(refund_view(refund, row, locked, hold)),
             points_balance=format_points(locked.points_balance_minor),
             pending_points=format_points(locked.pending_points_minor),
         )

@@ -208,14 +208,16 @@ def _beyond_the_ledger(changes: Changes) -> tuple[str, list[Any]]:
         _update(
             "pending_changed", "pending_credits", PendingRow, pending.changed, s,
             ("merchant_id", "id"),
-            ("status", "points_minor", "transaction_id", "released_at", "cancelled_at"),
+            ("status", "points_cancelled_minor", "transaction_id", "released_at",
+             "cancelled_at"),
             " AND t.status = 'pending'",
         ),
         _insert("orders_new", "orders", OrderRow, orders.new, s),
         _update(
             "orders_changed", "orders", OrderRow, orders.changed, s,
             ("merchant_id", "id"),
-            ("status", "refunded_minor", "points_removed_minor", "updated_at"),
+            ("status", "refunded_minor", "points_removed_minor", "refund_points_minor",
+             "updated_at"),
         ),
         _insert("refunds", "order_refunds", RefundRow, changes.refunds, s),
         _insert("lots_new", "point_lots", LotRow, changes.lots_new, s),

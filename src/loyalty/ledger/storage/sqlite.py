@@ -334,9 +334,10 @@ class SqliteSession:
         rewards = changes.customer_rewards
         reward_sets = ("status", "order_id", "revert_transaction_id", "used_at", "reverted_at",
                        "updated_at")  # fmt: skip
-        pending_sets = ("status", "points_minor", "transaction_id", "released_at",
+        pending_sets = ("status", "points_cancelled_minor", "transaction_id", "released_at",
                         "cancelled_at")  # fmt: skip
-        order_sets = ("status", "refunded_minor", "points_removed_minor", "updated_at")
+        order_sets = ("status", "refunded_minor", "points_removed_minor", "refund_points_minor",
+                      "updated_at")  # fmt: skip
         key = ("merchant_id", "id")
         plan: list[tuple[str, str, list[Any]]] = [
             ("customer_rewards_new", _insert("customer_rewards", CustomerRewardRow),
