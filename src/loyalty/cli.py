@@ -1,4 +1,9 @@
-"""The ``loyalty`` command line: serve, migrate, merchants, API keys, worker."""
+"""The ``loyalty`` command line: serve, migrate, merchants, API keys, worker.
+
+Each command imports what it uses when it runs: ``loyalty --help`` and every
+``--help`` load no database driver, SQLAlchemy or web framework, and a command
+on a database already migrated skips Alembic (``db.migrate``).
+"""
 
 from __future__ import annotations
 
@@ -6,40 +11,47 @@ import asyncio
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import msgspec
 import typer
-from rich.console import Console
-from rich.table import Table
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from loyalty import jobs
-from loyalty.auth import service as auth_service
-from loyalty.db.engine import Database, DatabaseURLError
-from loyalty.db.migrate import upgrade_to_head
 from loyalty.errors import LoyaltyError
-from loyalty.ledger.writer import LedgerWriter
-from loyalty.merchants import repository as merchants_repository
-from loyalty.merchants import service as merchants_service
 from loyalty.settings import Settings
+
+if TYPE_CHECKING:  # imported by the commands that use them, when they run
+    from rich.console import Console
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from loyalty import jobs
 
 T = TypeVar("T")
 
+# Plain help (click's): no stray type markers, no rich import for --help.
 app = typer.Typer(
     help="Loyalty-points platform: API server, worker and administration.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,
 )
-merchants_app = typer.Typer(help="Merchants (tenants).", no_args_is_help=True)
-keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+merchants_app = typer.Typer(
+    help="Merchants (tenants).", no_args_is_help=True, rich_markup_mode=None
+)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(merchants_app, name="merchants")
 app.add_typer(keys_app, name="keys")
 
-console = Console()
-error_console = Console(stderr=True)
-
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+
+def _console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr)
+
+
+def _error(message: str) -> None:
+    _console(stderr=True).print(f"[red]error[/red] {message}")
 
 
 def _print_json(value: Any) -> None:
@@ -50,7 +62,7 @@ def _fail(error: LoyaltyError, as_json: bool) -> None:
     if as_json:
         _print_json(error.to_body())
     else:
-        error_console.print(f"[red]error[/red] {error.code}: {error.message}")
+        _error(f"{error.code}: {error.message}")
     raise typer.Exit(code=1)
 
 
@@ -58,20 +70,25 @@ def _settings() -> Settings:
     try:
         return Settings.from_env()
     except ValueError as error:
-        error_console.print(f"[red]error[/red] {error}")
+        _error(str(error))
         raise typer.Exit(code=2) from error
 
 
 def _migrate(settings: Settings) -> None:
+    from loyalty.db.engine import DatabaseURLError
+    from loyalty.db.migrate import upgrade_to_head
+
     try:
         upgrade_to_head(settings.database_url)
     except DatabaseURLError as error:
-        error_console.print(f"[red]error[/red] {error}")
+        _error(str(error))
         raise typer.Exit(code=2) from error
 
 
 def _run_write(work: Callable[[AsyncConnection], Awaitable[T]], as_json: bool) -> T:
     """Migrate if needed, then run ``work`` in one transaction."""
+    from loyalty.db.engine import Database
+
     settings = _settings()
     _migrate(settings)
 
@@ -90,6 +107,8 @@ def _run_write(work: Callable[[AsyncConnection], Awaitable[T]], as_json: bool) -
 
 
 def _merchant_uuid(value: str, as_json: bool) -> uuid.UUID:
+    from loyalty.merchants import service as merchants_service
+
     try:
         return uuid.UUID(value)
     except ValueError:
@@ -99,9 +118,11 @@ def _merchant_uuid(value: str, as_json: bool) -> uuid.UUID:
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+    host: Annotated[
+        str, typer.Option(metavar="HOST", help="Interface to listen on.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="PORT", help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, metavar="N", help="Worker processes.")] = 1,
 ) -> None:
     """Run the API server (migrates the database first)."""
     import uvicorn
@@ -127,7 +148,7 @@ def migrate() -> None:
     """Apply database migrations (the same on SQLite and Postgres)."""
     settings = _settings()
     _migrate(settings)
-    console.print("database is up to date")
+    _console().print("database is up to date")
 
 
 @app.command()
@@ -137,6 +158,7 @@ def worker(
         float | None,
         typer.Option(
             min=1.0,
+            metavar="SECONDS",
             help="Pause between passes, and how often jobs without their own period run "
             "(default: LOYALTY_SCHEDULER_INTERVAL_SECONDS, 60).",
         ),
@@ -145,8 +167,13 @@ def worker(
     """Run scheduled jobs, each when due: release pending points, expire points (lots and
     inactivity), recheck tiers, reward birthdays, expire discount codes, purge idempotency
     records past their retention. Safe to run several at once."""
+    from loyalty import jobs
+    from loyalty.db.engine import Database
+    from loyalty.ledger.writer import LedgerWriter
+
     settings = _settings()
     _migrate(settings)
+    console = _console()
 
     def report(run: jobs.JobsRun) -> None:
         for line in run.summaries():
@@ -176,8 +203,18 @@ def worker(
 
 
 @merchants_app.command("create")
-def merchants_create(name: str, as_json: JsonOption = False) -> None:
-    """Create a merchant."""
+def merchants_create(
+    name: Annotated[str, typer.Argument(metavar="NAME", hidden=True)],
+    as_json: JsonOption = False,
+) -> None:
+    """Create a merchant (a tenant: one shop's programme) named NAME.
+
+    \b
+    Example:
+      loyalty merchants create "Yuko Shop" --json
+      MERCHANT=$(loyalty merchants create "Yuko Shop" --json | jq -r .id)
+    """
+    from loyalty.merchants import service as merchants_service
 
     async def work(connection: AsyncConnection) -> Any:
         return await merchants_service.create_merchant(connection, name)
@@ -186,12 +223,13 @@ def merchants_create(name: str, as_json: JsonOption = False) -> None:
     if as_json:
         _print_json(merchant)
     else:
-        console.print(f"merchant [bold]{merchant.name}[/bold] created: {merchant.id}")
+        _console().print(f"merchant [bold]{merchant.name}[/bold] created: {merchant.id}")
 
 
 @merchants_app.command("list")
 def merchants_list(as_json: JsonOption = False) -> None:
     """List merchants."""
+    from loyalty.merchants import repository as merchants_repository
 
     async def work(connection: AsyncConnection) -> Any:
         return await merchants_repository.list_merchants(connection)
@@ -200,23 +238,39 @@ def merchants_list(as_json: JsonOption = False) -> None:
     if as_json:
         _print_json({"data": merchants})
         return
+    from rich.table import Table
+
     table = Table("id", "name", "created_at")
     for merchant in merchants:
         table.add_row(str(merchant.id), merchant.name, merchant.created_at.isoformat())
-    console.print(table)
+    _console().print(table)
 
 
 @keys_app.command("create")
 def keys_create(
-    merchant: Annotated[str, typer.Option(help="Merchant id.")],
-    scopes: Annotated[str, typer.Option(help="Comma-separated scopes, or 'all'.")],
-    name: Annotated[str | None, typer.Option(help="A name to recognise the key by.")] = None,
+    merchant: Annotated[str, typer.Option(metavar="ID", help="Merchant id.")],
+    scopes: Annotated[
+        str, typer.Option(metavar="SCOPES", help="Comma-separated scopes, or 'all'.")
+    ],
+    name: Annotated[
+        str | None, typer.Option(metavar="NAME", help="A name to recognise the key by.")
+    ] = None,
     rate_limit: Annotated[
-        str | None, typer.Option(help="Per-key limit, e.g. 100/minute (second|minute|hour).")
+        str | None,
+        typer.Option(metavar="LIMIT", help="Per-key limit, e.g. 100/minute (second|minute|hour)."),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Create an API key. The token is printed once and never stored."""
+    """Create an API key. The token is printed once and never stored.
+
+    \b
+    Examples:
+      loyalty keys create --merchant "$MERCHANT" --scopes all --json
+      loyalty keys create --merchant "$MERCHANT" --name widget \\
+          --scopes customers:read,rewards:read --rate-limit 600/minute
+    """
+    from loyalty.auth import service as auth_service
+
     merchant_id = _merchant_uuid(merchant, as_json)
 
     async def work(connection: AsyncConnection) -> Any:
@@ -228,6 +282,7 @@ def keys_create(
     if as_json:
         _print_json(key)
     else:
+        console = _console()
         console.print(f"key {key.prefix} created with scopes {', '.join(key.scopes)}")
         console.print("token (shown once, store it now):")
         console.print(key.token, soft_wrap=True)
@@ -235,9 +290,12 @@ def keys_create(
 
 @keys_app.command("list")
 def keys_list(
-    merchant: Annotated[str, typer.Option(help="Merchant id.")], as_json: JsonOption = False
+    merchant: Annotated[str, typer.Option(metavar="ID", help="Merchant id.")],
+    as_json: JsonOption = False,
 ) -> None:
     """List a merchant's API keys by prefix (tokens are never shown again)."""
+    from loyalty.auth import service as auth_service
+
     merchant_id = _merchant_uuid(merchant, as_json)
 
     async def work(connection: AsyncConnection) -> Any:
@@ -247,6 +305,8 @@ def keys_list(
     if as_json:
         _print_json({"data": keys})
         return
+    from rich.table import Table
+
     table = Table("id", "prefix", "name", "scopes", "rate_limit", "revoked_at")
     for key in keys:
         table.add_row(
@@ -257,12 +317,16 @@ def keys_list(
             key.rate_limit or "default",
             key.revoked_at.isoformat() if key.revoked_at else "",
         )
-    console.print(table)
+    _console().print(table)
 
 
 @keys_app.command("revoke")
-def keys_revoke(id_or_prefix: str, as_json: JsonOption = False) -> None:
-    """Revoke a key by id or prefix; it stops working at once."""
+def keys_revoke(
+    id_or_prefix: Annotated[str, typer.Argument(metavar="ID_OR_PREFIX", hidden=True)],
+    as_json: JsonOption = False,
+) -> None:
+    """Revoke the key ID_OR_PREFIX (its id, or its lk_... prefix); it stops working at once."""
+    from loyalty.auth import service as auth_service
 
     async def work(connection: AsyncConnection) -> Any:
         return await auth_service.revoke_key(connection, id_or_prefix)
@@ -271,7 +335,7 @@ def keys_revoke(id_or_prefix: str, as_json: JsonOption = False) -> None:
     if as_json:
         _print_json(key)
     else:
-        console.print(f"key {key.prefix} revoked")
+        _console().print(f"key {key.prefix} revoked")
 
 
 def main() -> None:

@@ -123,6 +123,8 @@ def test_every_command_has_help(command: list[str]) -> None:
     result = CliRunner().invoke(app, [*command, "--help"])
     assert result.exit_code == 0
     assert "Usage" in result.stdout
+    assert "<bool>" not in result.stdout  # no stray type markers
+    assert "<str>" not in result.stdout
 
 
 def test_worker_once_purges(cli: CliRunner) -> None:

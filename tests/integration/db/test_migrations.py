@@ -12,7 +12,12 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from loyalty.db.engine import async_url
-from loyalty.db.migrate import alembic_config, upgrade_to_head_async
+from loyalty.db.migrate import (
+    HEAD_REVISION,
+    alembic_config,
+    current_revision,
+    upgrade_to_head_async,
+)
 from loyalty.db.tables import customers, merchants, order_refunds, orders, pending_credits
 
 
@@ -91,3 +96,12 @@ async def test_order_refund_figures_are_rewritten_from_what_happened(
     assert holds[by_hand["id"]] == (2000, 2000)
     assert holds[loose["id"]] == (700, 700)
     assert figures == {"held": (0, 500), "by-hand": (0, 500), "plain": (300, 500)}
+
+
+async def test_a_migrated_database_is_recognised_without_alembic(
+    fresh_database_url: str,
+) -> None:
+    """Commands skip Alembic on a database already at the head (one driver-level read)."""
+    assert await asyncio.to_thread(current_revision, fresh_database_url) is None
+    await upgrade_to_head_async(fresh_database_url)
+    assert await asyncio.to_thread(current_revision, fresh_database_url) == HEAD_REVISION
