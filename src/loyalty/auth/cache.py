@@ -20,11 +20,14 @@ import asyncio
 import time
 import weakref
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import asyncpg
 import structlog
 
 from loyalty.auth.schemas import Principal
+
+if TYPE_CHECKING:  # imported when the listener connects (Postgres only)
+    import asyncpg
 
 log = structlog.get_logger(__name__)
 
@@ -106,6 +109,8 @@ class RevocationListener:
             await self._connection.close()
 
     async def _connect(self) -> None:
+        import asyncpg
+
         try:
             connection = await asyncpg.connect(self.dsn, timeout=5)
             await connection.add_listener(REVOCATION_CHANNEL, self._on_revoked)

@@ -44,7 +44,8 @@ class CustomerEmailTakenError(ConflictError):
 
 def normalise_email(email: str, field: str = "email", location: str = "body") -> str:
     normalised = email.strip().lower()
-    if not _EMAIL_PATTERN.match(normalised):
+    # Control characters (NUL among them, which Postgres text refuses) are never valid.
+    if not _EMAIL_PATTERN.match(normalised) or _CONTROL_CHARACTERS.search(normalised):
         raise ValidationFailedError.for_field(field, "must be a valid email address", location)
     return normalised
 

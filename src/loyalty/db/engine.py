@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiosqlite
-import asyncpg
 import structlog
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
@@ -29,6 +29,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from loyalty.auth.cache import KeyCache, RevocationListener
 from loyalty.settings import Settings
+
+if TYPE_CHECKING:  # asyncpg is imported when a Postgres database starts
+    import asyncpg
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -61,16 +64,21 @@ def is_unavailable(error: BaseException) -> bool:
         return True
     if isinstance(error, OSError | asyncio.TimeoutError):
         return True
-    return isinstance(
-        error,
-        asyncpg.exceptions.ConnectionDoesNotExistError
-        | asyncpg.exceptions.InterfaceError
-        | asyncpg.exceptions.CannotConnectNowError
-        | asyncpg.exceptions.AdminShutdownError
-        | asyncpg.exceptions.TooManyConnectionsError
-        | asyncpg.exceptions.ConnectionFailureError
-        # A connection left mid-operation by a lost server: treated as lost.
-        | asyncpg.exceptions.InternalClientError,
+    # asyncpg is imported only on Postgres: if it never was, no error is one of its.
+    asyncpg = sys.modules.get("asyncpg")
+    return (
+        asyncpg is not None
+        and isinstance(
+            error,
+            asyncpg.exceptions.ConnectionDoesNotExistError
+            | asyncpg.exceptions.InterfaceError
+            | asyncpg.exceptions.CannotConnectNowError
+            | asyncpg.exceptions.AdminShutdownError
+            | asyncpg.exceptions.TooManyConnectionsError
+            | asyncpg.exceptions.ConnectionFailureError
+            # A connection left mid-operation by a lost server: treated as lost.
+            | asyncpg.exceptions.InternalClientError,
+        )
     ) or (isinstance(error, DBAPIError) and error.orig is not None and is_unavailable(error.orig))
 
 
@@ -129,6 +137,8 @@ class Database:
                 self.sqlite_reader = await open_sqlite(self.url, self._sqlite_synchronous)
                 self.sqlite_reader.row_factory = sqlite3.Row
         elif self.raw_pool is None:
+            import asyncpg
+
             self.raw_pool = await asyncpg.create_pool(
                 driver_url(self.url),
                 min_size=1,

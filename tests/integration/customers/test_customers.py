@@ -108,6 +108,18 @@ async def test_email_belongs_to_one_customer(tenant: Tenant, unique_id: str) -> 
     assert missing.status_code == 404  # nothing half-written
 
 
+async def test_a_control_character_in_an_email_lookup_is_422(tenant: Tenant) -> None:
+    """Found by fuzzing: a NUL byte reached Postgres (which refuses it in text) as a 500."""
+    response = await tenant.client.patch(
+        f"{CUSTOMERS}/status",
+        params={"customer_email": "\x00a@example.com"},
+        json={"status": "active"},
+        headers=tenant.headers,
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["details"][0]["field"] == "customer_email"
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -118,6 +130,7 @@ async def test_email_belongs_to_one_customer(tenant: Tenant, unique_id: str) -> 
         ({"customer_id": 123}, "customer_id"),
         ({}, "customer_id"),
         ({"customer_id": "ok", "email": "not-an-email"}, "email"),
+        ({"customer_id": "ok", "email": "a\x00b@example.com"}, "email"),
         ({"customer_id": "ok", "email": "a@" + "b" * 260 + ".com"}, "email"),
         ({"customer_id": "ok", "first_name": "x" * 101}, "first_name"),
         ({"customer_id": "ok", "date_of_birth": "2999-01-01"}, "date_of_birth"),
