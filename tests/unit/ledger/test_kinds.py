@@ -14,7 +14,7 @@ from loyalty.ledger.operations.orders import PlaceOrder
 from loyalty.ledger.operations.redemptions import Redeem, Revert
 from loyalty.ledger.operations.refunds import RefundOrder
 from loyalty.ledger.operations.transfers import TransferPoints
-from tests.support.engine import MemoryLedger, body, ref
+from tests.support.engine import START, MemoryLedger, body, ref
 
 
 async def test_adjust_credits_and_debits_with_lifetime_and_precision() -> None:
@@ -184,3 +184,35 @@ async def test_a_tier_is_recomputed_for_every_customer_a_batch_touches() -> None
     await ledger.one(Adjust(ref(ada), 10000, apply_to_lifetime=True))
     assert ledger.stored(ada).tier_id == gold.id
     assert "customer.tier_changed" in ledger.event_types()
+
+
+async def test_an_orders_figures_follow_its_hold_whatever_ends_it() -> None:
+    """points_earned = pending + released + cancelled; removed only out of released."""
+    ledger = MemoryLedger()
+    ada = ledger.customer("ada")
+    ledger.earn_rule("purchase", points_per_currency_unit_minor=100, pending_days=3)
+
+    async def order(order_id: str) -> dict[str, float]:
+        again = PlaceOrder(ref(ada), order_id, 2000, "EUR", (), START, order_id)
+        data: dict[str, float] = body(await ledger.one(again))["data"]
+        return data
+
+    for order_id in ("cancelled", "released"):
+        await ledger.one(PlaceOrder(ref(ada), order_id, 2000, "EUR", (), START, order_id))
+    by_hand = await order("cancelled")
+    await ledger.one(Cancel(ref(ada), uuid.UUID(str(by_hand["pending_credit_id"]))))
+    refund = body(await ledger.one(RefundOrder(ref(ada), "cancelled", None)))["data"]
+    assert (refund["points_removed"], refund["points_cancelled"], refund["shortfall"]) == (0, 0, 0)
+    figures = await order("cancelled")
+    assert (figures["points_cancelled"], figures["points_removed"]) == (20, 0)
+    released = await order("released")
+    await ledger.one(Release(ref(ada), uuid.UUID(str(released["pending_credit_id"]))))
+    await ledger.one(RefundOrder(ref(ada), "released", 500))
+    figures = await order("released")
+    assert (figures["points_released"], figures["points_removed"]) == (20, 5)
+    for name in ("cancelled", "released"):
+        f = await order(name)
+        assert (
+            f["points_earned"] == f["points_pending"] + f["points_released"] + f["points_cancelled"]
+        )
+    assert ledger.balance(ada) == 15
