@@ -179,6 +179,23 @@ class Snapshot:
             known = row
         self.reward_codes.found(key, known)
 
+    def lot_found(self, lot: LotRow) -> None:
+        """One of a customer's lots, as read (its stored rest is what it holds)."""
+        lot.stored_remaining_minor = lot.remaining_minor
+        lots = self.lots.peek((lot.merchant_id, lot.customer_id))
+        if lots is None:
+            self.lots.found((lot.merchant_id, lot.customer_id), [lot])
+        else:
+            lots.append(lot)
+
+    def tier_found(self, tier: TierRow) -> None:
+        """One of a programme's tiers (read in ascending thresholds)."""
+        tiers = self.tiers.peek(tier.merchant_id)
+        if tiers is None:
+            self.tiers.found(tier.merchant_id, [tier])
+        else:
+            tiers.append(tier)
+
     def pending_found(self, row: PendingRow) -> None:
         key = (row.merchant_id, row.id)
         if self.pending.peek(key) is None:

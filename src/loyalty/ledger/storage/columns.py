@@ -56,6 +56,11 @@ def kinds(row_class: type[Any], names: tuple[str, ...] | None = None) -> tuple[K
     return found
 
 
+def select_list(row_class: type[Any], alias: str) -> str:
+    """``alias.column, ...`` over the class's columns, in order (both stores' SELECTs)."""
+    return ", ".join(f"{alias}.{column}" for column in columns(row_class))
+
+
 def sqlite_time(value: datetime) -> str:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 

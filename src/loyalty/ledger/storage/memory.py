@@ -140,16 +140,12 @@ class MemorySession:
             for row in t.pending.values():
                 if (row.merchant_id, row.customer_id) == owner and row.status == "pending":
                     snapshot.pending_found(_copy(row))
-        for owner in request.lots:
-            lots = [
-                dataclasses.replace(lot, stored_remaining_minor=lot.remaining_minor)
-                for lot in t.lots.values()
-                if (lot.merchant_id, lot.customer_id) == owner
-            ]
-            snapshot.lots.found(owner, lots)
+        for lot in t.lots.values():
+            if (lot.merchant_id, lot.customer_id) in request.lots:
+                snapshot.lot_found(_copy(lot))
         for merchant_id in request.tiers:
-            tiers = sorted(t.tiers.get(merchant_id, []), key=lambda tier: tier.threshold_minor)
-            snapshot.tiers.found(merchant_id, tiers)
+            for tier in sorted(t.tiers.get(merchant_id, []), key=lambda tier: tier.threshold_minor):
+                snapshot.tier_found(tier)
         for m, c, basis, days in request.windows:
             snapshot.windows.found((m, c), self._window(m, c, basis, now - timedelta(days=days)))
 

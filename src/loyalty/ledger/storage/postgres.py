@@ -27,6 +27,8 @@ from loyalty.ledger.engine.rows import (
     ActionRow,
     CustomerRewardRow,
     EarnRuleRow,
+    EntryRow,
+    EventRow,
     KeyRef,
     LockedCustomer,
     LotRow,
@@ -41,7 +43,7 @@ from loyalty.ledger.engine.rows import (
     locked_select_list,
 )
 from loyalty.ledger.engine.tables import Prefetch, Snapshot
-from loyalty.ledger.storage.columns import POSTGRES_TYPES, kinds
+from loyalty.ledger.storage.columns import POSTGRES_TYPES, kinds, select_list
 from loyalty.ledger.storage.counts import check_counts
 
 DISCOUNT_CODE_CONSTRAINT = "uq_customer_rewards_merchant_id_discount_code"
@@ -139,12 +141,9 @@ SELECT (SELECT count(*) FROM balances) AS balances,
        (SELECT count(*) FROM stored_keys) AS keys_stored,
        (SELECT count(*) FROM released_keys) AS keys_released
 """
-_ENTRY_COLUMNS = (
-    "merchant_id", "id", "customer_id", "sequence", "points_minor", "kind", "description",
-    "internal_note", "visible_to_customer", "apply_to_lifetime", "lifetime_delta_minor",
-    "balance_after_minor", "expires_at", "earn_rule_id",
-)  # fmt: skip
-_EVENT_COLUMNS = ("merchant_id", "id", "type", "subject_id", "payload")
+# Their columns but created_at: the batch's time, $1.
+_ENTRY_COLUMNS = columns(EntryRow)[:-1]
+_EVENT_COLUMNS = columns(EventRow)[:-1]
 
 
 class _Statement:
@@ -247,10 +246,6 @@ def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
     return out
 
 
-def _select(row_class: type[Any], alias: str) -> str:
-    return ", ".join(f"{alias}.{column}" for column in columns(row_class))
-
-
 _REWARDS = """
 SELECT r.merchant_id, r.id, r.name, r.reward_type, r.points_cost_minor, r.reward_rule, r.active,
        r.deleted_at IS NOT NULL AS deleted, r.code_validity_days, r.per_customer_limit
@@ -265,26 +260,26 @@ JOIN customer_rewards cr ON cr.merchant_id = t.merchant_id AND cr.customer_id = 
 GROUP BY t.merchant_id, t.customer_id, t.reward_id
 """
 _CUSTOMER_REWARDS = f"""
-SELECT {_select(CustomerRewardRow, "cr")}
+SELECT {select_list(CustomerRewardRow, "cr")}
 FROM unnest($1::uuid[], $2::uuid[]) AS t(merchant_id, id)
 JOIN customer_rewards cr ON cr.merchant_id = t.merchant_id AND cr.id = t.id
 ORDER BY cr.merchant_id, cr.id
 FOR UPDATE OF cr
 """
 _REWARD_CODES = f"""
-SELECT {_select(CustomerRewardRow, "cr")}
+SELECT {select_list(CustomerRewardRow, "cr")}
 FROM unnest($1::uuid[], $2::text[]) AS t(merchant_id, code)
 JOIN customer_rewards cr ON cr.merchant_id = t.merchant_id AND cr.discount_code = t.code
 ORDER BY cr.merchant_id, cr.id
 FOR UPDATE OF cr
 """
 _ORDERS = f"""
-SELECT {_select(OrderRow, "o")}
+SELECT {select_list(OrderRow, "o")}
 FROM unnest($1::uuid[], $2::text[]) AS t(merchant_id, order_id)
 JOIN orders o ON o.merchant_id = t.merchant_id AND o.order_id = t.order_id
 """
 _EARN_RULES = f"""
-SELECT {_select(EarnRuleRow, "r")}
+SELECT {select_list(EarnRuleRow, "r")}
 FROM unnest($1::uuid[], $2::text[]) AS t(merchant_id, type)
 JOIN earn_rules r ON r.merchant_id = t.merchant_id AND r.type = t.type
 """
@@ -299,23 +294,23 @@ GROUP BY t.merchant_id, t.customer_id, t.action, t.since
 # Lots, pending credits and tiers are only ever changed by the writer under
 # their customer's balance lock, which the batch already holds: no further lock.
 _PENDING = f"""
-SELECT {_select(PendingRow, "p")}
+SELECT {select_list(PendingRow, "p")}
 FROM unnest($1::uuid[], $2::uuid[]) AS t(merchant_id, id)
 JOIN pending_credits p ON p.merchant_id = t.merchant_id AND p.id = t.id
 """
 _PENDING_OF = f"""
-SELECT {_select(PendingRow, "p")}
+SELECT {select_list(PendingRow, "p")}
 FROM unnest($1::uuid[], $2::uuid[]) AS t(merchant_id, customer_id)
 JOIN pending_credits p ON p.merchant_id = t.merchant_id AND p.customer_id = t.customer_id
  AND p.status = 'pending'
 """
 _LOTS = f"""
-SELECT {_select(LotRow, "l")}
+SELECT {select_list(LotRow, "l")}
 FROM unnest($1::uuid[], $2::uuid[]) AS t(merchant_id, customer_id)
 JOIN point_lots l ON l.merchant_id = t.merchant_id AND l.customer_id = t.customer_id
 """
 _TIERS = f"""
-SELECT {_select(TierRow, "t")} FROM tiers t WHERE t.merchant_id = ANY($1::uuid[])
+SELECT {select_list(TierRow, "t")} FROM tiers t WHERE t.merchant_id = ANY($1::uuid[])
 ORDER BY t.merchant_id, t.threshold_minor
 """
 # The basis inside a rolling window: lifetime points earned in the last N days, or
@@ -409,19 +404,10 @@ class PostgresSession:
         for row in await self._rows(_PENDING_OF, list(request.pending_of), 2):
             snapshot.pending_found(PendingRow(**row))
         for row in await self._rows(_LOTS, list(request.lots), 2):
-            lot = LotRow(**row, stored_remaining_minor=row["remaining_minor"])
-            lots = snapshot.lots.peek((lot.merchant_id, lot.customer_id))
-            if lots is None:
-                snapshot.lots.found((lot.merchant_id, lot.customer_id), [lot])
-            else:
-                lots.append(lot)
+            snapshot.lot_found(LotRow(**row))
         if request.tiers:
             for row in await self.connection.fetch(_TIERS, list(request.tiers)):
-                tiers = snapshot.tiers.peek(row["merchant_id"])
-                if tiers is None:
-                    tiers = []
-                    snapshot.tiers.found(row["merchant_id"], tiers)
-                tiers.append(TierRow(**row))
+                snapshot.tier_found(TierRow(**row))
         for basis, sql in _WINDOWS.items():
             wanted = [(m, c, days) for m, c, b, days in request.windows if b == basis]
             if wanted:

@@ -40,7 +40,7 @@ from loyalty.ledger.engine.rows import (
     locked_select_list,
 )
 from loyalty.ledger.engine.tables import Prefetch, Snapshot
-from loyalty.ledger.storage.columns import from_sqlite, sqlite_time, to_sqlite
+from loyalty.ledger.storage.columns import from_sqlite, select_list, sqlite_time, to_sqlite
 from loyalty.ledger.storage.counts import check_counts
 
 _CUSTOMERS_BY = f"""
@@ -70,10 +70,6 @@ def _parameters(rows: Sequence[Sequence[Any]]) -> list[Any]:
             else:
                 out.append(value)
     return out
-
-
-def _select(row_class: type[Any], alias: str) -> str:
-    return ", ".join(f"{alias}.{column}" for column in columns(row_class))
 
 
 def _insert(table: str, row_class: type[Any]) -> str:
@@ -147,7 +143,7 @@ class SqliteSession:
             snapshot.redeemed.found(key, found[0][0])
         for row in await self._typed(
             CustomerRewardRow,
-            f"SELECT {_select(CustomerRewardRow, 'cr')} FROM ({{values}}) AS w "
+            f"SELECT {select_list(CustomerRewardRow, 'cr')} FROM ({{values}}) AS w "
             "CROSS JOIN customer_rewards cr ON cr.merchant_id = w.column1 AND cr.id = w.column2",
             sorted(request.customer_rewards),
             2,
@@ -155,7 +151,7 @@ class SqliteSession:
             snapshot.customer_rewards.found((row.merchant_id, row.id), row)
         for row in await self._typed(
             CustomerRewardRow,
-            f"SELECT {_select(CustomerRewardRow, 'cr')} FROM ({{values}}) AS w "
+            f"SELECT {select_list(CustomerRewardRow, 'cr')} FROM ({{values}}) AS w "
             "CROSS JOIN customer_rewards cr ON cr.merchant_id = w.column1 "
             "AND cr.discount_code = w.column2",
             sorted(request.reward_codes),
@@ -165,7 +161,7 @@ class SqliteSession:
             snapshot.customer_reward_found((row.merchant_id, row.discount_code), row)
         for order in await self._typed(
             OrderRow,
-            f"SELECT {_select(OrderRow, 'o')} FROM ({{values}}) AS w CROSS JOIN orders o "
+            f"SELECT {select_list(OrderRow, 'o')} FROM ({{values}}) AS w CROSS JOIN orders o "
             "ON o.merchant_id = w.column1 AND o.order_id = w.column2",
             sorted(request.orders),
             2,
@@ -173,8 +169,8 @@ class SqliteSession:
             snapshot.orders.found((order.merchant_id, order.order_id), order)
         for rule in await self._typed(
             EarnRuleRow,
-            f"SELECT {_select(EarnRuleRow, 'r')} FROM ({{values}}) AS w CROSS JOIN earn_rules r "
-            "ON r.merchant_id = w.column1 AND r.type = w.column2",
+            f"SELECT {select_list(EarnRuleRow, 'r')} FROM ({{values}}) AS w "
+            "CROSS JOIN earn_rules r ON r.merchant_id = w.column1 AND r.type = w.column2",
             sorted(request.earn_rules),
             2,
         ):
@@ -196,7 +192,7 @@ class SqliteSession:
         ):
             for pending in await self._typed(
                 PendingRow,
-                f"SELECT {_select(PendingRow, 'p')} FROM ({{values}}) AS w "
+                f"SELECT {select_list(PendingRow, 'p')} FROM ({{values}}) AS w "
                 f"CROSS JOIN pending_credits p ON p.merchant_id = w.column1 AND w.column2 = {join}",
                 sorted(wanted),
                 2,
@@ -204,33 +200,24 @@ class SqliteSession:
                 snapshot.pending_found(pending)
         for lot in await self._typed(
             LotRow,
-            f"SELECT {_select(LotRow, 'l')} FROM ({{values}}) AS w CROSS JOIN point_lots l "
+            f"SELECT {select_list(LotRow, 'l')} FROM ({{values}}) AS w CROSS JOIN point_lots l "
             "ON l.merchant_id = w.column1 AND l.customer_id = w.column2",
             sorted(request.lots),
             2,
         ):
-            lot.stored_remaining_minor = lot.remaining_minor
-            lots = snapshot.lots.peek((lot.merchant_id, lot.customer_id))
-            if lots is None:
-                snapshot.lots.found((lot.merchant_id, lot.customer_id), [lot])
-            else:
-                lots.append(lot)
+            snapshot.lot_found(lot)
         if request.tiers:
             merchants = sorted(request.tiers)
             for tier in [
                 TierRow(*from_sqlite(TierRow, row))
                 for row in await self._fetch(
-                    f"SELECT {_select(TierRow, 't')} FROM tiers t WHERE t.merchant_id IN "
+                    f"SELECT {select_list(TierRow, 't')} FROM tiers t WHERE t.merchant_id IN "
                     f"({', '.join(['?'] * len(merchants))}) "
                     "ORDER BY t.merchant_id, t.threshold_minor",
                     [m.hex for m in merchants],
                 )
             ]:
-                tiers = snapshot.tiers.peek(tier.merchant_id)
-                if tiers is None:
-                    tiers = []
-                    snapshot.tiers.found(tier.merchant_id, tiers)
-                tiers.append(tier)
+                snapshot.tier_found(tier)
         await self._load_windows(request, snapshot, now)
 
     async def _fetch_rewards(self, request: Prefetch) -> list[RewardRow]:
