@@ -23,6 +23,7 @@ from loyalty.db.migrate import upgrade_to_head_async
 from loyalty.db.types import set_clock_offset
 from loyalty.jobs import JobsRun, run_due_jobs
 from loyalty.settings import Settings
+from loyalty.webhooks.urls import parse_allowed_networks
 from tests.support.clock import Clock
 from tests.support.postgres import postgres_admin, postgres_url_for
 from tests.support.tenant import Tenant, create_key, create_merchant
@@ -75,6 +76,8 @@ def settings(database_url: str) -> Settings:
         database_pool_size=20,
         scheduler="off",
         rate_limit_default=UNLIMITED,
+        # Webhook receivers of the tests listen on 127.0.0.1.
+        webhook_allowed_networks=parse_allowed_networks("127.0.0.0/8"),
     )
 
 

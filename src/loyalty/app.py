@@ -60,11 +60,17 @@ async def start_services(app: Litestar, settings: Settings, database: Database) 
     app.state.database = database
     app.state.ledger_writer = writer
     app.state.scheduler = None
+    app.state.deliverer = None
     if scheduler_enabled(settings, database):
+        from loyalty.webhooks.delivery import Deliverer
+
         app.state.scheduler = Scheduler(
             database, settings, writer, settings.scheduler_interval_seconds
         )
         app.state.scheduler.start()
+        # Whoever runs the jobs in-process delivers webhooks too.
+        app.state.deliverer = Deliverer(database, settings)
+        app.state.deliverer.start()
 
 
 async def stop_services(app: Litestar, *, dispose_database: bool) -> None:
@@ -72,6 +78,8 @@ async def stop_services(app: Litestar, *, dispose_database: bool) -> None:
     if app.state.scheduler is not None:
         await app.state.scheduler.stop()
     await app.state.ledger_writer.stop()
+    if app.state.deliverer is not None:
+        await app.state.deliverer.stop()
     if dispose_database:
         await app.state.database.dispose()
 

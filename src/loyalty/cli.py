@@ -164,12 +164,14 @@ def worker(
         ),
     ] = None,
 ) -> None:
-    """Run scheduled jobs, each when due: release pending points, expire points (lots and
-    inactivity), recheck tiers, reward birthdays, expire discount codes, purge idempotency
-    records past their retention. Safe to run several at once."""
+    """Deliver webhooks and run scheduled jobs, each when due: release pending points,
+    expire points (lots and inactivity), recheck tiers, reward birthdays, expire discount
+    codes, purge idempotency records and events past their retention. Safe to run several
+    at once."""
     from loyalty import jobs
     from loyalty.db.engine import Database
     from loyalty.ledger.writer import LedgerWriter
+    from loyalty.webhooks.delivery import Deliverer
 
     settings = _settings()
     _migrate(settings)
@@ -180,21 +182,25 @@ def worker(
             console.print(line)
 
     async def _main() -> bool:
-        database = Database(settings, pool_size=2)
+        database = Database(settings, pool_size=4)
         await database.start()
         writer = LedgerWriter(database)
         await writer.start()
         scheduler = jobs.Scheduler(
             database, settings, writer, interval_seconds or settings.scheduler_interval_seconds
         )
+        deliverer = Deliverer(database, settings)
         try:
             if once:
                 run = await scheduler.run_due()
                 report(run)
+                console.print(f"made {await deliverer.run_once()} webhook delivery attempt(s)")
                 return not run.failures
+            deliverer.start()
             await scheduler.run_forever(report)
             return True
         finally:
+            await deliverer.stop()
             await writer.stop()
             await database.dispose()
 

@@ -44,3 +44,9 @@ def _increment(previous: int) -> int:
             rand_a = 0
             timestamp += 1
     return (timestamp << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b
+
+
+def uuid7_floor(milliseconds: int) -> uuid.UUID:
+    """The smallest UUIDv7 of a Unix millisecond: ``id < uuid7_floor(t)`` finds rows
+    created before ``t`` on a primary key."""
+    return uuid.UUID(int=((milliseconds & ((1 << 48) - 1)) << 80) | (0x7 << 76))

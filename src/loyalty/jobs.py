@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from loyalty.db.engine import Database
+from loyalty.events import jobs as events_jobs
 from loyalty.idempotency import jobs as idempotency_jobs
 from loyalty.ledger.maintenance import run_maintenance
 from loyalty.ledger.writer import LedgerWriter
@@ -59,7 +60,12 @@ LEDGER_JOBS = (
     ),
 )
 
-JOBS: tuple[Job, ...] = (*LEDGER_JOBS, *rewards_jobs.JOBS, *idempotency_jobs.JOBS)
+JOBS: tuple[Job, ...] = (
+    *LEDGER_JOBS,
+    *rewards_jobs.JOBS,
+    *idempotency_jobs.JOBS,
+    *events_jobs.JOBS,
+)
 
 
 @dataclass(frozen=True, slots=True)

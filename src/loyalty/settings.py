@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass
 
 DEFAULT_DATABASE_URL = "sqlite:///loyalty.db"
+EVENT_RETENTION_DAYS_MIN = 30
 # N/second|minute|hour with 1 <= N <= 1,000,000 (API keys take the same form).
 RATE_LIMIT_PATTERN = re.compile(r"^([1-9][0-9]{0,6})/(second|minute|hour)$")
 
@@ -59,6 +61,12 @@ class Settings:
     rate_limit_default: str = "100/minute"
     # Rate-limit counters in Redis (when redis_url is set) are kept under this prefix.
     redis_prefix: str = "loyalty"
+    # Events are kept at least this many days (never fewer than 30).
+    event_retention_days: int = 90
+    # Webhook deliveries: networks that may be private and use http:// (development
+    # and tests), and the time a receiver has to answer.
+    webhook_allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    webhook_timeout_seconds: float = 15.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -75,7 +83,22 @@ class Settings:
         match = RATE_LIMIT_PATTERN.match(rate_limit_default.strip())
         if match is None or int(match.group(1)) > 1_000_000:
             raise ValueError("LOYALTY_RATE_LIMIT_DEFAULT must look like 100/minute")
+        from loyalty.webhooks.urls import parse_allowed_networks
+
+        retention = _int_env("LOYALTY_EVENT_RETENTION_DAYS", 90)
+        if retention < EVENT_RETENTION_DAYS_MIN:
+            raise ValueError(
+                f"LOYALTY_EVENT_RETENTION_DAYS must be at least {EVENT_RETENTION_DAYS_MIN}"
+            )
+        webhook_timeout = _float_env("LOYALTY_WEBHOOK_TIMEOUT_SECONDS", 15.0)
+        if not 0 < webhook_timeout <= 60:
+            raise ValueError("LOYALTY_WEBHOOK_TIMEOUT_SECONDS must be between 0 and 60")
         return cls(
+            event_retention_days=retention,
+            webhook_allowed_networks=parse_allowed_networks(
+                os.environ.get("LOYALTY_WEBHOOK_ALLOWED_NETWORKS")
+            ),
+            webhook_timeout_seconds=webhook_timeout,
             rate_limit_default=rate_limit_default.strip(),
             redis_prefix=os.environ.get("LOYALTY_REDIS_PREFIX") or "loyalty",
             database_url=os.environ.get("LOYALTY_DATABASE_URL") or DEFAULT_DATABASE_URL,

@@ -27,6 +27,7 @@ from loyalty.merchants.endpoints import ProgramSettingsController
 from loyalty.orders.endpoints import OrderController
 from loyalty.rewards.endpoints import RedeemableController, RewardController
 from loyalty.tiers.endpoints import TierController
+from loyalty.webhooks.endpoints import EventController, WebhookController
 
 _encoder = msgspec.json.Encoder()
 
@@ -64,6 +65,8 @@ SURFACE = Surface(
         TierController,
         EarnRuleController,
         OrderController,
+        WebhookController,
+        EventController,
     ),
     key_refused_challenge=f'{BEARER_CHALLENGE}, error="invalid_token"',
 )

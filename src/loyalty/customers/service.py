@@ -201,6 +201,7 @@ async def enrol_customer(
         subject_id=customer.id,
         payload={"customer": msgspec.to_builtins(customer)},
         now=now,
+        customer_ref=customer.customer_id,
     )
     return customer, created
 
@@ -313,6 +314,7 @@ async def change_status(
             "reason": reason,
         },
         now=now,
+        customer_ref=customer.customer_id,
     )
     return customer
 

@@ -28,6 +28,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from loyalty.auth.cache import KeyCache, RevocationListener
+from loyalty.db.wakeup import CHANNEL, EVENTS_WRITTEN, EventsWakeup
 from loyalty.settings import Settings
 
 if TYPE_CHECKING:  # asyncpg is imported when a Postgres database starts
@@ -126,6 +127,8 @@ class Database:
         # Verified API keys (on only while revocations can reach this process).
         self.key_cache = KeyCache()
         self._revocation_listener: RevocationListener | None = None
+        # Poked after every commit that wrote events (see ``loyalty.db.wakeup``).
+        self.events_wakeup = EventsWakeup(None if self.is_sqlite else self._notify_events)
         if self.is_sqlite:
             _configure_sqlite(self.engine, settings.sqlite_synchronous)
 
@@ -180,8 +183,21 @@ class Database:
         async with self.engine.connect() as connection:
             if write:
                 connection = await connection.execution_options(loyalty_write=True)
-            async with connection.begin():
-                return await work(connection)
+            try:
+                async with connection.begin():
+                    result = await work(connection)
+            finally:
+                # The flag lives on the pooled connection: never left for its next user.
+                wrote_events = connection.info.pop(EVENTS_WRITTEN, False)
+            if wrote_events:
+                self.events_wakeup.poke()
+            return result
+
+    async def _notify_events(self) -> None:
+        """Tell every process listening (``loyalty worker``) that events committed."""
+        async with self.engine.connect() as connection:
+            await connection.execute(text(f"SELECT pg_notify('{CHANNEL}', '')"))
+            await connection.commit()
 
     async def ping(self) -> None:
         async with self.engine.connect() as connection:
@@ -215,6 +231,7 @@ class Database:
                 await pool.release(connection)
 
     async def dispose(self) -> None:
+        await self.events_wakeup.close()
         if self._revocation_listener is not None:
             await self._revocation_listener.stop()
             self._revocation_listener = None

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    text,
 )
 
 from loyalty.db.types import UTCDateTime
@@ -364,8 +365,96 @@ events = Table(
     Column("subject_id", Uuid, nullable=True),
     Column("payload", Text, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # Stamped after the event's transaction committed, in feed order (gap-free
+    # per merchant); NULL until then (loyalty.events.feed).
+    Column("sequence", BigInteger, nullable=True),
+    # The platform id of the customer the event is about, if any.
+    Column("customer_ref", String(255), nullable=True),
     PrimaryKeyConstraint("merchant_id", "id"),
     ForeignKeyConstraint(["merchant_id"], ["merchants.id"]),
+    Index("ux_events_sequence", "merchant_id", "sequence", unique=True),
+    Index("ix_events_customer_sequence", "merchant_id", "customer_ref", "sequence"),
+    Index(
+        "ix_events_unstamped",
+        "merchant_id",
+        "id",
+        postgresql_where=text("sequence IS NULL"),
+        sqlite_where=text("sequence IS NULL"),
+    ),
+)
+
+# The last sequence stamped on each merchant's events (locked while stamping).
+event_sequences = Table(
+    "event_sequences",
+    metadata,
+    Column("merchant_id", Uuid, nullable=False),
+    Column("last_sequence", BigInteger, nullable=False),
+    PrimaryKeyConstraint("merchant_id"),
+    ForeignKeyConstraint(["merchant_id"], ["merchants.id"]),
+)
+
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("merchant_id", Uuid, nullable=False),
+    Column("id", Uuid, nullable=False),
+    Column("url", String(2000), nullable=False),
+    Column("description", String(500), nullable=True),
+    # A JSON list of event types; NULL: every type.
+    Column("event_types", Text, nullable=True),
+    Column("active", Boolean, nullable=False),
+    Column("disabled_reason", String(500), nullable=True),
+    Column("secret", String(100), nullable=False),
+    # The secret before the last rotation, signing beside the new one until then.
+    Column("previous_secret", String(100), nullable=True),
+    Column("previous_secret_expires_at", UTCDateTime, nullable=True),
+    # The first failure since the last success (disabled after 5 days of it).
+    Column("failing_since", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "id"),
+    ForeignKeyConstraint(["merchant_id"], ["merchants.id"]),
+)
+
+# Each (endpoint, event) is one delivery: its attempts, the next one pending.
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("merchant_id", Uuid, nullable=False),
+    Column("id", Uuid, nullable=False),
+    Column("endpoint_id", Uuid, nullable=False),
+    Column("event_id", Uuid, nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("trigger", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("scheduled_at", UTCDateTime, nullable=False),
+    # A worker sending it holds it until then (a killed worker's claim lapses).
+    Column("locked_until", UTCDateTime, nullable=True),
+    Column("attempted_at", UTCDateTime, nullable=True),
+    Column("response_status", Integer, nullable=True),
+    Column("response_duration_ms", Integer, nullable=True),
+    Column("response_body", Text, nullable=True),
+    Column("error", String(500), nullable=True),
+    PrimaryKeyConstraint("merchant_id", "id"),
+    ForeignKeyConstraint(
+        ["merchant_id", "endpoint_id"],
+        ["webhook_endpoints.merchant_id", "webhook_endpoints.id"],
+        ondelete="CASCADE",
+    ),
+    ForeignKeyConstraint(
+        ["merchant_id", "event_id"], ["events.merchant_id", "events.id"], ondelete="CASCADE"
+    ),
+    CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="status"),
+    CheckConstraint("\"trigger\" IN ('scheduled', 'manual')", name="trigger"),
+    Index(
+        "ix_webhook_attempts_due",
+        "scheduled_at",
+        postgresql_where=text("status = 'pending'"),
+        sqlite_where=text("status = 'pending'"),
+    ),
+    Index("ix_webhook_attempts_endpoint", "merchant_id", "endpoint_id", "id"),
+    Index("ix_webhook_attempts_event", "merchant_id", "endpoint_id", "event_id", "attempt"),
 )
 
 idempotency_keys = Table(

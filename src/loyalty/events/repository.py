@@ -1,18 +1,48 @@
-"""The events outbox: written in the same transaction as the change it reports."""
+"""The events outbox: written in the same transaction as the change it reports,
+stamped with its merchant's ``sequence`` once that transaction has committed.
+
+Why stamp after the commit: writers on several processes (and the ledger's
+overlapping batches) commit in an order nobody knows when the rows are
+inserted. An event inserted first may commit last; a feed that numbered events
+at insert time and served "everything after number N" would skip it. Instead
+an event is inserted without a sequence, and ``stamp`` numbers the committed,
+unnumbered events of a merchant under a lock on the merchant's counter
+(``event_sequences``): a stamp only ever sees committed rows, stamps are
+serialised per merchant, and each stamp commits its numbers at once, so a
+reader that has seen sequence N will never later find a new event numbered N
+or below. On SQLite the write lock serialises stamps the same way.
+"""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import msgspec
+from sqlalchemy import and_, bindparam, delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from loyalty.db.tables import events
-from loyalty.ids import new_id
+from loyalty.db.tables import event_sequences, events, merchants
+from loyalty.db.wakeup import EVENTS_WRITTEN
+from loyalty.ids import new_id, uuid7_floor
 
 _encoder = msgspec.json.Encoder()
+# Events numbered per stamp at most (the rest in the next).
+STAMP_BATCH_MAX = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Stamped:
+    """An event just numbered: what fan-out to webhook endpoints needs."""
+
+    id: uuid.UUID
+    type: str
+    subject_id: uuid.UUID | None
+    sequence: int
 
 
 async def record(
@@ -23,7 +53,9 @@ async def record(
     subject_id: uuid.UUID | None,
     payload: dict[str, Any],
     now: datetime,
+    customer_ref: str | None = None,
 ) -> uuid.UUID:
+    """Write an event in the caller's transaction (``payload`` is its ``data``)."""
     event_id = new_id()
     await connection.execute(
         events.insert().values(
@@ -32,7 +64,165 @@ async def record(
             type=event_type,
             subject_id=subject_id,
             payload=_encoder.encode(payload).decode(),
+            customer_ref=customer_ref,
             created_at=now,
         )
     )
+    connection.info[EVENTS_WRITTEN] = True
     return event_id
+
+
+async def merchants_with_unstamped(connection: AsyncConnection, limit: int) -> list[uuid.UUID]:
+    """Merchants that have committed events without a sequence (the partial index)."""
+    rows = await connection.execute(
+        select(events.c.merchant_id).where(events.c.sequence.is_(None)).distinct().limit(limit)
+    )
+    return [row.merchant_id for row in rows]
+
+
+async def has_unstamped(connection: AsyncConnection, merchant_id: uuid.UUID) -> bool:
+    row = await connection.execute(
+        select(events.c.id)
+        .where(events.c.merchant_id == merchant_id, events.c.sequence.is_(None))
+        .limit(1)
+    )
+    return row.first() is not None
+
+
+async def _lock_counter(connection: AsyncConnection, merchant_id: uuid.UUID) -> int:
+    """The merchant's last sequence, its counter row locked until the commit."""
+    dialect_insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    statement = (
+        dialect_insert(event_sequences)
+        .values(merchant_id=merchant_id, last_sequence=0)
+        .on_conflict_do_update(
+            index_elements=["merchant_id"],
+            set_={"last_sequence": event_sequences.c.last_sequence},
+        )
+        .returning(event_sequences.c.last_sequence)
+    )
+    return int((await connection.execute(statement)).scalar_one())
+
+
+async def stamp(connection: AsyncConnection, merchant_id: uuid.UUID) -> list[Stamped]:
+    """Number the merchant's committed events that have no sequence yet, oldest
+    first, continuing its counter. Run in its own transaction; the counter's lock
+    (taken first, in its own statement, so the next statement's snapshot sees
+    every stamp committed before it) serialises concurrent stamps."""
+    last = await _lock_counter(connection, merchant_id)
+    rows = (
+        await connection.execute(
+            select(events.c.id, events.c.type, events.c.subject_id)
+            .where(events.c.merchant_id == merchant_id, events.c.sequence.is_(None))
+            .order_by(events.c.id)
+            .limit(STAMP_BATCH_MAX)
+        )
+    ).all()
+    if not rows:
+        return []
+    stamped = [
+        Stamped(row.id, row.type, row.subject_id, last + number)
+        for number, row in enumerate(rows, start=1)
+    ]
+    await connection.execute(
+        update(events)
+        .where(
+            events.c.merchant_id == bindparam("m"),
+            events.c.id == bindparam("i"),
+            events.c.sequence.is_(None),
+        )
+        .values(sequence=bindparam("s")),
+        [{"m": merchant_id, "i": event.id, "s": event.sequence} for event in stamped],
+    )
+    await connection.execute(
+        update(event_sequences)
+        .where(event_sequences.c.merchant_id == merchant_id)
+        .values(last_sequence=stamped[-1].sequence)
+    )
+    return stamped
+
+
+async def feed_page(
+    connection: AsyncConnection,
+    merchant_id: uuid.UUID,
+    *,
+    after: int,
+    limit: int,
+    types: list[str] | None,
+    customer_ref: str | None,
+) -> list[Any]:
+    """Stamped events after sequence ``after``, in sequence order (``limit`` rows)."""
+    conditions = [
+        events.c.merchant_id == merchant_id,
+        events.c.sequence > after,
+    ]
+    if types:
+        conditions.append(events.c.type.in_(types))
+    if customer_ref is not None:
+        conditions.append(events.c.customer_ref == customer_ref)
+    rows = await connection.execute(
+        select(
+            events.c.id,
+            events.c.type,
+            events.c.created_at,
+            events.c.sequence,
+            events.c.customer_ref,
+            events.c.payload,
+        )
+        .where(and_(*conditions))
+        .order_by(events.c.sequence)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def last_sequence(connection: AsyncConnection, merchant_id: uuid.UUID) -> int:
+    """The highest sequence stamped for the merchant (0 if none)."""
+    value = await connection.scalar(
+        select(event_sequences.c.last_sequence).where(event_sequences.c.merchant_id == merchant_id)
+    )
+    return int(value or 0)
+
+
+async def get_events(
+    connection: AsyncConnection, merchant_id: uuid.UUID, event_ids: list[uuid.UUID]
+) -> list[Any]:
+    """Events by id (stamped or not), for delivery."""
+    rows = await connection.execute(
+        select(
+            events.c.id,
+            events.c.type,
+            events.c.created_at,
+            events.c.sequence,
+            events.c.customer_ref,
+            events.c.payload,
+        ).where(events.c.merchant_id == merchant_id, events.c.id.in_(event_ids))
+    )
+    return list(rows)
+
+
+async def merchant_ids(connection: AsyncConnection) -> list[uuid.UUID]:
+    return list((await connection.execute(select(merchants.c.id))).scalars())
+
+
+async def purge_before(
+    connection: AsyncConnection, merchant_id: uuid.UUID, cutoff: datetime, limit: int
+) -> int:
+    """Delete up to ``limit`` stamped events created before ``cutoff`` (oldest first;
+    UUIDv7 ids grow with time, so the primary key finds them)."""
+    bound = uuid7_floor(int(cutoff.timestamp() * 1000))
+    doomed = (
+        select(events.c.id)
+        .where(
+            events.c.merchant_id == merchant_id,
+            events.c.id < bound,
+            events.c.sequence.is_not(None),
+        )
+        .order_by(events.c.id)
+        .limit(limit)
+        .scalar_subquery()
+    )
+    result = await connection.execute(
+        delete(events).where(events.c.merchant_id == merchant_id, events.c.id.in_(doomed))
+    )
+    return int(result.rowcount or 0)

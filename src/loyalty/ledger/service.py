@@ -218,7 +218,7 @@ async def list_pending(
 ) -> PendingCreditPage:
     """The customer's pending credits (by default those still pending), newest first."""
     limit = check_limit(limit)
-    before = uuid.UUID(_cursor_value(cursor, "p", uuid.UUID)) if cursor else None
+    before = uuid.UUID(cursor_value(cursor, "p", uuid.UUID)) if cursor else None
     customer_id = await customers_service.resolve_customer_id(connection, merchant_id, ref)
     rows = await repository.list_pending(
         connection, merchant_id, customer_id, status=status, before_id=before, limit=limit + 1
@@ -253,7 +253,7 @@ def encode_cursor(value: int | uuid.UUID, kind: str = "s") -> str:
     return base64.urlsafe_b64encode(f"{kind}:{value}".encode()).decode().rstrip("=")
 
 
-def _cursor_value(cursor: str, kind: str, parse: Callable[[str], Any]) -> str:
+def cursor_value(cursor: str, kind: str, parse: Callable[[str], Any]) -> str:
     """The value inside a cursor of ``kind`` this API returned (``parse`` must accept it)."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
@@ -276,7 +276,7 @@ def _sequence(value: str) -> int:
 
 
 def decode_cursor(cursor: str) -> int:
-    return int(_cursor_value(cursor, "s", _sequence))
+    return int(cursor_value(cursor, "s", _sequence))
 
 
 def check_limit(limit: int) -> int:

@@ -366,6 +366,7 @@ async def _change(
         subject_id=row.id,
         payload={"customer_reward": msgspec.to_builtins(detail)},
         now=now,
+        customer_ref=changed.external_id,
     )
     return detail
 

@@ -153,6 +153,8 @@ class EventRow:
     type: str
     subject_id: uuid.UUID
     payload: str
+    # The platform id of the customer it is about.
+    customer_ref: str | None
     created_at: datetime
 
 

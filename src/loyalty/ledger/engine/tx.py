@@ -101,16 +101,18 @@ class BatchTx:
     # Events ---------------------------------------------------------------------
 
     def event(
-        self, merchant_id: uuid.UUID, event_type: str, subject_id: uuid.UUID, payload: Any
+        self, customer: LockedCustomer, event_type: str, subject_id: uuid.UUID, payload: Any
     ) -> None:
-        """Record an event in the batch's transaction (``payload``: JSON-encodable)."""
+        """Record an event about ``customer`` in the batch's transaction (``payload``:
+        JSON-encodable, the event's ``data``)."""
         self.changes.events.append(
             EventRow(
-                merchant_id=merchant_id,
+                merchant_id=customer.merchant_id,
                 id=self.new_id(),
                 type=event_type,
                 subject_id=subject_id,
                 payload=_encoder.encode(payload).decode(),
+                customer_ref=customer.external_id,
                 created_at=self.now,
             )
         )
@@ -200,7 +202,7 @@ class BatchTx:
             created_at=now,
         )
         self.event(
-            locked.merchant_id,
+            locked,
             "transaction.created",
             locked.customer_id,
             {
@@ -255,7 +257,7 @@ class BatchTx:
         # Earning, even on hold, is activity (inactivity expiry restarts).
         locked.last_activity_at = self.now
         locked.touched = True
-        self.event(locked.merchant_id, "pending_points.created", row.id, pending_payload(row))
+        self.event(locked, "pending_points.created", row.id, pending_payload(row))
         return row
 
     def customer_pending(self, locked: LockedCustomer) -> list[PendingRow]:
@@ -307,7 +309,7 @@ class BatchTx:
         invariant(locked.pending_points_minor >= 0, "pending points never go negative")
         locked.touched = True
         self.changes.pending.update(row)
-        self.event(locked.merchant_id, f"pending_points.{status}", row.id, pending_payload(row))
+        self.event(locked, f"pending_points.{status}", row.id, pending_payload(row))
 
     def shrink_hold(self, locked: LockedCustomer, row: PendingRow, points_minor: int) -> None:
         """Take ``points_minor`` off a pending credit (all that is left cancels it)."""
@@ -318,7 +320,7 @@ class BatchTx:
         locked.pending_points_minor -= points_minor
         locked.touched = True
         self.changes.pending.update(row)
-        self.event(locked.merchant_id, "pending_points.reduced", row.id, pending_payload(row))
+        self.event(locked, "pending_points.reduced", row.id, pending_payload(row))
 
     # Discount codes ----------------------------------------------------------------
 
@@ -367,7 +369,7 @@ class BatchTx:
             and change.current.threshold_minor > change.previous.threshold_minor
         )
         self.event(
-            locked.merchant_id,
+            locked,
             "customer.tier_changed",
             locked.customer_id,
             {

@@ -128,7 +128,7 @@ class RewardAction:
             action, True, None, rule.points_minor, transaction.transaction_id, rule.id, locked
         )
         tx.event(
-            merchant_id,
+            locked,
             "customer.action_rewarded",
             locked.customer_id,
             {"customer_id": locked.external_id, "data": reply.data},

@@ -140,7 +140,7 @@ class PlaceOrder:
         tx.snapshot.orders.found(key, row)
         tx.changes.orders.insert(row)
         hold = order_hold(tx, row)
-        tx.event(merchant_id, "order.placed", row.id, {"order": order_view(row, locked, hold)})
+        tx.event(locked, "order.placed", row.id, {"order": order_view(row, locked, hold)})
         return Result(201, order_reply(row, locked, hold))
 
 
@@ -152,7 +152,7 @@ def use_code(tx: BatchTx, locked: LockedCustomer, code: str, order_id: str) -> N
     held.status, held.used_at, held.order_id, held.updated_at = "used", tx.now, order_id, tx.now
     tx.changes.customer_rewards.update(held)
     detail = to_detail(held, locked.external_id, tx.now)
-    tx.event(locked.merchant_id, "customer_reward.used", held.id, reward_payload(detail))
+    tx.event(locked, "customer_reward.used", held.id, reward_payload(detail))
 
 
 def _rounded(units: Fraction, rounding: str | None) -> int:

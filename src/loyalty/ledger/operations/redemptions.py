@@ -127,7 +127,7 @@ class Redeem:
         if limit is not None:
             tx.snapshot.redeemed.found(counted, (tx.snapshot.redeemed.get(counted) or 0) + 1)
         detail = to_detail(row, locked.external_id, now)
-        tx.event(merchant_id, "customer_reward.redeemed", row.id, event_payload(detail))
+        tx.event(locked, "customer_reward.redeemed", row.id, event_payload(detail))
         return Result(201, reply(detail, locked.points_balance_minor))
 
 
@@ -176,7 +176,7 @@ class Revert:
         if redeemed:
             tx.snapshot.redeemed.found(counted, redeemed - 1)
         detail = to_detail(held, locked.external_id, now)
-        tx.event(merchant_id, "customer_reward.reverted", held.id, event_payload(detail))
+        tx.event(locked, "customer_reward.reverted", held.id, event_payload(detail))
         return Result(200, reply(detail, locked.points_balance_minor))
 
 

@@ -56,7 +56,7 @@ def complete(tx: BatchTx, referee: LockedCustomer, order_id: str) -> None:
             )
             rewarded["referrer"] = rule.points_minor
     tx.event(
-        referee.merchant_id,
+        referee,
         "referral.completed",
         referee.customer_id,
         {

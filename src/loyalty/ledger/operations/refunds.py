@@ -117,7 +117,7 @@ class RefundOrder:
         )
         tx.changes.refunds.append(refund)
         tx.event(
-            merchant_id,
+            locked,
             "order.refunded",
             row.id,
             {

@@ -85,7 +85,7 @@ class TransferPoints:
         )
         transfer = Transfer(transfer_id=tx.new_id(), from_=debit, to=credit)
         tx.event(
-            merchant_id,
+            source,
             "points.transferred",
             transfer.transfer_id,
             {

@@ -118,20 +118,20 @@ WITH balances AS (
                                $29::int8[], $30::int8[], $31::timestamptz[], $32::uuid[]) AS e
     RETURNING 1
 ), new_events AS (
-    INSERT INTO events (merchant_id, id, type, subject_id, payload, created_at)
-    SELECT v.*, $1 FROM unnest($33::uuid[], $34::uuid[], $35::text[], $36::uuid[], $37::text[])
-        AS v
+    INSERT INTO events (merchant_id, id, type, subject_id, payload, customer_ref, created_at)
+    SELECT v.*, $1 FROM unnest($33::uuid[], $34::uuid[], $35::text[], $36::uuid[], $37::text[],
+                               $38::text[]) AS v
     RETURNING 1
 ), stored_keys AS (
     UPDATE idempotency_keys AS k
     SET response_status = v.status, response_body = v.body
-    FROM unnest($38::uuid[], $39::text[], $40::int4[], $41::text[])
+    FROM unnest($39::uuid[], $40::text[], $41::int4[], $42::text[])
         AS v(merchant_id, key, status, body)
     WHERE k.merchant_id = v.merchant_id AND k.key = v.key
     RETURNING 1
 ), released_keys AS (
     DELETE FROM idempotency_keys AS k
-    USING unnest($42::uuid[], $43::text[]) AS v(merchant_id, key)
+    USING unnest($43::uuid[], $44::text[]) AS v(merchant_id, key)
     WHERE k.merchant_id = v.merchant_id AND k.key = v.key
     RETURNING 1
 )
@@ -457,6 +457,7 @@ class PostgresStore:
     async def batch(self) -> AsyncIterator[PostgresSession]:
         async with self.database.raw_connection() as connection, connection.transaction():
             yield PostgresSession(connection)
+        self.database.events_wakeup.poke()  # committed: its events can be delivered
 
     def is_transient(self, error: BaseException) -> bool:
         if isinstance(error, asyncpg.exceptions.UniqueViolationError):

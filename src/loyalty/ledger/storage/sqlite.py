@@ -376,6 +376,7 @@ class SqliteStore:
                 await connection.execute("ROLLBACK")
                 raise
             await connection.execute("COMMIT")
+        self.database.events_wakeup.poke()  # committed: its events can be delivered
 
     def is_transient(self, error: BaseException) -> bool:
         if isinstance(error, sqlite3.IntegrityError):

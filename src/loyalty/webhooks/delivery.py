@@ -1,0 +1,538 @@
+"""Delivering events to webhook endpoints (Standard Webhooks), at least once.
+
+A ``Deliverer`` runs in ``loyalty worker`` (and in ``loyalty serve`` when it
+runs the scheduler in-process, the SQLite default). Its loop:
+
+1. **Relay**: number every merchant's newly committed events and schedule a
+   first attempt to each matching endpoint (``loyalty.webhooks.relay``).
+2. **Claim** due attempts: ``FOR UPDATE SKIP LOCKED`` on Postgres (the write
+   lock on SQLite), so several workers never take the same attempt, and a
+   lease (``locked_until``) so that an attempt is made once: a worker killed
+   mid-delivery loses nothing, its lease lapses and the attempt is made
+   again (the receiver deduplicates on ``webhook-id``).
+3. **Send** each attempt on one shared HTTP client (connection reuse, the
+   SSRF guard at connect time, no redirects), at most ``per_endpoint`` at a
+   time per endpoint and ``concurrency`` in all, so a slow or dead endpoint
+   never holds up the others; a whole attempt is bounded by the timeout and
+   reads at most 1 KiB of the answer.
+4. **Record** outcomes in batches: only a 2xx succeeds; a failure schedules
+   the next attempt (``RETRY_STEPS`` ±20 %, ``Retry-After`` honoured up to
+   twice the step); 410 disables the endpoint at once, five days of failure
+   without a success disable it with a ``webhook_endpoint.disabled`` event.
+
+It sleeps until woken by a commit (``loyalty.db.wakeup``: in-process, or
+``LISTEN loyalty_events`` on Postgres), a free slot, or ``poll_seconds``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import msgspec
+import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from loyalty.db.engine import Database, driver_url, is_unavailable
+from loyalty.db.types import utc_now
+from loyalty.db.wakeup import CHANNEL
+from loyalty.events import repository as events
+from loyalty.events.types import ENDPOINT_DISABLED
+from loyalty.ids import new_id
+from loyalty.settings import Settings
+from loyalty.webhooks import repository
+from loyalty.webhooks.relay import stamp_and_fan_out
+from loyalty.webhooks.service import endpoint_view
+from loyalty.webhooks.signing import signature_header
+from loyalty.webhooks.transport import make_client
+from loyalty.webhooks.urls import WebhookURLError, check_url_syntax
+
+if TYPE_CHECKING:
+    import asyncpg
+
+log = structlog.get_logger(__name__)
+
+# After attempt n fails, attempt n + 1 follows RETRY_STEPS[n - 1] later.
+RETRY_STEPS: tuple[timedelta, ...] = (
+    timedelta(seconds=5),
+    timedelta(minutes=5),
+    timedelta(minutes=30),
+    timedelta(hours=2),
+    timedelta(hours=5),
+    timedelta(hours=10),
+    timedelta(hours=14),
+    timedelta(hours=20),
+    timedelta(hours=24),
+)
+JITTER = 0.2
+DISABLE_AFTER = timedelta(days=5)
+RESPONSE_BODY_BYTES_MAX = 1024
+# A claim is held this long beyond the timeout (queueing, recording the outcome).
+LEASE_MARGIN = timedelta(seconds=10)
+USER_AGENT = "loyalty-webhooks/1"
+_encoder = msgspec.json.Encoder()
+
+
+class _Body(msgspec.Struct):
+    """The event object, its ``data`` as stored (already JSON)."""
+
+    id: uuid.UUID
+    type: str
+    timestamp: datetime
+    sequence: int
+    customer_id: str | None
+    data: msgspec.Raw
+
+
+@dataclass(slots=True)
+class _Claimed:
+    merchant_id: uuid.UUID
+    id: uuid.UUID
+    endpoint_id: uuid.UUID
+    event_id: uuid.UUID
+    event_type: str
+    attempt: int
+    trigger: str
+    url: str
+    secrets: tuple[str, ...]
+    body: bytes
+
+
+@dataclass(slots=True)
+class Outcome:
+    claimed: _Claimed
+    attempted_at: datetime
+    status_code: int | None
+    duration_ms: int
+    body: str | None
+    error: str | None
+    retry_after: float | None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def retry_delay(
+    attempt: int, retry_after: float | None, jitter: Callable[[], float] = random.random
+) -> timedelta | None:
+    """When attempt ``attempt + 1`` follows a failed ``attempt`` (None: no more)."""
+    if attempt > len(RETRY_STEPS):
+        return None
+    step = RETRY_STEPS[attempt - 1].total_seconds()
+    delay = step * (1 + JITTER * (2 * jitter() - 1))
+    if retry_after is not None and retry_after > delay:
+        delay = min(retry_after, 2 * step)
+    return timedelta(seconds=delay)
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - now).total_seconds())
+
+
+async def _stamp(connection: AsyncConnection, *, merchant_id: uuid.UUID) -> int:
+    return await stamp_and_fan_out(connection, merchant_id)
+
+
+class Deliverer:
+    def __init__(
+        self,
+        database: Database,
+        settings: Settings,
+        *,
+        concurrency: int = 64,
+        per_endpoint: int = 8,
+        poll_seconds: float = 1.0,
+        clock: Callable[[], datetime] = utc_now,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.database = database
+        self.settings = settings
+        self.concurrency = concurrency
+        self.per_endpoint = per_endpoint
+        self.poll_seconds = poll_seconds
+        self.clock = clock
+        self.jitter = jitter
+        self.timeout_seconds = settings.webhook_timeout_seconds
+        self.client = make_client(
+            settings.webhook_allowed_networks,
+            timeout_seconds=self.timeout_seconds,
+            max_connections=concurrency,
+            max_keepalive=concurrency,
+        )
+        self._in_flight: dict[uuid.UUID, int] = {}
+        self._sending: set[asyncio.Task[None]] = set()
+        self._outcomes: list[Outcome] = []
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._listener: asyncpg.Connection | None = None
+        self._listener_retry_at = 0.0
+        # Counts for the benchmark and logs.
+        self.sent = 0
+        self.succeeded = 0
+
+    # Lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        """Stop claiming, let attempts in flight finish (each is bounded by the
+        timeout), record them, and give back any claim not made."""
+        self._stopping = True
+        self.database.events_wakeup.wake()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._close_listener()
+        await self.client.aclose()
+
+    async def run_once(self) -> int:
+        """Relay, then send everything due now and record it (``worker --once``, tests).
+        Returns how many attempts were made."""
+        sent = self.sent
+        while True:
+            await self.relay()
+            claimed = await self.claim()
+            if not claimed and not self._sending:
+                break
+            await self._drain()
+        return self.sent - sent
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                await self._listen()
+                await self.relay()
+                claimed = await self.claim()
+                await self.record()
+            except Exception as error:
+                claimed = 0
+                if is_unavailable(error):
+                    log.warning("webhook_delivery_database_unavailable", error=str(error))
+                else:
+                    log.exception("webhook_delivery_pass_failed")
+            if claimed and self._free() > 0:
+                continue  # more may be due
+            await self.database.events_wakeup.wait(self.poll_seconds)
+        await self._drain()
+
+    async def _drain(self) -> None:
+        while self._sending:
+            await asyncio.gather(*list(self._sending), return_exceptions=True)
+        await self.record()
+
+    # Waking up ----------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        """On Postgres, keep a LISTEN connection (commits of other processes)."""
+        if self.database.is_sqlite or self._listener is not None:
+            return
+        if time.monotonic() < self._listener_retry_at:
+            return
+        import asyncpg
+
+        try:
+            connection = await asyncpg.connect(driver_url(self.database.url), timeout=5)
+            await connection.add_listener(CHANNEL, self._on_notify)
+            connection.add_termination_listener(self._on_lost)
+        except (OSError, TimeoutError, asyncpg.PostgresError) as error:
+            log.warning("webhook_listener_unavailable", error=str(error))
+            self._listener_retry_at = time.monotonic() + 5
+            return
+        self._listener = connection
+
+    def _on_notify(self, *_args: object) -> None:
+        self.database.events_wakeup.wake()
+
+    def _on_lost(self, _connection: object) -> None:
+        self._listener = None
+
+    async def _close_listener(self) -> None:
+        if self._listener is not None and not self._listener.is_closed():
+            await self._listener.close()
+        self._listener = None
+
+    # Relay --------------------------------------------------------------------------
+
+    async def relay(self) -> int:
+        """Number every merchant's new events and schedule their first attempts."""
+        total = 0
+        while True:
+            async with self.database.read() as connection:
+                merchant_ids = await events.merchants_with_unstamped(connection, 100)
+            if not merchant_ids:
+                return total
+            for merchant_id in merchant_ids:
+                total += await self.database.transaction(partial(_stamp, merchant_id=merchant_id))
+
+    # Claiming -----------------------------------------------------------------------
+
+    def _free(self) -> int:
+        return self.concurrency - len(self._sending)
+
+    async def claim(self) -> int:
+        """Take due attempts (as many as there are free slots) and start sending them."""
+        free = self._free()
+        if free <= 0 or self._stopping:
+            return 0
+        now = self.clock()
+        busy = [e for e, n in self._in_flight.items() if n >= self.per_endpoint]
+        lease_until = now + timedelta(seconds=self.timeout_seconds) + LEASE_MARGIN
+
+        async def take(connection: AsyncConnection) -> list[_Claimed]:
+            candidates = await repository.claim_candidates(connection, now, free * 2, busy)
+            chosen: list[tuple[uuid.UUID, uuid.UUID]] = []
+            taking: dict[uuid.UUID, int] = {}
+            for row in candidates:
+                count = self._in_flight.get(row.endpoint_id, 0) + taking.get(row.endpoint_id, 0)
+                if count >= self.per_endpoint:
+                    continue
+                taking[row.endpoint_id] = taking.get(row.endpoint_id, 0) + 1
+                chosen.append((row.merchant_id, row.id))
+                if len(chosen) == free:
+                    break
+            rows = await repository.lease(connection, chosen, lease_until)
+            endpoints = {
+                (row.merchant_id, row.id): row
+                for row in await repository.endpoint_secrets(
+                    connection, list({(row.merchant_id, row.endpoint_id) for row in rows})
+                )
+            }
+            return [
+                claimed
+                for row in rows
+                if (
+                    claimed := self._claimed(
+                        row, endpoints.get((row.merchant_id, row.endpoint_id)), now
+                    )
+                )
+                is not None
+            ]
+
+        claimed = await self.database.transaction(take)
+        for item in claimed:
+            self._in_flight[item.endpoint_id] = self._in_flight.get(item.endpoint_id, 0) + 1
+            task = asyncio.get_running_loop().create_task(self._send(item))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+        return len(claimed)
+
+    def _claimed(self, row: Any, endpoint: Any, now: datetime) -> _Claimed | None:
+        if endpoint is None:
+            return None
+        secrets = [endpoint.secret]
+        if (
+            endpoint.previous_secret is not None
+            and endpoint.previous_secret_expires_at is not None
+            and endpoint.previous_secret_expires_at > now
+        ):
+            secrets.append(endpoint.previous_secret)
+        body = _encoder.encode(
+            _Body(
+                id=row.event_id,
+                type=row.type,
+                timestamp=row.created_at,
+                sequence=row.sequence,
+                customer_id=row.customer_ref,
+                data=msgspec.Raw(row.payload.encode()),
+            )
+        )
+        return _Claimed(
+            merchant_id=row.merchant_id,
+            id=row.id,
+            endpoint_id=row.endpoint_id,
+            event_id=row.event_id,
+            event_type=row.type,
+            attempt=row.attempt,
+            trigger=row.trigger,
+            url=endpoint.url,
+            secrets=tuple(secrets),
+            body=body,
+        )
+
+    # Sending ------------------------------------------------------------------------
+
+    async def _send(self, item: _Claimed) -> None:
+        attempted_at = self.clock()
+        started = time.perf_counter()
+        status_code: int | None = None
+        body: str | None = None
+        error: str | None = None
+        retry_after: float | None = None
+        message_id = str(item.event_id)
+        timestamp = int(attempted_at.timestamp())
+        headers = {
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "webhook-id": message_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": signature_header(item.secrets, message_id, timestamp, item.body),
+        }
+        try:
+            check_url_syntax(item.url, self.settings.webhook_allowed_networks)
+            async with asyncio.timeout(self.timeout_seconds):
+                status_code, body, retry_after = await self._post(item.url, item.body, headers)
+        except WebhookURLError as refused:
+            error = f"refused URL: {refused}"
+        except TimeoutError:
+            error = f"timed out after {self.timeout_seconds:g} s"
+        except httpx.HTTPError as failure:
+            error = f"{type(failure).__name__}: {failure}"[:500] or type(failure).__name__
+        finally:
+            self._in_flight[item.endpoint_id] -= 1
+            if not self._in_flight[item.endpoint_id]:
+                del self._in_flight[item.endpoint_id]
+        if status_code is not None and 300 <= status_code < 400:
+            error = "redirects are not followed"
+        duration_ms = int((time.perf_counter() - started) * 1000)
+        self.sent += 1
+        outcome = Outcome(item, attempted_at, status_code, duration_ms, body, error, retry_after)
+        if outcome.succeeded:
+            self.succeeded += 1
+        self._outcomes.append(outcome)
+        # A slot is free: the loop may claim more, and record what is done.
+        self.database.events_wakeup.wake()
+
+    async def _post(
+        self, url: str, content: bytes, headers: dict[str, str]
+    ) -> tuple[int, str, float | None]:
+        async with self.client.stream("POST", url, content=content, headers=headers) as response:
+            received = bytearray()
+            async for chunk in response.aiter_raw():
+                received += chunk
+                if len(received) >= RESPONSE_BODY_BYTES_MAX:
+                    break  # the rest is never read: the connection is closed
+            text = bytes(received[:RESPONSE_BODY_BYTES_MAX]).decode("utf-8", errors="replace")
+            retry_after = parse_retry_after(response.headers.get("retry-after"), self.clock())
+            return response.status_code, text, retry_after
+
+    # Recording ----------------------------------------------------------------------
+
+    async def record(self) -> None:
+        """Write the outcomes of finished attempts (one transaction for all)."""
+        if not self._outcomes:
+            return
+        outcomes, self._outcomes = self._outcomes, []
+        try:
+            await self.database.transaction(lambda connection: self._write(connection, outcomes))
+        except BaseException:
+            self._outcomes = outcomes + self._outcomes  # kept for the next pass
+            raise
+
+    async def _write(self, connection: AsyncConnection, outcomes: Sequence[Outcome]) -> None:
+        now = self.clock()
+        keys = sorted({(o.claimed.merchant_id, o.claimed.endpoint_id) for o in outcomes})
+        endpoints = {
+            (row.merchant_id, row.id): row
+            for row in await repository.lock_endpoints(connection, keys)
+        }
+        await repository.finish_attempts(
+            connection,
+            [
+                {
+                    "m": o.claimed.merchant_id,
+                    "i": o.claimed.id,
+                    "status": "succeeded" if o.succeeded else "failed",
+                    "attempted_at": o.attempted_at,
+                    "response_status": o.status_code,
+                    "response_duration_ms": o.duration_ms,
+                    "response_body": o.body,
+                    "error": o.error,
+                }
+                for o in outcomes
+            ],
+        )
+        retries: list[dict[str, Any]] = []
+        succeeded: set[tuple[uuid.UUID, uuid.UUID]] = set()
+        failed: set[tuple[uuid.UUID, uuid.UUID]] = set()
+        gone: set[tuple[uuid.UUID, uuid.UUID]] = set()
+        for o in outcomes:
+            key = (o.claimed.merchant_id, o.claimed.endpoint_id)
+            endpoint = endpoints.get(key)
+            if endpoint is None:
+                continue  # deleted meanwhile
+            if o.succeeded:
+                succeeded.add(key)
+                continue
+            failed.add(key)
+            if o.status_code == 410:
+                gone.add(key)
+            if o.claimed.trigger != "scheduled" or not endpoint.active:
+                continue
+            delay = retry_delay(o.claimed.attempt, o.retry_after, self.jitter)
+            if delay is None:
+                continue
+            retries.append(
+                {
+                    "merchant_id": o.claimed.merchant_id,
+                    "id": new_id(),
+                    "endpoint_id": o.claimed.endpoint_id,
+                    "event_id": o.claimed.event_id,
+                    "event_type": o.claimed.event_type,
+                    "attempt": o.claimed.attempt + 1,
+                    "trigger": "scheduled",
+                    "status": "pending",
+                    "scheduled_at": now + delay,
+                }
+            )
+        await repository.insert_attempts(connection, retries)
+        # An endpoint that succeeded in this batch is not failing, whatever else failed.
+        await repository.set_failing(connection, sorted(succeeded), None)
+        await repository.set_failing(connection, sorted(failed - succeeded), now)
+        for key in sorted(failed - succeeded):
+            endpoint = endpoints[key]
+            if not endpoint.active:
+                continue
+            if key in gone:
+                await disable(connection, key, "the endpoint answered 410 Gone", now)
+            elif (
+                endpoint.failing_since is not None and now - endpoint.failing_since >= DISABLE_AFTER
+            ):
+                await disable(connection, key, "no successful delivery for 5 days", now)
+
+
+async def disable(
+    connection: AsyncConnection, key: tuple[uuid.UUID, uuid.UUID], reason: str, now: datetime
+) -> None:
+    """Disable an endpoint: nothing more is sent to it (its pending attempts fail)
+    and a ``webhook_endpoint.disabled`` event tells the merchant's other endpoints."""
+    merchant_id, endpoint_id = key
+    await repository.update_endpoint(
+        connection,
+        merchant_id,
+        endpoint_id,
+        {"active": False, "disabled_reason": reason, "updated_at": now},
+    )
+    await repository.fail_pending(connection, merchant_id, endpoint_id, "endpoint disabled", now)
+    row = await repository.get_endpoint(connection, merchant_id, endpoint_id)
+    await events.record(
+        connection,
+        merchant_id=merchant_id,
+        event_type=ENDPOINT_DISABLED,
+        subject_id=endpoint_id,
+        payload={"webhook": msgspec.to_builtins(endpoint_view(row)), "reason": reason},
+        now=now,
+    )
+    log.warning("webhook_endpoint_disabled", endpoint_id=str(endpoint_id), reason=reason)
