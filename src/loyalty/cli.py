@@ -8,6 +8,8 @@ on a database already migrated skips Alembic (``db.migrate``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
@@ -197,7 +199,18 @@ def worker(
                 console.print(f"made {await deliverer.run_once()} webhook delivery attempt(s)")
                 return not run.failures
             deliverer.start()
-            await scheduler.run_forever(report)
+            # SIGTERM or SIGINT: stop the jobs, let deliveries in flight finish.
+            stopping = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signal_number in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signal_number, stopping.set)
+            jobs_task = asyncio.create_task(scheduler.run_forever(report))
+            stop_task = asyncio.create_task(stopping.wait())
+            await asyncio.wait({jobs_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (jobs_task, stop_task):
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await jobs_task
             return True
         finally:
             await deliverer.stop()

@@ -151,8 +151,8 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     return max(0.0, (moment - now).total_seconds())
 
 
-async def _stamp(connection: AsyncConnection, *, merchant_id: uuid.UUID) -> int:
-    return await stamp_and_fan_out(connection, merchant_id)
+async def _stamp(connection: AsyncConnection, *, merchant_id: uuid.UUID, now: datetime) -> int:
+    return await stamp_and_fan_out(connection, merchant_id, now)
 
 
 class Deliverer:
@@ -285,7 +285,9 @@ class Deliverer:
             if not merchant_ids:
                 return total
             for merchant_id in merchant_ids:
-                total += await self.database.transaction(partial(_stamp, merchant_id=merchant_id))
+                total += await self.database.transaction(
+                    partial(_stamp, merchant_id=merchant_id, now=self.clock())
+                )
 
     # Claiming -----------------------------------------------------------------------
 

@@ -138,6 +138,17 @@ SCOPED_ENDPOINTS = [
     ("POST", "/api/v1/public/customers/actions", "transactions:write"),
     ("POST", "/api/v1/public/orders/estimate", "rewards:read"),
     ("POST", f"/api/v1/public/orders/{SOME_ID}/refunds", "orders:write"),
+    ("GET", "/api/v1/events", "webhooks:read"),
+    ("POST", "/api/v1/webhooks", "webhooks:write"),
+    ("GET", "/api/v1/webhooks", "webhooks:read"),
+    ("GET", f"/api/v1/webhooks/{SOME_ID}", "webhooks:read"),
+    ("PATCH", f"/api/v1/webhooks/{SOME_ID}", "webhooks:write"),
+    ("DELETE", f"/api/v1/webhooks/{SOME_ID}", "webhooks:write"),
+    ("POST", f"/api/v1/webhooks/{SOME_ID}/rotate-secret", "webhooks:write"),
+    ("POST", f"/api/v1/webhooks/{SOME_ID}/test", "webhooks:write"),
+    ("GET", f"/api/v1/webhooks/{SOME_ID}/deliveries", "webhooks:read"),
+    ("POST", f"/api/v1/webhooks/{SOME_ID}/deliveries/{SOME_ID}/resend", "webhooks:write"),
+    ("POST", f"/api/v1/webhooks/{SOME_ID}/recover", "webhooks:write"),
 ]
 
 
