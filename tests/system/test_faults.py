@@ -9,7 +9,10 @@ again). Afterwards:
 - retrying every request with its Idempotency-Key applies nothing twice
   (acknowledged ones replay their answer, unacknowledged ones apply once);
 - every customer's ledger invariants hold;
-- the API became ready again by itself after the database came back.
+- the API became ready again by itself after the database came back;
+- every event was delivered to the webhook endpoint, at least once, by a
+  ``loyalty worker`` that was itself killed with SIGKILL and started again,
+  and that kept delivering across the database's restart.
 
 It restarts the whole Postgres cluster, so it runs in its own pytest
 invocation (``pytest -m faults``, part of ``make test``).
@@ -37,6 +40,7 @@ import pytest
 from benchmarks.__main__ import free_port
 
 from tests.support.postgres import POSTGRES_ADMIN_URL, postgres_admin, postgres_url_for
+from tests.support.receiver import Receiver, running_receiver
 from tests.support.server import cli_json
 
 pytestmark = pytest.mark.faults
@@ -91,9 +95,11 @@ async def send(
 
 
 class Server:
-    """``loyalty serve`` on a fixed port, so that it can be killed and restarted."""
+    """``loyalty serve`` on a fixed port (or ``loyalty worker``), so that it can be
+    killed and restarted."""
 
-    def __init__(self, database_url: str, directory: Path) -> None:
+    def __init__(self, database_url: str, directory: Path, command: str = "serve") -> None:
+        self.command = command
         self.database_url = database_url
         self.directory = directory
         self.port = free_port()
@@ -109,10 +115,15 @@ class Server:
             "LOYALTY_DATABASE_URL": self.database_url,
             "LOYALTY_LOG_LEVEL": "warning",
             "LOYALTY_RATE_LIMIT_DEFAULT": "1000000/minute",
+            "LOYALTY_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
+            "LOYALTY_WEBHOOK_TIMEOUT_SECONDS": "3",
         }
-        log = (self.directory / f"server-{time.monotonic_ns()}.log").open("wb")
+        log = (self.directory / f"{self.command}-{time.monotonic_ns()}.log").open("wb")
+        arguments = ["serve", "--port", str(self.port), "--workers", "2"]
+        if self.command == "worker":
+            arguments = ["worker", "--interval-seconds", "3600"]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "loyalty", "serve", "--port", str(self.port), "--workers", "2"],
+            [sys.executable, "-m", "loyalty", *arguments],
             env=environment,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -179,7 +190,17 @@ async def test_crashes_and_outages_lose_nothing(fault_database: str, tmp_path: P
     server = Server(fault_database, tmp_path)
     server.start()
     await wait_ready(server.base_url)
+    receiver_context = running_receiver()
+    receiver = receiver_context.__enter__()
+    worker = Server(fault_database, tmp_path, "worker")
+    worker.start()
     async with httpx.AsyncClient(timeout=10) as client:
+        registered = await client.post(
+            f"{server.base_url}/api/v1/webhooks",
+            json={"url": receiver.url(), "event_types": ["transaction.created"]},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert registered.status_code == 201
         for n in range(CUSTOMERS):
             response = await client.post(
                 f"{server.base_url}/api/v1/public/customers",
@@ -194,9 +215,11 @@ async def test_crashes_and_outages_lose_nothing(fault_database: str, tmp_path: P
     try:
         await asyncio.sleep(LOAD_SECONDS_PER_PHASE)
 
-        # 1. The API is killed mid-batch and started again.
+        # 1. The API is killed mid-batch and started again; so is the webhook worker.
         server.kill(signal.SIGKILL)
+        worker.kill(signal.SIGKILL)
         server.start()
+        worker.start()
         report.append(f"kill -9 API: ready again after {await wait_ready(server.base_url):.1f} s")
         await asyncio.sleep(LOAD_SECONDS_PER_PHASE)
 
@@ -219,9 +242,35 @@ async def test_crashes_and_outages_lose_nothing(fault_database: str, tmp_path: P
 
     try:
         await verify(load, fault_database, server.base_url, token, report)
+        await verify_deliveries(receiver, fault_database, report)
     finally:
         server.kill(signal.SIGTERM)
+        worker.kill(signal.SIGTERM)
+        receiver_context.__exit__(None, None, None)
     print("\n" + "\n".join(report))
+
+
+async def verify_deliveries(receiver: Receiver, database_url: str, report: list[str]) -> None:
+    """Every transaction.created event reaches the receiver (at least once)."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        events = {
+            str(row["id"])
+            for row in await connection.fetch(
+                "SELECT id FROM events WHERE type = 'transaction.created'"
+            )
+        }
+    finally:
+        await connection.close()
+    deadline = time.monotonic() + RECOVERY_SECONDS_MAX
+    while not events <= set(receiver.ids()):
+        assert time.monotonic() < deadline, f"{len(events - set(receiver.ids()))} undelivered"
+        await asyncio.sleep(0.2)
+    received = receiver.ids()
+    report.append(
+        f"webhooks: {len(events)} events, all delivered ({len(received)} requests, "
+        f"{len(received) - len(set(received))} repeated after the worker's kill)"
+    )
 
 
 async def terminate_backends(database_url: str) -> int:
