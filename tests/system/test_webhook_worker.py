@@ -4,6 +4,7 @@ runs the scheduler, and a ``loyalty worker`` killed with SIGKILL mid-delivery
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -127,7 +128,7 @@ async def test_a_worker_killed_mid_delivery_loses_nothing(
                 deadline = time.monotonic() + 10
                 while not await succeeded():
                     assert time.monotonic() < deadline
-                    time.sleep(0.1)
+                    await asyncio.sleep(0.1)
             finally:
                 second.send_signal(signal.SIGTERM)
                 second.wait(20)

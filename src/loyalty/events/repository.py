@@ -35,6 +35,17 @@ _encoder = msgspec.json.Encoder()
 STAMP_BATCH_MAX = 2000
 
 
+# What an event object is made of (``loyalty.events.service.event_view``).
+_EVENT_COLUMNS = (
+    events.c.id,
+    events.c.type,
+    events.c.created_at,
+    events.c.sequence,
+    events.c.customer_ref,
+    events.c.payload,
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Stamped:
     """An event just numbered: what fan-out to webhook endpoints needs."""
@@ -161,17 +172,7 @@ async def feed_page(
     if customer_ref is not None:
         conditions.append(events.c.customer_ref == customer_ref)
     rows = await connection.execute(
-        select(
-            events.c.id,
-            events.c.type,
-            events.c.created_at,
-            events.c.sequence,
-            events.c.customer_ref,
-            events.c.payload,
-        )
-        .where(and_(*conditions))
-        .order_by(events.c.sequence)
-        .limit(limit)
+        select(*_EVENT_COLUMNS).where(and_(*conditions)).order_by(events.c.sequence).limit(limit)
     )
     return list(rows)
 
@@ -189,14 +190,9 @@ async def get_events(
 ) -> list[Any]:
     """Events by id (stamped or not), for delivery."""
     rows = await connection.execute(
-        select(
-            events.c.id,
-            events.c.type,
-            events.c.created_at,
-            events.c.sequence,
-            events.c.customer_ref,
-            events.c.payload,
-        ).where(events.c.merchant_id == merchant_id, events.c.id.in_(event_ids))
+        select(*_EVENT_COLUMNS).where(
+            events.c.merchant_id == merchant_id, events.c.id.in_(event_ids)
+        )
     )
     return list(rows)
 

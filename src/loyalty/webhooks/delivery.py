@@ -481,6 +481,7 @@ class Deliverer:
             failed.add(key)
             if o.status_code == 410:
                 gone.add(key)
+                continue  # disabled below: no retry
             if o.claimed.trigger != "scheduled" or not endpoint.active:
                 continue
             delay = retry_delay(o.claimed.attempt, o.retry_after, self.jitter)
@@ -499,20 +500,27 @@ class Deliverer:
                     "scheduled_at": now + delay,
                 }
             )
-        await repository.insert_attempts(connection, retries)
+        # Five days failing without a success: disabled, no retry scheduled.
+        worn_out = {
+            key
+            for key in failed - succeeded - gone
+            if endpoints[key].active
+            and endpoints[key].failing_since is not None
+            and now - endpoints[key].failing_since >= DISABLE_AFTER
+        }
+        await repository.insert_attempts(
+            connection,
+            [r for r in retries if (r["merchant_id"], r["endpoint_id"]) not in worn_out],
+        )
         # An endpoint that succeeded in this batch is not failing, whatever else failed.
         await repository.set_failing(connection, sorted(succeeded), None)
         await repository.set_failing(connection, sorted(failed - succeeded), now)
-        for key in sorted(failed - succeeded):
-            endpoint = endpoints[key]
-            if not endpoint.active:
-                continue
-            if key in gone:
+        # A 410 disables at once, whatever else the endpoint answered in this batch.
+        for key in sorted(gone):
+            if endpoints[key].active:
                 await disable(connection, key, "the endpoint answered 410 Gone", now)
-            elif (
-                endpoint.failing_since is not None and now - endpoint.failing_since >= DISABLE_AFTER
-            ):
-                await disable(connection, key, "no successful delivery for 5 days", now)
+        for key in sorted(worn_out):
+            await disable(connection, key, "no successful delivery for 5 days", now)
 
 
 async def disable(

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
@@ -57,11 +57,14 @@ class EventController(Controller):
         caller: CurrentCaller,
         cursor: str | None = Parameter(required=False, max_length=200),
         limit: int = Parameter(default=20, description="Page size, 1 to 100."),
-        event_type: list[str] | None = QueryParameter(
-            name="type",
-            required=False,
-            description="Only these types (repeat it, or separate with commas).",
-        ),
+        event_type: Annotated[
+            list[str] | None,
+            QueryParameter(
+                name="type",
+                required=False,
+                description="Only these types (repeat it, or separate with commas).",
+            ),
+        ] = None,
         customer_id: str | None = Parameter(
             required=False, max_length=255, description="Only events about this customer."
         ),
@@ -208,7 +211,7 @@ class WebhookController(Controller):
         opt={"scope": "webhooks:write"},
         status_code=202,
         summary="Send a webhook.test event to this endpoint only",
-        responses=error_responses(404),
+        responses=error_responses(404, 409),
     )
     async def test_webhook(
         self, request: Request[Any, Any, Any], caller: CurrentCaller, webhook_id: FromPath[str]
@@ -253,7 +256,7 @@ class WebhookController(Controller):
         opt={"scope": "webhooks:write"},
         status_code=202,
         summary="Send an attempt's event again now (same webhook-id)",
-        responses=error_responses(404),
+        responses=error_responses(404, 409),
     )
     async def resend(
         self,
@@ -276,7 +279,7 @@ class WebhookController(Controller):
         status_code=202,
         summary="Send again every event of a time range whose delivery failed",
         description="`{since, until?}` (RFC 3339, at most 90 days apart; `until` defaults to now).",
-        responses=error_responses(404, 422),
+        responses=error_responses(404, 409, 422),
     )
     async def recover(
         self,

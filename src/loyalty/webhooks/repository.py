@@ -169,14 +169,23 @@ async def claim_candidates(
             webhook_attempts.c.id,
             webhook_attempts.c.endpoint_id,
         )
+        .join(
+            webhook_endpoints,
+            and_(
+                webhook_endpoints.c.merchant_id == webhook_attempts.c.merchant_id,
+                webhook_endpoints.c.id == webhook_attempts.c.endpoint_id,
+            ),
+        )
         .where(
             webhook_attempts.c.status == "pending",
             webhook_attempts.c.scheduled_at <= now,
             (webhook_attempts.c.locked_until.is_(None)) | (webhook_attempts.c.locked_until < now),
+            # A disabled endpoint gets nothing (disabling failed what was pending).
+            webhook_endpoints.c.active.is_(True),
         )
         .order_by(webhook_attempts.c.scheduled_at)
         .limit(limit)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, of=webhook_attempts)
     )
     if skip_endpoints:
         statement = statement.where(webhook_attempts.c.endpoint_id.not_in(list(skip_endpoints)))

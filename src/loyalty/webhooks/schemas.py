@@ -55,17 +55,9 @@ class WebhookEndpoint(msgspec.Struct, frozen=True):
     updated_at: datetime
 
 
-class WebhookEndpointWithSecret(msgspec.Struct, frozen=True):
+class WebhookEndpointWithSecret(WebhookEndpoint, frozen=True):
     """The endpoint and its signing secret (shown once: on create)."""
 
-    id: uuid.UUID
-    url: str
-    event_types: list[str] | None
-    description: str | None
-    active: bool
-    disabled_reason: str | None
-    created_at: datetime
-    updated_at: datetime
     secret: str
 
 

@@ -12,7 +12,7 @@ import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.db.types import utc_now
-from loyalty.errors import NotFoundError, ValidationFailedError
+from loyalty.errors import ConflictError, NotFoundError, ValidationFailedError
 from loyalty.events import repository as events
 from loyalty.events.types import KNOWN, WEBHOOK_TEST
 from loyalty.ids import new_id
@@ -45,6 +45,23 @@ class WebhookEndpointNotFoundError(NotFoundError):
 
 class DeliveryAttemptNotFoundError(NotFoundError):
     code = "delivery_attempt_not_found"
+
+
+class WebhookEndpointDisabledError(ConflictError):
+    code = "webhook_endpoint_disabled"
+
+
+async def _active_endpoint(
+    connection: AsyncConnection, merchant_id: uuid.UUID, endpoint_id: uuid.UUID
+) -> WebhookEndpoint:
+    """The endpoint, which must be active to be sent anything (409 otherwise)."""
+    endpoint = await get_endpoint(connection, merchant_id, endpoint_id)
+    if not endpoint.active:
+        raise WebhookEndpointDisabledError(
+            "This endpoint is disabled: re-enable it (PATCH active: true) before sending to it.",
+            {"webhook_id": str(endpoint_id), "disabled_reason": endpoint.disabled_reason},
+        )
+    return endpoint
 
 
 def endpoint_view(row: Any) -> WebhookEndpoint:
@@ -252,7 +269,7 @@ async def send_test(
     connection: AsyncConnection, merchant_id: uuid.UUID, endpoint_id: uuid.UUID
 ) -> uuid.UUID:
     """A ``webhook.test`` event, delivered to this endpoint only."""
-    endpoint = await get_endpoint(connection, merchant_id, endpoint_id)
+    endpoint = await _active_endpoint(connection, merchant_id, endpoint_id)
     now = utc_now()
     return await events.record(
         connection,
@@ -335,7 +352,7 @@ async def resend(
     attempt_id: str,
 ) -> DeliveryAttempt:
     """Send an attempt's event again now (same ``webhook-id``): a new manual attempt."""
-    await get_endpoint(connection, merchant_id, endpoint_id)
+    await _active_endpoint(connection, merchant_id, endpoint_id)
     try:
         attempt_uuid = uuid.UUID(attempt_id)
     except ValueError:
@@ -372,7 +389,7 @@ async def recover(
     data: Recover,
 ) -> Recovered:
     """Send again every event of [since, until) whose delivery to the endpoint failed."""
-    await get_endpoint(connection, merchant_id, endpoint_id)
+    await _active_endpoint(connection, merchant_id, endpoint_id)
     now = utc_now()
     until = data.until or now
     for name, value in (("since", data.since), ("until", until)):

@@ -42,9 +42,9 @@ class AddressRefusedError(httpcore.ConnectError):
 class GuardedBackend(httpcore.AsyncNetworkBackend):
     """A network backend that connects only to addresses the webhook rules allow.
 
-    At this level whether the URL is ``https://`` is unknown: the address rule
-    applies (inside ``allowed`` or globally routable). The stricter rule for
-    ``http://`` (inside ``allowed`` only) is ``check_url``'s, run before sending.
+    ``https``: the backend of the https:// transport (an address inside
+    ``allowed`` or globally routable); otherwise of the http:// one (inside
+    ``allowed`` only), so the scheme's rule holds at every connection.
     """
 
     def __init__(
@@ -53,8 +53,10 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         *,
         backend: httpcore.AsyncNetworkBackend | None = None,
         resolve: Resolver | None = None,
+        https: bool = True,
     ) -> None:
         self._allowed = tuple(allowed)
+        self._https = https
         # AnyIOBackend runs on asyncio (uvloop included); httpcore's own
         # AutoBackend merely picks it when not on trio.
         self._backend = httpcore.AnyIOBackend() if backend is None else backend
@@ -72,7 +74,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         try:
             with anyio.fail_after(timeout):
                 addresses = await resolve_checked(
-                    host, port, self._allowed, https=True, resolve=self._resolve
+                    host, port, self._allowed, https=self._https, resolve=self._resolve
                 )
         except TimeoutError as error:
             raise httpcore.ConnectTimeout(f"resolving {host!r} timed out") from error
@@ -134,20 +136,25 @@ def make_client(
         max_keepalive_connections=max_keepalive,
         keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
     )
-    transport = httpx.AsyncHTTPTransport(verify=ssl_context, trust_env=False, limits=limits)
-    # httpx offers no network_backend option: swap the pool it built (never
-    # opened, it holds no connection) for one on the guarded backend.
-    transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=ssl_context,
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry,
-        http1=True,
-        http2=False,
-        network_backend=GuardedBackend(allowed, resolve=resolve),
-    )
+
+    def transport(https: bool) -> httpx.AsyncHTTPTransport:
+        guarded = httpx.AsyncHTTPTransport(verify=ssl_context, trust_env=False, limits=limits)
+        # httpx offers no network_backend option: swap the pool it built (never
+        # opened, it holds no connection) for one on the guarded backend.
+        guarded._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            http1=True,
+            http2=False,
+            network_backend=GuardedBackend(allowed, resolve=resolve, https=https),
+        )
+        return guarded
+
     return httpx.AsyncClient(
-        transport=transport,
+        # Each scheme's rule at connect time: http:// only inside ``allowed``.
+        mounts={"https://": transport(True), "http://": transport(False)},
         timeout=httpx.Timeout(timeout_seconds),
         follow_redirects=False,
         trust_env=False,

@@ -42,6 +42,8 @@ async def test_a_credit_is_delivered_signed_and_verifiable(
             payload = verifier.verify(request.body, request.headers)
             assert request.headers["webhook-id"] == payload["id"]
             bodies.append(json.loads(request.body))
+        # Sent concurrently: arrival order is not promised (`sequence` orders them).
+        bodies.sort(key=lambda body: body["sequence"])
         assert [body["type"] for body in bodies] == ["customer.created", "transaction.created"]
         assert [body["sequence"] for body in bodies] == [1, 2]
         assert {body["customer_id"] for body in bodies} == {unique_id}
@@ -78,10 +80,32 @@ async def test_a_failure_is_retried_with_the_same_webhook_id(
         finally:
             await deliverer.stop()
         ids = receiver.ids()
-        assert len(ids) == 2 and ids[0] == ids[1]
+        assert len(ids) == 2
+        assert ids[0] == ids[1]
     attempts = (await tenant.get(f"/api/v1/webhooks/{endpoint['id']}/deliveries")).json()["data"]
     assert [(a["attempt"], a["status"], a["response_status"]) for a in attempts] == [
         (2, "succeeded", 200),
         (1, "failed", 500),
     ]
     assert attempts[1]["response_body"] == "down"
+
+
+async def test_a_disabled_endpoint_is_sent_nothing(
+    tenant: Tenant, settings: Settings, unique_id: str
+) -> None:
+    with running_receiver() as receiver:
+        endpoint = await register(tenant, receiver.url())
+        path = f"/api/v1/webhooks/{endpoint['id']}"
+        response = await tenant.client.patch(path, json={"active": False}, headers=tenant.headers)
+        assert response.json()["data"]["disabled_reason"] == "disabled by the merchant"
+        for action, body in (("test", None), ("recover", {"since": "2026-01-01T00:00:00Z"})):
+            refused = await tenant.post(f"{path}/{action}", json=body)
+            assert refused.status_code == 409, refused.text
+            assert refused.json()["error"]["code"] == "webhook_endpoint_disabled"
+        await tenant.enrol(unique_id)
+        deliverer = Deliverer(tenant.database, settings)
+        try:
+            await deliverer.run_once()
+        finally:
+            await deliverer.stop()
+        assert receiver.requests == []
