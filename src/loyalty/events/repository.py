@@ -83,12 +83,16 @@ async def record(
     return event_id
 
 
-async def merchants_with_unstamped(connection: AsyncConnection, limit: int) -> list[uuid.UUID]:
-    """Merchants that have committed events without a sequence (the partial index)."""
-    rows = await connection.execute(
-        select(events.c.merchant_id).where(events.c.sequence.is_(None)).distinct().limit(limit)
-    )
-    return [row.merchant_id for row in rows]
+async def next_merchant_with_unstamped(
+    connection: AsyncConnection, after: uuid.UUID | None
+) -> uuid.UUID | None:
+    """The first merchant after ``after`` with committed events that have no
+    sequence yet (one step of a loose scan of the partial index)."""
+    statement = select(events.c.merchant_id).where(events.c.sequence.is_(None))
+    if after is not None:
+        statement = statement.where(events.c.merchant_id > after)
+    row = (await connection.execute(statement.order_by(events.c.merchant_id).limit(1))).first()
+    return None if row is None else row.merchant_id
 
 
 async def has_unstamped(connection: AsyncConnection, merchant_id: uuid.UUID) -> bool:

@@ -10,9 +10,10 @@ runs the scheduler in-process, the SQLite default). Its loop:
    lease (``locked_until``) so that an attempt is made once: a worker killed
    mid-delivery loses nothing, its lease lapses and the attempt is made
    again (the receiver deduplicates on ``webhook-id``).
-3. **Send** each attempt on one shared HTTP client (connection reuse, the
-   SSRF guard at connect time, no redirects), at most ``per_endpoint`` at a
-   time per endpoint and ``concurrency`` in all, so a slow or dead endpoint
+3. **Send** each attempt on one shared HTTP client
+   (``loyalty.webhooks.transport``: connection reuse, the SSRF guard at connect
+   time, no redirects), at most ``per_endpoint`` at a time per endpoint and
+   ``concurrency`` in all, so a slow or dead endpoint
    never holds up the others; a whole attempt is bounded by the timeout and
    reads at most 1 KiB of the answer.
 4. **Record** outcomes in batches: only a 2xx succeeds; a failure schedules
@@ -38,7 +39,6 @@ from email.utils import parsedate_to_datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import msgspec
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -47,6 +47,7 @@ from loyalty.db.engine import Database, driver_url, is_unavailable
 from loyalty.db.types import utc_now
 from loyalty.db.wakeup import CHANNEL
 from loyalty.events import repository as events
+from loyalty.events.repository import STAMP_BATCH_MAX
 from loyalty.events.types import ENDPOINT_DISABLED
 from loyalty.ids import new_id
 from loyalty.settings import Settings
@@ -54,7 +55,7 @@ from loyalty.webhooks import repository
 from loyalty.webhooks.relay import stamp_and_fan_out
 from loyalty.webhooks.service import endpoint_view
 from loyalty.webhooks.signing import signature_header
-from loyalty.webhooks.transport import make_client
+from loyalty.webhooks.transport import DeliveryClient, DeliveryError
 from loyalty.webhooks.urls import WebhookURLError, check_url_syntax
 
 if TYPE_CHECKING:
@@ -76,7 +77,6 @@ RETRY_STEPS: tuple[timedelta, ...] = (
 )
 JITTER = 0.2
 DISABLE_AFTER = timedelta(days=5)
-RESPONSE_BODY_BYTES_MAX = 1024
 # A claim is held this long beyond the timeout (queueing, recording the outcome).
 LEASE_MARGIN = timedelta(seconds=10)
 USER_AGENT = "loyalty-webhooks/1"
@@ -162,7 +162,7 @@ class Deliverer:
         settings: Settings,
         *,
         concurrency: int = 64,
-        per_endpoint: int = 8,
+        per_endpoint: int = 32,
         poll_seconds: float = 1.0,
         clock: Callable[[], datetime] = utc_now,
         jitter: Callable[[], float] = random.random,
@@ -175,13 +175,14 @@ class Deliverer:
         self.clock = clock
         self.jitter = jitter
         self.timeout_seconds = settings.webhook_timeout_seconds
-        self.client = make_client(
-            settings.webhook_allowed_networks,
-            timeout_seconds=self.timeout_seconds,
-            max_connections=concurrency,
-            max_keepalive=concurrency,
+        self.client = DeliveryClient(
+            settings.webhook_allowed_networks, idle_per_origin_max=per_endpoint
         )
         self._in_flight: dict[uuid.UUID, int] = {}
+        # Claims and records are batched: the loop is woken after this many
+        # attempts have finished (or when none is left in flight).
+        self._batch = max(1, min(per_endpoint, concurrency) // 2)
+        self._finished_since_claim = 0
         self._sending: set[asyncio.Task[None]] = set()
         self._outcomes: list[Outcome] = []
         self._task: asyncio.Task[None] | None = None
@@ -224,17 +225,19 @@ class Deliverer:
         while not self._stopping:
             try:
                 await self._listen()
-                await self.relay()
+                relayed = await self.relay()
                 claimed = await self.claim()
                 await self.record()
             except Exception as error:
-                claimed = 0
+                relayed = claimed = 0
                 if is_unavailable(error):
                     log.warning("webhook_delivery_database_unavailable", error=str(error))
                 else:
                     log.exception("webhook_delivery_pass_failed")
-            if claimed and self._free() > 0:
-                continue  # more may be due
+            if relayed >= STAMP_BATCH_MAX or (
+                claimed >= self._batch and self._free() >= self._batch
+            ):
+                continue  # more may be waiting
             await self.database.events_wakeup.wait(self.poll_seconds)
         await self._drain()
 
@@ -277,17 +280,19 @@ class Deliverer:
     # Relay --------------------------------------------------------------------------
 
     async def relay(self) -> int:
-        """Number every merchant's new events and schedule their first attempts."""
+        """Number each merchant's new events (a batch per merchant) and schedule
+        their first attempts; returns how many were numbered (a full batch for a
+        merchant means more may be waiting: the loop comes back at once)."""
         total = 0
+        after: uuid.UUID | None = None
         while True:
             async with self.database.read() as connection:
-                merchant_ids = await events.merchants_with_unstamped(connection, 100)
-            if not merchant_ids:
+                after = await events.next_merchant_with_unstamped(connection, after)
+            if after is None:
                 return total
-            for merchant_id in merchant_ids:
-                total += await self.database.transaction(
-                    partial(_stamp, merchant_id=merchant_id, now=self.clock())
-                )
+            total += await self.database.transaction(
+                partial(_stamp, merchant_id=after, now=self.clock())
+            )
 
     # Claiming -----------------------------------------------------------------------
 
@@ -334,6 +339,7 @@ class Deliverer:
             ]
 
         claimed = await self.database.transaction(take)
+        self._finished_since_claim = 0
         for item in claimed:
             self._in_flight[item.endpoint_id] = self._in_flight.get(item.endpoint_id, 0) + 1
             task = asyncio.get_running_loop().create_task(self._send(item))
@@ -400,8 +406,8 @@ class Deliverer:
             error = f"refused URL: {refused}"
         except TimeoutError:
             error = f"timed out after {self.timeout_seconds:g} s"
-        except httpx.HTTPError as failure:
-            error = f"{type(failure).__name__}: {failure}"[:500] or type(failure).__name__
+        except (DeliveryError, OSError) as failure:
+            error = (str(failure) or type(failure).__name__)[:500]
         finally:
             self._in_flight[item.endpoint_id] -= 1
             if not self._in_flight[item.endpoint_id]:
@@ -414,21 +420,19 @@ class Deliverer:
         if outcome.succeeded:
             self.succeeded += 1
         self._outcomes.append(outcome)
-        # A slot is free: the loop may claim more, and record what is done.
-        self.database.events_wakeup.wake()
+        # Enough slots are free (or all): the loop claims more and records these.
+        self._finished_since_claim += 1
+        if self._finished_since_claim >= self._batch or len(self._sending) <= 1:
+            self.database.events_wakeup.wake()
 
     async def _post(
         self, url: str, content: bytes, headers: dict[str, str]
     ) -> tuple[int, str, float | None]:
-        async with self.client.stream("POST", url, content=content, headers=headers) as response:
-            received = bytearray()
-            async for chunk in response.aiter_raw():
-                received += chunk
-                if len(received) >= RESPONSE_BODY_BYTES_MAX:
-                    break  # the rest is never read: the connection is closed
-            text = bytes(received[:RESPONSE_BODY_BYTES_MAX]).decode("utf-8", errors="replace")
-            retry_after = parse_retry_after(response.headers.get("retry-after"), self.clock())
-            return response.status_code, text, retry_after
+        reply = await self.client.post(url, content, headers)
+        # At most 1 KiB was read: the rest of a large answer never is.
+        text = reply.body.decode("utf-8", errors="replace")
+        retry_after = parse_retry_after(reply.headers.get("retry-after"), self.clock())
+        return reply.status, text, retry_after
 
     # Recording ----------------------------------------------------------------------
 

@@ -7,7 +7,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, exists, func, insert, select, tuple_, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -163,6 +174,10 @@ async def claim_candidates(
     connection: AsyncConnection, now: datetime, limit: int, skip_endpoints: Sequence[uuid.UUID]
 ) -> list[Any]:
     """Due pending attempts, oldest first, locked (others skip them) until the commit."""
+    if connection.dialect.name == "postgresql":
+        # Planned for these values each time: a generic plan (the driver prepares
+        # statements) may scan every pending attempt instead of the due index.
+        await connection.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
     statement = (
         select(
             webhook_attempts.c.merchant_id,
