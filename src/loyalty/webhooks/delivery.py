@@ -161,7 +161,7 @@ class Deliverer:
         database: Database,
         settings: Settings,
         *,
-        concurrency: int = 64,
+        concurrency: int = 256,
         per_endpoint: int = 32,
         poll_seconds: float = 1.0,
         clock: Callable[[], datetime] = utc_now,
@@ -188,6 +188,8 @@ class Deliverer:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._listener: asyncpg.Connection | None = None
+        self._slot_freed: asyncio.Event | None = None
+        self._recording: asyncio.Task[None] | None = None
         self._listener_retry_at = 0.0
         # Counts for the benchmark and logs.
         self.sent = 0
@@ -203,6 +205,8 @@ class Deliverer:
         timeout), record them, and give back any claim not made."""
         self._stopping = True
         self.database.events_wakeup.wake()
+        if self._slot_freed is not None:
+            self._slot_freed.set()
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -222,28 +226,57 @@ class Deliverer:
         return self.sent - sent
 
     async def _run(self) -> None:
+        self._slot_freed = asyncio.Event()
+        relay_due = True
         while not self._stopping:
+            relayed = claimed = 0
             try:
                 await self._listen()
-                relayed = await self.relay()
+                if relay_due:
+                    relayed = await self.relay()
                 claimed = await self.claim()
-                await self.record()
+                self._record_in_background()
             except Exception as error:
-                relayed = claimed = 0
                 if is_unavailable(error):
                     log.warning("webhook_delivery_database_unavailable", error=str(error))
                 else:
                     log.exception("webhook_delivery_pass_failed")
-            if relayed >= STAMP_BATCH_MAX or (
-                claimed >= self._batch and self._free() >= self._batch
-            ):
+            relay_due = relayed >= STAMP_BATCH_MAX
+            if relay_due or (claimed >= self._batch and self._free() >= self._batch):
                 continue  # more may be waiting
-            await self.database.events_wakeup.wait(self.poll_seconds)
+            relay_due = await self._wait()
         await self._drain()
+
+    async def _wait(self) -> bool:
+        """Until events commit (True), the poll interval passes (True) or enough
+        attempts have finished to claim more (False)."""
+        assert self._slot_freed is not None
+        events_woke = asyncio.ensure_future(self.database.events_wakeup.wait(self.poll_seconds))
+        slot_freed = asyncio.ensure_future(self._slot_freed.wait())
+        done, pending = await asyncio.wait(
+            {events_woke, slot_freed}, return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in pending:
+            task.cancel()
+        self._slot_freed.clear()
+        return events_woke in done
+
+    def _record_in_background(self) -> None:
+        """Outcomes are written beside the next claim, not before it."""
+        if self._outcomes and (self._recording is None or self._recording.done()):
+            self._recording = asyncio.get_running_loop().create_task(self._record_logged())
+
+    async def _record_logged(self) -> None:
+        try:
+            await self.record()
+        except Exception as error:  # kept: written on the next pass
+            log.warning("webhook_delivery_record_failed", error=str(error))
 
     async def _drain(self) -> None:
         while self._sending:
             await asyncio.gather(*list(self._sending), return_exceptions=True)
+        if self._recording is not None:
+            await self._recording
         await self.record()
 
     # Waking up ----------------------------------------------------------------------
@@ -305,40 +338,23 @@ class Deliverer:
         if free <= 0 or self._stopping:
             return 0
         now = self.clock()
-        busy = [e for e, n in self._in_flight.items() if n >= self.per_endpoint]
         lease_until = now + timedelta(seconds=self.timeout_seconds) + LEASE_MARGIN
 
-        async def take(connection: AsyncConnection) -> list[_Claimed]:
-            candidates = await repository.claim_candidates(connection, now, free * 2, busy)
-            chosen: list[tuple[uuid.UUID, uuid.UUID]] = []
-            taking: dict[uuid.UUID, int] = {}
-            for row in candidates:
-                count = self._in_flight.get(row.endpoint_id, 0) + taking.get(row.endpoint_id, 0)
-                if count >= self.per_endpoint:
-                    continue
-                taking[row.endpoint_id] = taking.get(row.endpoint_id, 0) + 1
-                chosen.append((row.merchant_id, row.id))
-                if len(chosen) == free:
-                    break
-            rows = await repository.lease(connection, chosen, lease_until)
-            endpoints = {
-                (row.merchant_id, row.id): row
-                for row in await repository.endpoint_secrets(
-                    connection, list({(row.merchant_id, row.endpoint_id) for row in rows})
-                )
-            }
-            return [
-                claimed
-                for row in rows
-                if (
-                    claimed := self._claimed(
-                        row, endpoints.get((row.merchant_id, row.endpoint_id)), now
-                    )
-                )
-                is not None
-            ]
-
-        claimed = await self.database.transaction(take)
+        rooms = {e: self.per_endpoint - n for e, n in self._in_flight.items()}
+        if self.database.is_sqlite:
+            rows = await self.database.transaction(
+                partial(self._take, now=now, free=free, rooms=rooms, lease_until=lease_until)
+            )
+        else:
+            rows = await repository.claim_postgres(
+                self.database,
+                now,
+                free=free,
+                per_endpoint=self.per_endpoint,
+                rooms=rooms,
+                lease_until=lease_until,
+            )
+        claimed = [self._claimed(row, now) for row in rows]
         self._finished_since_claim = 0
         for item in claimed:
             self._in_flight[item.endpoint_id] = self._in_flight.get(item.endpoint_id, 0) + 1
@@ -347,16 +363,38 @@ class Deliverer:
             task.add_done_callback(self._sending.discard)
         return len(claimed)
 
-    def _claimed(self, row: Any, endpoint: Any, now: datetime) -> _Claimed | None:
-        if endpoint is None:
-            return None
-        secrets = [endpoint.secret]
+    async def _take(
+        self,
+        connection: AsyncConnection,
+        *,
+        now: datetime,
+        free: int,
+        rooms: dict[uuid.UUID, int],
+        lease_until: datetime,
+    ) -> list[Any]:
+        """The claim on SQLite (the write lock makes it exclusive)."""
+        busy = [endpoint for endpoint, room in rooms.items() if room <= 0]
+        candidates = await repository.claim_candidates(connection, now, free * 2, busy)
+        chosen: list[tuple[uuid.UUID, uuid.UUID]] = []
+        taking: dict[uuid.UUID, int] = {}
+        for row in candidates:
+            taken = taking.get(row.endpoint_id, 0)
+            if taken >= rooms.get(row.endpoint_id, self.per_endpoint):
+                continue
+            taking[row.endpoint_id] = taken + 1
+            chosen.append((row.merchant_id, row.id))
+            if len(chosen) == free:
+                break
+        return await repository.lease(connection, chosen, lease_until)
+
+    def _claimed(self, row: Any, now: datetime) -> _Claimed:
+        secrets = [row.secret]
         if (
-            endpoint.previous_secret is not None
-            and endpoint.previous_secret_expires_at is not None
-            and endpoint.previous_secret_expires_at > now
+            row.previous_secret is not None
+            and row.previous_secret_expires_at is not None
+            and row.previous_secret_expires_at > now
         ):
-            secrets.append(endpoint.previous_secret)
+            secrets.append(row.previous_secret)
         body = _encoder.encode(
             _Body(
                 id=row.event_id,
@@ -375,7 +413,7 @@ class Deliverer:
             event_type=row.type,
             attempt=row.attempt,
             trigger=row.trigger,
-            url=endpoint.url,
+            url=row.url,
             secrets=tuple(secrets),
             body=body,
         )
@@ -422,8 +460,10 @@ class Deliverer:
         self._outcomes.append(outcome)
         # Enough slots are free (or all): the loop claims more and records these.
         self._finished_since_claim += 1
-        if self._finished_since_claim >= self._batch or len(self._sending) <= 1:
-            self.database.events_wakeup.wake()
+        if self._slot_freed is not None and (
+            self._finished_since_claim >= self._batch or len(self._sending) <= 1
+        ):
+            self._slot_freed.set()
 
     async def _post(
         self, url: str, content: bytes, headers: dict[str, str]

@@ -15,13 +15,14 @@ from sqlalchemy import (
     func,
     insert,
     select,
-    text,
     tuple_,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
+from loyalty.db.engine import Database
+from loyalty.db.raw import RecordView
 from loyalty.db.tables import events, webhook_attempts, webhook_endpoints
 from loyalty.ids import uuid7_floor
 
@@ -173,11 +174,8 @@ async def insert_attempts(connection: AsyncConnection, rows: list[dict[str, Any]
 async def claim_candidates(
     connection: AsyncConnection, now: datetime, limit: int, skip_endpoints: Sequence[uuid.UUID]
 ) -> list[Any]:
-    """Due pending attempts, oldest first, locked (others skip them) until the commit."""
-    if connection.dialect.name == "postgresql":
-        # Planned for these values each time: a generic plan (the driver prepares
-        # statements) may scan every pending attempt instead of the due index.
-        await connection.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+    """Due pending attempts, oldest first, locked until the commit (the claim on
+    SQLite, whose write lock makes it exclusive; Postgres: ``claim_postgres``)."""
     statement = (
         select(
             webhook_attempts.c.merchant_id,
@@ -212,7 +210,8 @@ async def lease(
     keys: Sequence[tuple[uuid.UUID, uuid.UUID]],
     until: datetime,
 ) -> list[Any]:
-    """Hold the attempts until ``until`` and return them with their events."""
+    """Hold the attempts until ``until`` and return them with their events and
+    endpoints (the columns of ``CLAIM_POSTGRES``)."""
     if not keys:
         return []
     condition = tuple_(webhook_attempts.c.merchant_id, webhook_attempts.c.id).in_(list(keys))
@@ -230,12 +229,23 @@ async def lease(
             events.c.sequence,
             events.c.customer_ref,
             events.c.payload,
+            webhook_endpoints.c.url,
+            webhook_endpoints.c.secret,
+            webhook_endpoints.c.previous_secret,
+            webhook_endpoints.c.previous_secret_expires_at,
         )
         .join(
             events,
             and_(
                 events.c.merchant_id == webhook_attempts.c.merchant_id,
                 events.c.id == webhook_attempts.c.event_id,
+            ),
+        )
+        .join(
+            webhook_endpoints,
+            and_(
+                webhook_endpoints.c.merchant_id == webhook_attempts.c.merchant_id,
+                webhook_endpoints.c.id == webhook_attempts.c.endpoint_id,
             ),
         )
         .where(condition)
@@ -391,3 +401,70 @@ async def failed_events(
         .order_by(events.c.id)
     )
     return list(rows)
+
+
+# Postgres: the claim in one statement on the driver (the deliverer's hot path).
+# Due attempts of active endpoints, oldest first, skipping those other workers
+# hold; at most ``room`` per endpoint (``$4`` unless listed in ``$5``/``$6``,
+# endpoints in ``$3`` have none) and ``$7`` in all; leased until ``$8`` and
+# returned with their events and endpoints.
+CLAIM_POSTGRES = """
+WITH candidates AS (
+    SELECT a.merchant_id, a.id, a.endpoint_id, a.scheduled_at
+    FROM webhook_attempts a
+    JOIN webhook_endpoints w ON w.merchant_id = a.merchant_id AND w.id = a.endpoint_id
+    WHERE a.status = 'pending' AND a.scheduled_at <= $1
+      AND (a.locked_until IS NULL OR a.locked_until < $1)
+      AND w.active AND a.endpoint_id <> ALL($3::uuid[])
+    ORDER BY a.scheduled_at
+    LIMIT $2
+    FOR UPDATE OF a SKIP LOCKED
+), ranked AS (
+    SELECT c.merchant_id, c.id, c.scheduled_at,
+           row_number() OVER (PARTITION BY c.endpoint_id ORDER BY c.scheduled_at, c.id) AS n,
+           COALESCE(r.room, $4) AS room
+    FROM candidates c
+    LEFT JOIN unnest($5::uuid[], $6::int4[]) AS r(endpoint_id, room)
+        ON r.endpoint_id = c.endpoint_id
+), chosen AS (
+    SELECT merchant_id, id FROM ranked WHERE n <= room ORDER BY scheduled_at, id LIMIT $7
+)
+UPDATE webhook_attempts a SET locked_until = $8
+FROM chosen c, events e, webhook_endpoints w
+WHERE a.merchant_id = c.merchant_id AND a.id = c.id
+  AND e.merchant_id = a.merchant_id AND e.id = a.event_id
+  AND w.merchant_id = a.merchant_id AND w.id = a.endpoint_id
+RETURNING a.merchant_id, a.id, a.endpoint_id, a.event_id, a.attempt, a.trigger,
+          e.type, e.created_at, e.sequence, e.customer_ref, e.payload,
+          w.url, w.secret, w.previous_secret, w.previous_secret_expires_at
+"""
+
+
+async def claim_postgres(
+    database: Database,
+    now: datetime,
+    *,
+    free: int,
+    per_endpoint: int,
+    rooms: dict[uuid.UUID, int],
+    lease_until: datetime,
+) -> list[Any]:
+    """One round trip: at most ``free`` due attempts, ``per_endpoint`` per endpoint
+    but ``rooms`` for endpoints that have attempts in flight."""
+    full = [endpoint for endpoint, room in rooms.items() if room <= 0]
+    partial = [(endpoint, room) for endpoint, room in rooms.items() if room > 0]
+    async with database.raw_connection() as connection:
+        return [
+            RecordView(record)
+            for record in await connection.fetch(
+                CLAIM_POSTGRES,
+                now,
+                free * 2,
+                full,
+                per_endpoint,
+                [endpoint for endpoint, _ in partial],
+                [room for _, room in partial],
+                free,
+                lease_until,
+            )
+        ]
