@@ -226,40 +226,47 @@ class Deliverer:
         return self.sent - sent
 
     async def _run(self) -> None:
+        """Two loops: the relay (woken by commits) and the claims (woken by the
+        relay's new attempts and by finished ones), so neither waits on the other."""
         self._slot_freed = asyncio.Event()
-        relay_due = True
-        while not self._stopping:
-            relayed = claimed = 0
-            try:
-                await self._listen()
-                if relay_due:
-                    relayed = await self.relay()
-                claimed = await self.claim()
-                self._record_in_background()
-            except Exception as error:
-                if is_unavailable(error):
-                    log.warning("webhook_delivery_database_unavailable", error=str(error))
-                else:
-                    log.exception("webhook_delivery_pass_failed")
-            relay_due = relayed >= STAMP_BATCH_MAX
-            if relay_due or (claimed >= self._batch and self._free() >= self._batch):
-                continue  # more may be waiting
-            relay_due = await self._wait()
+        relay = asyncio.get_running_loop().create_task(self._relay_loop())
+        try:
+            while not self._stopping:
+                claimed = 0
+                try:
+                    claimed = await self.claim()
+                    self._record_in_background()
+                except Exception as error:
+                    self._log_failure(error)
+                if claimed >= self._batch and self._free() >= self._batch:
+                    continue  # more may be due
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._slot_freed.wait(), self.poll_seconds)
+                self._slot_freed.clear()
+        finally:
+            relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay
         await self._drain()
 
-    async def _wait(self) -> bool:
-        """Until events commit (True), the poll interval passes (True) or enough
-        attempts have finished to claim more (False)."""
-        assert self._slot_freed is not None
-        events_woke = asyncio.ensure_future(self.database.events_wakeup.wait(self.poll_seconds))
-        slot_freed = asyncio.ensure_future(self._slot_freed.wait())
-        done, pending = await asyncio.wait(
-            {events_woke, slot_freed}, return_when=asyncio.FIRST_COMPLETED
-        )
-        for task in pending:
-            task.cancel()
-        self._slot_freed.clear()
-        return events_woke in done
+    async def _relay_loop(self) -> None:
+        while not self._stopping:
+            relayed = 0
+            try:
+                await self._listen()
+                relayed = await self.relay()
+            except Exception as error:
+                self._log_failure(error)
+            if relayed and self._slot_freed is not None:
+                self._slot_freed.set()  # new first attempts: claim them
+            if relayed < STAMP_BATCH_MAX:
+                await self.database.events_wakeup.wait(self.poll_seconds)
+
+    def _log_failure(self, error: Exception) -> None:
+        if is_unavailable(error):
+            log.warning("webhook_delivery_database_unavailable", error=str(error))
+        else:
+            log.exception("webhook_delivery_pass_failed", exc_info=error)
 
     def _record_in_background(self) -> None:
         """Outcomes are written beside the next claim, not before it."""
