@@ -372,8 +372,23 @@ events = Table(
     Column("customer_ref", String(255), nullable=True),
     PrimaryKeyConstraint("merchant_id", "id"),
     ForeignKeyConstraint(["merchant_id"], ["merchants.id"]),
-    Index("ux_events_sequence", "merchant_id", "sequence", unique=True),
-    Index("ix_events_customer_sequence", "merchant_id", "customer_ref", "sequence"),
+    # Numbered events only: writing an event (sequence NULL) touches neither.
+    Index(
+        "ux_events_sequence",
+        "merchant_id",
+        "sequence",
+        unique=True,
+        postgresql_where=text("sequence IS NOT NULL"),
+        sqlite_where=text("sequence IS NOT NULL"),
+    ),
+    Index(
+        "ix_events_customer_sequence",
+        "merchant_id",
+        "customer_ref",
+        "sequence",
+        postgresql_where=text("sequence IS NOT NULL"),
+        sqlite_where=text("sequence IS NOT NULL"),
+    ),
     Index(
         "ix_events_unstamped",
         "merchant_id",

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import and_, bindparam, delete, select, update
+from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -125,29 +125,34 @@ async def stamp(connection: AsyncConnection, merchant_id: uuid.UUID) -> list[Sta
     (taken first, in its own statement, so the next statement's snapshot sees
     every stamp committed before it) serialises concurrent stamps."""
     last = await _lock_counter(connection, merchant_id)
+    # One statement: number the oldest unnumbered events after ``last``.
+    numbered = (
+        select(
+            events.c.merchant_id,
+            events.c.id,
+            (last + func.row_number().over(order_by=events.c.id)).label("number"),
+        )
+        .where(events.c.merchant_id == merchant_id, events.c.sequence.is_(None))
+        .order_by(events.c.id)
+        .limit(STAMP_BATCH_MAX)
+        .subquery("numbered")
+    )
     rows = (
         await connection.execute(
-            select(events.c.id, events.c.type, events.c.subject_id)
-            .where(events.c.merchant_id == merchant_id, events.c.sequence.is_(None))
-            .order_by(events.c.id)
-            .limit(STAMP_BATCH_MAX)
+            update(events)
+            .where(
+                events.c.merchant_id == numbered.c.merchant_id,
+                events.c.id == numbered.c.id,
+            )
+            .values(sequence=numbered.c.number)
+            .returning(events.c.id, events.c.type, events.c.subject_id, events.c.sequence)
         )
     ).all()
     if not rows:
         return []
-    stamped = [
-        Stamped(row.id, row.type, row.subject_id, last + number)
-        for number, row in enumerate(rows, start=1)
-    ]
-    await connection.execute(
-        update(events)
-        .where(
-            events.c.merchant_id == bindparam("m"),
-            events.c.id == bindparam("i"),
-            events.c.sequence.is_(None),
-        )
-        .values(sequence=bindparam("s")),
-        [{"m": merchant_id, "i": event.id, "s": event.sequence} for event in stamped],
+    stamped = sorted(
+        (Stamped(row.id, row.type, row.subject_id, row.sequence) for row in rows),
+        key=lambda event: event.sequence,
     )
     await connection.execute(
         update(event_sequences)
@@ -169,6 +174,8 @@ async def feed_page(
     """Stamped events after sequence ``after``, in sequence order (``limit`` rows)."""
     conditions = [
         events.c.merchant_id == merchant_id,
+        # Numbered events only (the feed's partial indexes hold nothing else).
+        events.c.sequence.is_not(None),
         events.c.sequence > after,
     ]
     if types:

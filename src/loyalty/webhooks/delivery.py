@@ -80,6 +80,7 @@ DISABLE_AFTER = timedelta(days=5)
 # A claim is held this long beyond the timeout (queueing, recording the outcome).
 LEASE_MARGIN = timedelta(seconds=10)
 USER_AGENT = "loyalty-webhooks/1"
+SQLITE_RELAY_DELAY_SECONDS = 0.1
 _encoder = msgspec.json.Encoder()
 
 
@@ -261,6 +262,10 @@ class Deliverer:
                 self._slot_freed.set()  # new first attempts: claim them
             if relayed < STAMP_BATCH_MAX:
                 await self.database.events_wakeup.wait(self.poll_seconds)
+                if self.database.is_sqlite:
+                    # One writer: numbering many batches' events in one transaction
+                    # keeps the ledger's commits (and fsyncs) from doubling.
+                    await asyncio.sleep(SQLITE_RELAY_DELAY_SECONDS)
 
     def _log_failure(self, error: Exception) -> None:
         if is_unavailable(error):

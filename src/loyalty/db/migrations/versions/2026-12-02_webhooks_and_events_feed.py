@@ -70,10 +70,22 @@ def upgrade() -> None:
         SELECT merchant_id, max(sequence) FROM events GROUP BY merchant_id
         """
     )
-    # The feed (and the customer filter) in sequence order; events not stamped yet.
-    op.create_index(op.f("ux_events_sequence"), "events", ["merchant_id", "sequence"], unique=True)
+    # The feed (and the customer filter) in sequence order, numbered events only
+    # (writing an event touches neither); events not numbered yet.
     op.create_index(
-        "ix_events_customer_sequence", "events", ["merchant_id", "customer_ref", "sequence"]
+        op.f("ux_events_sequence"),
+        "events",
+        ["merchant_id", "sequence"],
+        unique=True,
+        postgresql_where=sa.text("sequence IS NOT NULL"),
+        sqlite_where=sa.text("sequence IS NOT NULL"),
+    )
+    op.create_index(
+        "ix_events_customer_sequence",
+        "events",
+        ["merchant_id", "customer_ref", "sequence"],
+        postgresql_where=sa.text("sequence IS NOT NULL"),
+        sqlite_where=sa.text("sequence IS NOT NULL"),
     )
     op.create_index(
         "ix_events_unstamped",
