@@ -54,6 +54,9 @@ class Stamped:
     type: str
     subject_id: uuid.UUID | None
     sequence: int
+    created_at: datetime
+    customer_ref: str | None
+    payload: str
 
 
 async def record(
@@ -145,13 +148,32 @@ async def stamp(connection: AsyncConnection, merchant_id: uuid.UUID) -> list[Sta
                 events.c.id == numbered.c.id,
             )
             .values(sequence=numbered.c.number)
-            .returning(events.c.id, events.c.type, events.c.subject_id, events.c.sequence)
+            .returning(
+                events.c.id,
+                events.c.type,
+                events.c.subject_id,
+                events.c.sequence,
+                events.c.created_at,
+                events.c.customer_ref,
+                events.c.payload,
+            )
         )
     ).all()
     if not rows:
         return []
     stamped = sorted(
-        (Stamped(row.id, row.type, row.subject_id, row.sequence) for row in rows),
+        (
+            Stamped(
+                row.id,
+                row.type,
+                row.subject_id,
+                row.sequence,
+                row.created_at,
+                row.customer_ref,
+                row.payload,
+            )
+            for row in rows
+        ),
         key=lambda event: event.sequence,
     )
     await connection.execute(

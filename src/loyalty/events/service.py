@@ -73,6 +73,7 @@ async def read_feed(
     async with database.read() as connection:
         unstamped = await repository.has_unstamped(connection, merchant_id)
     if unstamped:
+        # Attempts scheduled here are claimed by the deliverers.
         await database.transaction(lambda connection: stamp_and_fan_out(connection, merchant_id))
     async with database.read() as connection:
         # The horizon first: everything up to it is numbered and visible below.

@@ -52,7 +52,7 @@ from loyalty.events.types import ENDPOINT_DISABLED
 from loyalty.ids import new_id
 from loyalty.settings import Settings
 from loyalty.webhooks import repository
-from loyalty.webhooks.relay import stamp_and_fan_out
+from loyalty.webhooks.relay import HandOff, Leased, stamp_and_fan_out
 from loyalty.webhooks.service import endpoint_view
 from loyalty.webhooks.signing import signature_header
 from loyalty.webhooks.transport import DeliveryClient, DeliveryError
@@ -152,8 +152,10 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     return max(0.0, (moment - now).total_seconds())
 
 
-async def _stamp(connection: AsyncConnection, *, merchant_id: uuid.UUID, now: datetime) -> int:
-    return await stamp_and_fan_out(connection, merchant_id, now)
+async def _stamp(
+    connection: AsyncConnection, *, merchant_id: uuid.UUID, now: datetime, hand_off: HandOff | None
+) -> tuple[int, list[Leased]]:
+    return await stamp_and_fan_out(connection, merchant_id, now, hand_off)
 
 
 class Deliverer:
@@ -219,12 +221,12 @@ class Deliverer:
         Returns how many attempts were made."""
         sent = self.sent
         while True:
+            before = self.sent
             await self.relay()
-            claimed = await self.claim()
-            if not claimed and not self._sending:
-                break
+            await self.claim()
             await self._drain()
-        return self.sent - sent
+            if self.sent == before:
+                return self.sent - sent
 
     async def _run(self) -> None:
         """Two loops: the relay (woken by commits) and the claims (woken by the
@@ -326,8 +328,9 @@ class Deliverer:
 
     async def relay(self) -> int:
         """Number each merchant's new events (a batch per merchant) and schedule
-        their first attempts; returns how many were numbered (a full batch for a
-        merchant means more may be waiting: the loop comes back at once)."""
+        their first attempts, sending at once those there is room for (handed
+        off, leased to this deliverer: no claim); returns how many events were
+        numbered (a full batch means more may be waiting)."""
         total = 0
         after: uuid.UUID | None = None
         while True:
@@ -335,9 +338,24 @@ class Deliverer:
                 after = await events.next_merchant_with_unstamped(connection, after)
             if after is None:
                 return total
-            total += await self.database.transaction(
-                partial(_stamp, merchant_id=after, now=self.clock())
+            now = self.clock()
+            hand_off = None
+            if not self._stopping and self._free() > 0:
+                hand_off = HandOff(
+                    lease_until=self._lease_until(now),
+                    free=self._free(),
+                    per_endpoint=self.per_endpoint,
+                    rooms={e: self.per_endpoint - n for e, n in self._in_flight.items()},
+                )
+            numbered, leased = await self.database.transaction(
+                partial(_stamp, merchant_id=after, now=now, hand_off=hand_off)
             )
+            total += numbered
+            # Committed: their events have their numbers for good.
+            self._dispatch([self._claimed(row, now) for row in leased])
+
+    def _lease_until(self, now: datetime) -> datetime:
+        return now + timedelta(seconds=self.timeout_seconds) + LEASE_MARGIN
 
     # Claiming -----------------------------------------------------------------------
 
@@ -350,7 +368,7 @@ class Deliverer:
         if free <= 0 or self._stopping:
             return 0
         now = self.clock()
-        lease_until = now + timedelta(seconds=self.timeout_seconds) + LEASE_MARGIN
+        lease_until = self._lease_until(now)
 
         rooms = {e: self.per_endpoint - n for e, n in self._in_flight.items()}
         if self.database.is_sqlite:
@@ -366,8 +384,10 @@ class Deliverer:
                 rooms=rooms,
                 lease_until=lease_until,
             )
-        claimed = [self._claimed(row, now) for row in rows]
         self._finished_since_claim = 0
+        return self._dispatch([self._claimed(row, now) for row in rows])
+
+    def _dispatch(self, claimed: list[_Claimed]) -> int:
         for item in claimed:
             self._in_flight[item.endpoint_id] = self._in_flight.get(item.endpoint_id, 0) + 1
             task = asyncio.get_running_loop().create_task(self._send(item))

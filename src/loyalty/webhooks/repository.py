@@ -72,7 +72,14 @@ async def list_endpoints(
 
 async def active_endpoints(connection: AsyncConnection, merchant_id: uuid.UUID) -> list[Any]:
     rows = await connection.execute(
-        select(webhook_endpoints.c.id, webhook_endpoints.c.event_types).where(
+        select(
+            webhook_endpoints.c.id,
+            webhook_endpoints.c.event_types,
+            webhook_endpoints.c.url,
+            webhook_endpoints.c.secret,
+            webhook_endpoints.c.previous_secret,
+            webhook_endpoints.c.previous_secret_expires_at,
+        ).where(
             webhook_endpoints.c.merchant_id == merchant_id, webhook_endpoints.c.active.is_(True)
         )
     )
