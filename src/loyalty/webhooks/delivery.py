@@ -4,7 +4,9 @@ A ``Deliverer`` runs in ``loyalty worker`` (and in ``loyalty serve`` when it
 runs the scheduler in-process, the SQLite default). Its loop:
 
 1. **Relay**: number every merchant's newly committed events and schedule a
-   first attempt to each matching endpoint (``loyalty.webhooks.relay``).
+   first attempt to each matching endpoint (``loyalty.webhooks.relay``); the
+   first attempts there is room for are leased to this deliverer in the same
+   transaction and sent at once (no claim).
 2. **Claim** due attempts: ``FOR UPDATE SKIP LOCKED`` on Postgres (the write
    lock on SQLite), so several workers never take the same attempt, and a
    lease (``locked_until``) so that an attempt is made once: a worker killed
