@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -79,6 +80,13 @@ class KeyCache:
         self._entries.clear()
 
 
+def _notified(callback: Callable[[], None]) -> Callable[[object, int, str, str], None]:
+    def on_notification(_connection: object, _pid: int, _channel: str, _payload: str) -> None:
+        callback()
+
+    return on_notification
+
+
 def evict_in_process(prefix: str) -> None:
     """Drop a revoked key from every cache of this process, at once."""
     for cache in list(_caches):
@@ -86,11 +94,17 @@ def evict_in_process(prefix: str) -> None:
 
 
 class RevocationListener:
-    """Keeps a LISTEN connection open and the cache on only while it is."""
+    """Keeps a LISTEN connection open and the cache on only while it is.
 
-    def __init__(self, dsn: str, cache: KeyCache) -> None:
+    ``channels``: other channels the same connection listens to, each with what
+    to call on a notification (the webhook deliverers' wake-up)."""
+
+    def __init__(
+        self, dsn: str, cache: KeyCache, channels: Mapping[str, Callable[[], None]] | None = None
+    ) -> None:
         self.dsn = dsn
         self.cache = cache
+        self.channels = dict(channels or {})
         self._connection: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -114,6 +128,8 @@ class RevocationListener:
         try:
             connection = await asyncpg.connect(self.dsn, timeout=5)
             await connection.add_listener(REVOCATION_CHANNEL, self._on_revoked)
+            for channel, callback in self.channels.items():
+                await connection.add_listener(channel, _notified(callback))
             connection.add_termination_listener(self._on_lost)
         except (TimeoutError, OSError, asyncpg.PostgresError) as error:
             log.warning("key_cache_listener_unavailable", error=str(error))

@@ -149,7 +149,13 @@ class Database:
                 reset=_keep_session,
                 max_inactive_connection_lifetime=300,
             )
-            self._revocation_listener = RevocationListener(driver_url(self.url), self.key_cache)
+            # One LISTEN connection per process: revoked keys, and commits of events
+            # (which wake this process's webhook deliverer, if it runs one).
+            self._revocation_listener = RevocationListener(
+                driver_url(self.url),
+                self.key_cache,
+                channels={CHANNEL: self.events_wakeup.wake},
+            )
             await self._revocation_listener.start()
 
     @property

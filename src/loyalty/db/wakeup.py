@@ -4,11 +4,12 @@ Every transaction that wrote events pokes its database's ``EventsWakeup``
 after the commit (the ledger's stores after each batch, ``Database.transaction``
 when a service recorded an event). A poke wakes a deliverer of the same
 process at once (the SQLite default, where ``loyalty serve`` delivers) and, on
-Postgres, sends one ``NOTIFY loyalty_events`` that ``loyalty worker``
-processes ``LISTEN`` to. Pokes are coalesced: at most one NOTIFY per
-``debounce_seconds`` per process, whatever the commit rate, so the write path
-pays nothing measurable for it. Deliverers also look every
-``poll_seconds`` in case a notification was lost (a listener reconnecting).
+Postgres, sends one ``NOTIFY loyalty_events``, which every process's LISTEN
+connection (``Database.start``) turns into a wake-up of its own deliverer.
+Pokes are coalesced: at most one NOTIFY per ``debounce_seconds`` per
+process, whatever the commit rate, so the write path pays nothing measurable
+for it. Deliverers also look every ``poll_seconds`` in case a notification
+was lost (a listener reconnecting).
 """
 
 from __future__ import annotations

@@ -218,18 +218,6 @@ async def last_sequence(connection: AsyncConnection, merchant_id: uuid.UUID) -> 
     return int(value or 0)
 
 
-async def get_events(
-    connection: AsyncConnection, merchant_id: uuid.UUID, event_ids: list[uuid.UUID]
-) -> list[Any]:
-    """Events by id (stamped or not), for delivery."""
-    rows = await connection.execute(
-        select(*_EVENT_COLUMNS).where(
-            events.c.merchant_id == merchant_id, events.c.id.in_(event_ids)
-        )
-    )
-    return list(rows)
-
-
 async def merchant_ids(connection: AsyncConnection) -> list[uuid.UUID]:
     return list((await connection.execute(select(merchants.c.id))).scalars())
 

@@ -23,8 +23,9 @@ runs the scheduler in-process, the SQLite default). Its loop:
    twice the step); 410 disables the endpoint at once, five days of failure
    without a success disable it with a ``webhook_endpoint.disabled`` event.
 
-It sleeps until woken by a commit (``loyalty.db.wakeup``: in-process, or
-``LISTEN loyalty_events`` on Postgres), a free slot, or ``poll_seconds``.
+It sleeps until woken by a commit (``loyalty.db.wakeup``: in-process, or on
+Postgres ``NOTIFY loyalty_events`` through the process's LISTEN connection,
+the one that also hears key revocations), a free slot, or ``poll_seconds``.
 """
 
 from __future__ import annotations
@@ -39,15 +40,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from loyalty.db.engine import Database, driver_url, is_unavailable
+from loyalty.db.engine import Database, is_unavailable
 from loyalty.db.types import utc_now
-from loyalty.db.wakeup import CHANNEL
 from loyalty.events import repository as events
 from loyalty.events.repository import STAMP_BATCH_MAX
 from loyalty.events.types import ENDPOINT_DISABLED
@@ -59,9 +59,6 @@ from loyalty.webhooks.service import endpoint_view
 from loyalty.webhooks.signing import signature_header
 from loyalty.webhooks.transport import DeliveryClient, DeliveryError
 from loyalty.webhooks.urls import WebhookURLError, check_url_syntax
-
-if TYPE_CHECKING:
-    import asyncpg
 
 log = structlog.get_logger(__name__)
 
@@ -192,13 +189,10 @@ class Deliverer:
         self._outcomes: list[Outcome] = []
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._listener: asyncpg.Connection | None = None
         self._slot_freed: asyncio.Event | None = None
         self._recording: asyncio.Task[None] | None = None
-        self._listener_retry_at = 0.0
-        # Counts for the benchmark and logs.
+        # Attempts made (``run_once`` reports them).
         self.sent = 0
-        self.succeeded = 0
 
     # Lifecycle ----------------------------------------------------------------------
 
@@ -207,7 +201,7 @@ class Deliverer:
 
     async def stop(self) -> None:
         """Stop claiming, let attempts in flight finish (each is bounded by the
-        timeout), record them, and give back any claim not made."""
+        timeout) and record them."""
         self._stopping = True
         self.database.events_wakeup.wake()
         if self._slot_freed is not None:
@@ -215,7 +209,6 @@ class Deliverer:
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self._close_listener()
         await self.client.aclose()
 
     async def run_once(self) -> int:
@@ -258,7 +251,6 @@ class Deliverer:
         while not self._stopping:
             relayed = 0
             try:
-                await self._listen()
                 relayed = await self.relay()
             except Exception as error:
                 self._log_failure(error)
@@ -294,37 +286,6 @@ class Deliverer:
         if self._recording is not None:
             await self._recording
         await self.record()
-
-    # Waking up ----------------------------------------------------------------------
-
-    async def _listen(self) -> None:
-        """On Postgres, keep a LISTEN connection (commits of other processes)."""
-        if self.database.is_sqlite or self._listener is not None:
-            return
-        if time.monotonic() < self._listener_retry_at:
-            return
-        import asyncpg
-
-        try:
-            connection = await asyncpg.connect(driver_url(self.database.url), timeout=5)
-            await connection.add_listener(CHANNEL, self._on_notify)
-            connection.add_termination_listener(self._on_lost)
-        except (OSError, TimeoutError, asyncpg.PostgresError) as error:
-            log.warning("webhook_listener_unavailable", error=str(error))
-            self._listener_retry_at = time.monotonic() + 5
-            return
-        self._listener = connection
-
-    def _on_notify(self, *_args: object) -> None:
-        self.database.events_wakeup.wake()
-
-    def _on_lost(self, _connection: object) -> None:
-        self._listener = None
-
-    async def _close_listener(self) -> None:
-        if self._listener is not None and not self._listener.is_closed():
-            await self._listener.close()
-        self._listener = None
 
     # Relay --------------------------------------------------------------------------
 
@@ -489,8 +450,6 @@ class Deliverer:
         duration_ms = int((time.perf_counter() - started) * 1000)
         self.sent += 1
         outcome = Outcome(item, attempted_at, status_code, duration_ms, body, error, retry_after)
-        if outcome.succeeded:
-            self.succeeded += 1
         self._outcomes.append(outcome)
         # Enough slots are free (or all): the loop claims more and records these.
         self._finished_since_claim += 1

@@ -112,22 +112,28 @@ async def delete_endpoint(
     return bool(result.rowcount)
 
 
-async def endpoint_secrets(
-    connection: AsyncConnection, keys: Sequence[tuple[uuid.UUID, uuid.UUID]]
-) -> list[Any]:
-    """URL, secrets and state of endpoints by (merchant_id, id)."""
-    rows = await connection.execute(
-        select(
-            webhook_endpoints.c.merchant_id,
-            webhook_endpoints.c.id,
-            webhook_endpoints.c.url,
-            webhook_endpoints.c.active,
-            webhook_endpoints.c.secret,
-            webhook_endpoints.c.previous_secret,
-            webhook_endpoints.c.previous_secret_expires_at,
-        ).where(tuple_(webhook_endpoints.c.merchant_id, webhook_endpoints.c.id).in_(list(keys)))
+async def rotate_secret(
+    connection: AsyncConnection,
+    merchant_id: uuid.UUID,
+    endpoint_id: uuid.UUID,
+    secret: str,
+    previous_until: datetime,
+    now: datetime,
+) -> bool:
+    """The new secret; the current one keeps signing until ``previous_until``."""
+    result = await connection.execute(
+        update(webhook_endpoints)
+        .where(
+            webhook_endpoints.c.merchant_id == merchant_id, webhook_endpoints.c.id == endpoint_id
+        )
+        .values(
+            secret=secret,
+            previous_secret=webhook_endpoints.c.secret,
+            previous_secret_expires_at=previous_until,
+            updated_at=now,
+        )
     )
-    return list(rows)
+    return bool(result.rowcount)
 
 
 async def lock_endpoints(
@@ -281,16 +287,6 @@ async def finish_attempts(connection: AsyncConnection, results: list[dict[str, A
         ),
         results,
     )
-
-
-async def release(connection: AsyncConnection, keys: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> None:
-    """Give leased attempts back (a stopping worker): due again at once."""
-    if keys:
-        await connection.execute(
-            update(webhook_attempts)
-            .where(tuple_(webhook_attempts.c.merchant_id, webhook_attempts.c.id).in_(list(keys)))
-            .values(locked_until=None)
-        )
 
 
 async def fail_pending(

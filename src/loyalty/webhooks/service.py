@@ -245,23 +245,12 @@ async def delete_endpoint(
 async def rotate_secret(
     connection: AsyncConnection, merchant_id: uuid.UUID, endpoint_id: uuid.UUID
 ) -> Secret:
-    row = await repository.get_endpoint(connection, merchant_id, endpoint_id, lock=True)
-    if row is None:
-        raise _endpoint_not_found(endpoint_id)
-    current = await repository.endpoint_secrets(connection, [(merchant_id, endpoint_id)])
     now = utc_now()
     secret = new_secret()
-    await repository.update_endpoint(
-        connection,
-        merchant_id,
-        endpoint_id,
-        {
-            "secret": secret,
-            "previous_secret": current[0].secret,
-            "previous_secret_expires_at": now + ROTATION_OVERLAP,
-            "updated_at": now,
-        },
-    )
+    if not await repository.rotate_secret(
+        connection, merchant_id, endpoint_id, secret, now + ROTATION_OVERLAP, now
+    ):
+        raise _endpoint_not_found(endpoint_id)
     return Secret(secret=secret)
 
 

@@ -150,7 +150,6 @@ class DeliveryClient:
         self._resolve = resolve
         self._open = open_connection
         self._ssl_context = ssl_context
-        self.connections_opened = 0
 
     def _tls(self) -> ssl.SSLContext:
         if self._ssl_context is None:
@@ -222,7 +221,6 @@ class DeliveryClient:
             except OSError as error:
                 last = error
                 continue
-            self.connections_opened += 1
             return _Connection(reader, writer)
         raise ConnectFailedError(f"could not connect to {host!r}: {last}") from last
 
