@@ -216,7 +216,16 @@ def profile_values(
     ):
         if value is not unset:
             values[name] = value
+    # The search columns follow the names (lower case, for the prefix search).
+    for name in ("first_name", "last_name"):
+        if name in values:
+            values[f"{name}_search"] = search_key(values[name])
     return values
+
+
+def search_key(name: str | None) -> str | None:
+    """A name as the prefix search compares it: lower case."""
+    return None if name is None else name.lower()
 
 
 async def find_by_id(

@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -104,16 +105,23 @@ api_keys = Table(
     Index("ix_api_keys_prefix", "prefix"),
 )
 
+_SEARCH_TYPE = String(100).with_variant(String(100, collation="C"), "postgresql")
+
 customers = Table(
     "customers",
     metadata,
     Column("merchant_id", Uuid, nullable=False),
     Column("id", Uuid, nullable=False),
     # The shop platform's customer id (e.g. Shopify's), the API's customer_id.
-    Column("external_id", String(255), nullable=False),
+    # NULL once the customer is erased (the id is free to enrol again).
+    Column("external_id", String(255), nullable=True),
     Column("email", String(254), nullable=True),
     Column("first_name", String(100), nullable=True),
     Column("last_name", String(100), nullable=True),
+    # The names in lower case (Python's folding, on both databases) for the
+    # prefix search; binary collation on Postgres so that a prefix is a range.
+    Column("first_name_search", _SEARCH_TYPE, nullable=True),
+    Column("last_name_search", _SEARCH_TYPE, nullable=True),
     Column("date_of_birth", Date, nullable=True),
     Column("status", String(32), nullable=False, server_default="active"),
     # Why the merchant last changed the status (staff-facing).
@@ -135,9 +143,16 @@ customers = Table(
     UniqueConstraint("merchant_id", "email"),
     UniqueConstraint("merchant_id", "referral_code"),
     CheckConstraint(
-        "status IN ('active', 'inactive', 'excluded', 'excluded_by_customer')",
+        "status IN ('active', 'inactive', 'excluded', 'excluded_by_customer', 'erased')",
         name="status_known",
     ),
+    # The list (newest first, by status) and the search by name prefix; on
+    # Postgres also ix_customers_email_c (merchant_id, email COLLATE "C"), made
+    # by migration 0011, for the email prefix.
+    Index("ix_customers_created_at", "merchant_id", "created_at", "id"),
+    Index("ix_customers_status_created_at", "merchant_id", "status", "created_at", "id"),
+    Index("ix_customers_first_name_search", "merchant_id", "first_name_search"),
+    Index("ix_customers_last_name_search", "merchant_id", "last_name_search"),
 )
 
 customer_balances = Table(
@@ -177,6 +192,10 @@ customer_balances = Table(
         name="expiring_lots_within_balance",
     ),
     Index("ix_customer_balances_tier_recheck_at", "tier_recheck_at"),
+    Index(
+        "ix_customer_balances_points_balance", "merchant_id", "points_balance_minor", "customer_id"
+    ),
+    Index("ix_customer_balances_tier", "merchant_id", "tier_id"),
 )
 
 # The unspent part of each credit that will expire (fixed policy or an
@@ -470,6 +489,61 @@ webhook_attempts = Table(
     ),
     Index("ix_webhook_attempts_endpoint", "merchant_id", "endpoint_id", "id"),
     Index("ix_webhook_attempts_event", "merchant_id", "endpoint_id", "event_id", "attempt"),
+)
+
+# Imports of customers and balances (CLI or API): progress and figures.
+imports = Table(
+    "imports",
+    metadata,
+    Column("merchant_id", Uuid, nullable=False),
+    Column("id", Uuid, nullable=False),
+    Column("source", String(8), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("file_sha256", String(64), nullable=False),
+    Column("file_bytes", BigInteger, nullable=False),
+    Column("rows_total", BigInteger, nullable=False, server_default="0"),
+    Column("rows_done", BigInteger, nullable=False, server_default="0"),
+    Column("rows_failed", BigInteger, nullable=False, server_default="0"),
+    Column("rows_already_applied", BigInteger, nullable=False, server_default="0"),
+    Column("customers_created", BigInteger, nullable=False, server_default="0"),
+    Column("customers_updated", BigInteger, nullable=False, server_default="0"),
+    Column("points_moved_minor", BigInteger, nullable=False, server_default="0"),
+    # The first errors as a JSON list of {line, column, message, code}, and how many.
+    Column("errors", Text, nullable=False, server_default="[]"),
+    Column("errors_total", BigInteger, nullable=False, server_default="0"),
+    # Rows up to this line are applied: a resumed job starts after it.
+    Column("checkpoint_line", BigInteger, nullable=False, server_default="1"),
+    # The process running it holds it until then (renewed while it works).
+    Column("locked_until", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("started_at", UTCDateTime, nullable=True),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "id"),
+    ForeignKeyConstraint(["merchant_id"], ["merchants.id"]),
+    CheckConstraint(
+        "status IN ('validating', 'running', 'succeeded', 'failed')", name="status_known"
+    ),
+    Index(
+        "ix_imports_unfinished",
+        "locked_until",
+        postgresql_where=text("status IN ('validating', 'running')"),
+        sqlite_where=text("status IN ('validating', 'running')"),
+    ),
+)
+
+# An API import's body, in chunks, so that any process can finish the job.
+import_chunks = Table(
+    "import_chunks",
+    metadata,
+    Column("merchant_id", Uuid, nullable=False),
+    Column("import_id", Uuid, nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "import_id", "number"),
+    ForeignKeyConstraint(
+        ["merchant_id", "import_id"], ["imports.merchant_id", "imports.id"], ondelete="CASCADE"
+    ),
 )
 
 idempotency_keys = Table(
