@@ -139,6 +139,7 @@ class YotpoController(Controller):
             return outcome_error(SURFACE, outcome, request.url.path)
         headers = {REPLAYED_HEADER: "true"} if outcome.replayed else {}
         customer = await customers_service.get_customer(caller.database, caller.merchant_id, ref)
+        assert customer.customer_id is not None  # found by platform id or email: not erased
         state = YotpoCustomer(
             customer_email=customer.email,
             customer_id=customer.customer_id,

@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, Response, get, patch, post
+from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from loyalty.customers import service
+from loyalty.customers import privacy, service
+from loyalty.customers.privacy_schemas import CustomerDataEnvelope
 from loyalty.customers.schemas import (
     ChangeCustomerStatus,
     CustomerEnvelope,
@@ -17,7 +18,7 @@ from loyalty.customers.schemas import (
 from loyalty.http.body import strict_body
 from loyalty.http.dependencies import CurrentCaller, CustomerRefQuery
 from loyalty.http.openapi import BEARER_SECURITY, error_responses
-from loyalty.http.writes import idempotent_write
+from loyalty.http.writes import idempotent_write, outcome_response, request_idempotency
 
 
 class CustomerController(Controller):
@@ -117,3 +118,61 @@ class CustomerController(Controller):
             return ReferralEnvelope(data=referral)
 
         return await caller.database.transaction(work)
+
+    @delete(
+        "/",
+        opt={"scope": "customers:write"},
+        status_code=204,
+        summary="Erase a customer (GDPR erasure request)",
+        description=(
+            "Removes the customer's personal data (email, names, date of birth, status "
+            "reason, referral code) and frees its platform id: the same `customer_id` can "
+            "enrol again, as a new customer. In one transaction, ordered with the customer's "
+            "other movements: a remaining balance is written off by an `erase` debit (not "
+            "lifetime), pending credits are cancelled, active and inactive rewards are "
+            "deleted, the status becomes `erased`, and a `customer.erased` event is written "
+            "(the customer as left, named by its `id` only). Ledger entries, orders, refunds "
+            "and rewarded actions stay, anonymous; the personal values in the customer's past "
+            "events are blanked and their `customer_id` set to null. Afterwards the platform "
+            "id and the email answer 404 everywhere (a second erasure too), and movements "
+            "sent for it answer 404. Send an `Idempotency-Key` header to make retries safe."
+        ),
+        responses={
+            204: ResponseSpec(data_container=None, description="Erased; no body."),
+            **error_responses(404, 409, 422),
+        },
+    )
+    async def erase(
+        self,
+        request: Request[Any, Any, Any],
+        caller: CurrentCaller,
+        customer_ref: CustomerRefQuery,
+    ) -> Response[None]:
+        key, fingerprint = await request_idempotency(request)
+        outcome = await privacy.erase_customer(
+            caller.ledger_writer,
+            caller.merchant_id,
+            customer_ref,
+            idempotency_key=key,
+            request_fingerprint=fingerprint,
+        )
+        return outcome_response(outcome.status_code, outcome.body, outcome.replayed)
+
+    @get(
+        "/data",
+        opt={"scope": "customers:read"},
+        summary="Everything held about a customer (GDPR access request)",
+        description=(
+            "One JSON document, read in one snapshot: the `customer` with every balance, "
+            "every ledger entry (`transactions`, as the activity log shows them), "
+            "`pending_credits`, `customer_rewards`, `orders`, `refunds`, rewarded `actions` "
+            "and the `referral` (code, referrer, referrals completed). Each list is complete "
+            "(not paginated), newest first. Erased customers answer 404."
+        ),
+        responses=error_responses(404, 422),
+    )
+    async def customer_data(
+        self, caller: CurrentCaller, customer_ref: CustomerRefQuery
+    ) -> CustomerDataEnvelope:
+        data = await privacy.customer_data(caller.database, caller.merchant_id, customer_ref)
+        return CustomerDataEnvelope(data=data)

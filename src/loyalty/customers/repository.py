@@ -14,6 +14,9 @@ from loyalty.db.engine import Database
 from loyalty.db.raw import RecordView, fetch_row_sqlite
 from loyalty.db.tables import customer_balances, customers, orders, program_settings, tiers
 
+# The status of a customer whose data was erased (it has no platform id or email).
+ERASED = "erased"
+
 _CUSTOMER_WITH_BALANCES = (
     select(
         customers,
@@ -301,6 +304,7 @@ async def set_referral_code(
             customers.c.merchant_id == merchant_id,
             customers.c.id == customer_id,
             customers.c.referral_code.is_(None),
+            customers.c.status != ERASED,
         )
         .values(referral_code=code)
     )
@@ -312,6 +316,7 @@ async def referral_state(
     referrer = customers.alias("referrer")
     statement = (
         select(
+            customers.c.status,
             customers.c.referral_code,
             customers.c.referred_completed,
             customers.c.referral_completed_at,
@@ -329,21 +334,13 @@ async def referral_state(
 
 async def pending_referrer(
     connection: AsyncConnection, merchant_id: uuid.UUID, external_id: str
-) -> str | None:
-    """The platform id of whoever referred this customer, while the referral is open."""
-    referrer = customers.alias("referrer")
-    statement = (
-        select(referrer.c.external_id)
-        .join(
-            customers,
-            (referrer.c.merchant_id == customers.c.merchant_id)
-            & (referrer.c.id == customers.c.referred_by),
-        )
-        .where(
-            customers.c.merchant_id == merchant_id,
-            customers.c.external_id == external_id,
-            customers.c.referral_completed_at.is_(None),
-        )
+) -> uuid.UUID | None:
+    """The UUID of whoever referred this customer, while the referral is open (an
+    erased referrer too: the referral completes for the friend, anonymously)."""
+    statement = select(customers.c.referred_by).where(
+        customers.c.merchant_id == merchant_id,
+        customers.c.external_id == external_id,
+        customers.c.referral_completed_at.is_(None),
     )
-    found: str | None = (await connection.execute(statement)).scalar_one_or_none()
+    found: uuid.UUID | None = (await connection.execute(statement)).scalar_one_or_none()
     return found

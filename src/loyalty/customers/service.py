@@ -297,6 +297,8 @@ async def change_status(
     check_characters(data.reason, "reason")
     reason = clean_note(data.reason)
     before = await repository.find_by_id(connection, merchant_id, customer_uuid, lock=True)
+    if before.status == repository.ERASED:
+        raise customer_not_found(ref)  # erased while this waited for its row
     if before.status == data.status and before.status_reason == reason:
         return await customer_view(connection, merchant_id, before)
     now = utc_now()
@@ -331,6 +333,8 @@ async def get_referral(
     for _ in range(REFERRAL_CODE_DRAWS_MAX):
         if state.referral_code is not None:
             break
+        if state.status == repository.ERASED:
+            raise customer_not_found(ref)  # erased meanwhile: no code is drawn for it
         savepoint = await connection.begin_nested()
         try:
             await repository.set_referral_code(

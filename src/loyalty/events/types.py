@@ -10,6 +10,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "customer.status_changed",
     "customer.tier_changed",
     "customer.action_rewarded",
+    "customer.erased",
     "customer_reward.redeemed",
     "customer_reward.used",
     "customer_reward.reverted",

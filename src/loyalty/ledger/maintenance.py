@@ -57,7 +57,7 @@ async def run_maintenance(database: Database, writer: LedgerWriter) -> Maintenan
                         service.reward_action(
                             writer,
                             _uuid(merchant_id),
-                            CustomerRef(customer_id=external_id),
+                            CustomerRef(customer_id=str(external_id)),
                             "birthday",
                             idempotency_key=None,
                             request_fingerprint="",
@@ -69,8 +69,8 @@ async def run_maintenance(database: Database, writer: LedgerWriter) -> Maintenan
             else:
                 outcomes = await asyncio.gather(
                     *(
-                        service.maintain_customer(writer, _uuid(merchant_id), external_id)
-                        for merchant_id, external_id in due
+                        service.maintain_customer(writer, _uuid(merchant_id), _uuid(customer_id))
+                        for merchant_id, customer_id in due
                     )
                 )
                 for outcome in outcomes:

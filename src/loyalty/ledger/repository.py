@@ -70,21 +70,19 @@ async def pending_owner(
     return found
 
 
-# The scheduler's work: customers with something due, a bounded page at a time.
+# The scheduler's work: customers with something due, a bounded page at a time, by
+# UUID (erased customers, which have no platform id, are maintained too).
 _DUE = {
     "pending_released": """
-        SELECT DISTINCT p.merchant_id, c.external_id FROM pending_credits p
-        JOIN customers c ON c.merchant_id = p.merchant_id AND c.id = p.customer_id
+        SELECT DISTINCT p.merchant_id, p.customer_id FROM pending_credits p
         WHERE p.status = 'pending' AND p.available_at <= :now
         LIMIT :limit""",
     "lots_expired": """
-        SELECT DISTINCT l.merchant_id, c.external_id FROM point_lots l
-        JOIN customers c ON c.merchant_id = l.merchant_id AND c.id = l.customer_id
+        SELECT DISTINCT l.merchant_id, l.customer_id FROM point_lots l
         WHERE l.expires_at <= :now
         LIMIT :limit""",
     "tiers_rechecked": """
-        SELECT b.merchant_id, c.external_id FROM customer_balances b
-        JOIN customers c ON c.merchant_id = b.merchant_id AND c.id = b.customer_id
+        SELECT b.merchant_id, b.customer_id FROM customer_balances b
         WHERE b.tier_recheck_at <= :now
         LIMIT :limit""",
 }
@@ -92,9 +90,8 @@ _DUE = {
 # the earliest); the writer re-checks each one exactly.
 _INACTIVE = {
     "postgresql": """
-        SELECT b.merchant_id, c.external_id FROM program_settings s
+        SELECT b.merchant_id, b.customer_id FROM program_settings s
         JOIN customer_balances b ON b.merchant_id = s.merchant_id
-        JOIN customers c ON c.merchant_id = b.merchant_id AND c.id = b.customer_id
         WHERE s.expiry_policy = 'inactivity' AND b.points_balance_minor > 0
           AND s.expiry_changed_at
               <= CAST(:now AS timestamptz) - make_interval(days => s.expiry_days)
@@ -102,9 +99,8 @@ _INACTIVE = {
                <= CAST(:now AS timestamptz) - make_interval(days => s.expiry_days))
         LIMIT :limit""",
     "sqlite": """
-        SELECT b.merchant_id, c.external_id FROM program_settings s
+        SELECT b.merchant_id, b.customer_id FROM program_settings s
         JOIN customer_balances b ON b.merchant_id = s.merchant_id
-        JOIN customers c ON c.merchant_id = b.merchant_id AND c.id = b.customer_id
         WHERE s.expiry_policy = 'inactivity' AND b.points_balance_minor > 0
           AND s.expiry_changed_at <= datetime(:now, '-' || s.expiry_days || ' days')
           AND (b.last_activity_at IS NULL
@@ -158,8 +154,9 @@ DUE_WORK = (*_DUE, "inactive_expired")
 
 async def due_customers(
     connection: AsyncConnection, job: str, now: datetime, *, sqlite: bool, limit: int
-) -> list[tuple[object, str]]:
-    """(merchant_id, platform id) of up to ``limit`` customers ``job`` has work for."""
+) -> list[tuple[object, object]]:
+    """(merchant_id, customer) of up to ``limit`` customers ``job`` has work for: the
+    customer's UUID, or its platform id for ``birthdays_rewarded``."""
     if job == "birthdays_rewarded":
         sql, parameters = _birthday_query(sqlite, now)
     else:

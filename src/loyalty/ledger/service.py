@@ -201,10 +201,10 @@ async def _pending_operation(
 
 
 async def maintain_customer(
-    writer: LedgerWriter, merchant_id: uuid.UUID, customer_id: str
+    writer: LedgerWriter, merchant_id: uuid.UUID, customer_id: uuid.UUID
 ) -> Outcome:
-    """The scheduler's pass over one customer: expiry, due holds, tier."""
-    return await move_points(writer, merchant_id, Maintain(CustomerRef(customer_id=customer_id)))
+    """The scheduler's pass over one customer (by UUID): expiry, due holds, tier."""
+    return await move_points(writer, merchant_id, Maintain(CustomerRef(internal_id=customer_id)))
 
 
 async def list_pending(

@@ -13,20 +13,16 @@ from loyalty.db.tables import customer_balances, customers, orders, tiers
 
 async def customer_of_order(
     connection: AsyncConnection, merchant_id: uuid.UUID, order_id: str
-) -> str | None:
-    """The platform id (``external_id``) of the customer who placed the order."""
-    external_id: str | None = (
+) -> uuid.UUID | None:
+    """The UUID of the customer who placed the order (erased customers included)."""
+    customer_id: uuid.UUID | None = (
         await connection.execute(
-            select(customers.c.external_id)
-            .join(
-                orders,
-                (orders.c.merchant_id == customers.c.merchant_id)
-                & (orders.c.customer_id == customers.c.id),
+            select(orders.c.customer_id).where(
+                orders.c.merchant_id == merchant_id, orders.c.order_id == order_id
             )
-            .where(orders.c.merchant_id == merchant_id, orders.c.order_id == order_id)
         )
     ).scalar_one_or_none()
-    return external_id
+    return customer_id
 
 
 async def buyer(connection: AsyncConnection, merchant_id: uuid.UUID, external_id: str) -> Any:

@@ -49,7 +49,8 @@ class RefundBody(msgspec.Struct, forbid_unknown_fields=True):
 class Order(msgspec.Struct, frozen=True):
     id: uuid.UUID
     order_id: str
-    customer_id: str
+    # The buyer's platform id; null once the buyer is erased (the order stays).
+    customer_id: str | None
     total: float
     currency: str
     discount_codes: list[str]

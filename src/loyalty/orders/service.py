@@ -129,7 +129,7 @@ async def place_order(
             placed_at=body.placed_at or now,
             fingerprint=fingerprint(body, external_id, total_minor, codes),
             # A referral not yet completed: the referrer is rewarded in the same transaction.
-            referrer=None if referrer is None else CustomerRef(customer_id=referrer),
+            referrer=None if referrer is None else CustomerRef(internal_id=referrer),
         ),
         idempotency_key=idempotency_key,
         request_fingerprint=request_fingerprint,
@@ -148,13 +148,14 @@ async def refund_order(
 ) -> Outcome:
     amount_minor = None if body.amount is None else _money(body.amount, "amount")
     async with database.read() as connection:
-        external_id = await repository.customer_of_order(connection, merchant_id, order_id)
-    if external_id is None:
+        customer_id = await repository.customer_of_order(connection, merchant_id, order_id)
+    if customer_id is None:
         raise OrderNotFoundError(f"No order {order_id!r}.", {"order_id": order_id})
     return await ledger_service.move_points(
         writer,
         merchant_id,
-        RefundOrder(CustomerRef(customer_id=external_id), order_id, amount_minor),
+        # By UUID: an erased customer's orders can still be refunded.
+        RefundOrder(CustomerRef(internal_id=customer_id), order_id, amount_minor),
         idempotency_key=idempotency_key,
         request_fingerprint=request_fingerprint,
     )

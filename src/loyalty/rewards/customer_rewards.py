@@ -21,8 +21,9 @@ def effective_status(status: str, expires_at: datetime | None, now: datetime) ->
     return status
 
 
-def to_detail(row: Any, customer_id: str, now: datetime) -> CustomerRewardDetail:
-    """A customer reward row (attribute access: a database row or the ledger's typed row)."""
+def to_detail(row: Any, customer_id: str | None, now: datetime) -> CustomerRewardDetail:
+    """A customer reward row (attribute access: a database row or the ledger's typed row);
+    ``customer_id``: its holder's platform id (None once the holder is erased)."""
     store_credit = row.store_credit_minor
     return CustomerRewardDetail(
         id=row.id,

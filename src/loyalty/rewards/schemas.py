@@ -110,7 +110,8 @@ class CustomerRewardDetail(msgspec.Struct, frozen=True):
     """A reward a customer redeemed: its code, its state, what it cost."""
 
     id: uuid.UUID
-    customer_id: str
+    # The holder's platform id; null once the holder is erased.
+    customer_id: str | None
     reward_id: uuid.UUID
     reward_type: RewardType
     name: str

@@ -325,8 +325,9 @@ async def revert(
     return await ledger_service.move_points(
         writer,
         merchant_id,
-        # Its points are read again, locked, in the batch.
-        Revert(CustomerRef(customer_id=row.external_id), row.id),
+        # Its points are read again, locked, in the batch (its holder by UUID: an erased
+        # customer's rewards answer for their state, never for a missing platform id).
+        Revert(CustomerRef(internal_id=row.customer_id), row.id),
         idempotency_key=idempotency_key,
         request_fingerprint=request_fingerprint,
     )

@@ -93,7 +93,7 @@ async def test_oversized_body_is_413(tenant: Tenant) -> None:
 @pytest.mark.parametrize(
     ("path", "allow"),
     [
-        ("/api/v1/public/customers", "GET, OPTIONS, POST"),
+        ("/api/v1/public/customers", "DELETE, GET, OPTIONS, POST"),
         ("/api/v1/public/customers/transactions", "GET, OPTIONS, POST"),
         ("/api/v1/public/customers/rewards/redeemable", "GET, OPTIONS"),
     ],

@@ -39,13 +39,20 @@ async def run_batch(
     to_apply = [m for m in movements if m.key_ref is None or m.key_ref in claimed]
     by_id: set[tuple[uuid.UUID, str]] = set()
     by_email: set[tuple[uuid.UUID, str]] = set()
+    by_uuid: set[tuple[uuid.UUID, uuid.UUID]] = set()
     for movement in to_apply:
         for ref in movement.operation.locks():
             if ref.customer_id is not None:
                 by_id.add((movement.merchant_id, ref.customer_id))
             elif ref.customer_email is not None:
                 by_email.add((movement.merchant_id, ref.customer_email))
-    customers = await session.lock_customers(by_id, by_email) if by_id or by_email else []
+            elif ref.internal_id is not None:
+                by_uuid.add((movement.merchant_id, ref.internal_id))
+    customers = (
+        await session.lock_customers(by_id, by_email, by_uuid)
+        if by_id or by_email or by_uuid
+        else []
+    )
     snapshot = Snapshot(customers, now)
     await _prefetch(session, snapshot, to_apply, now)
     on_locked()

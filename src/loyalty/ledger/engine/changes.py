@@ -16,6 +16,7 @@ from loyalty.ledger.engine.rows import (
     ActionRow,
     CustomerRewardRow,
     EntryRow,
+    ErasureRow,
     EventRow,
     KeyRef,
     LockedCustomer,
@@ -71,6 +72,8 @@ class Changes:
     lots_closed: list[LotRow] = dataclasses.field(default_factory=list)
     refunds: list[RefundRow] = dataclasses.field(default_factory=list)
     actions: list[ActionRow] = dataclasses.field(default_factory=list)
+    # Customers erased (their profile, identity and past events), after every other write.
+    erasures: list[ErasureRow] = dataclasses.field(default_factory=list)
 
     @property
     def beyond_the_ledger(self) -> bool:
@@ -85,6 +88,7 @@ class Changes:
             or self.lots_closed
             or self.refunds
             or self.actions
+            or self.erasures
         )
 
     def expected_counts(self) -> dict[str, int]:
@@ -107,4 +111,5 @@ class Changes:
             "lots_closed": len(self.lots_closed),
             "refunds": len(self.refunds),
             "actions": len(self.actions),
+            "erasures": len(self.erasures),
         }

@@ -52,7 +52,9 @@ class LockedCustomer:
 
     merchant_id: uuid.UUID
     customer_id: uuid.UUID
-    external_id: str
+    # The platform id and email: None once the customer is erased (a customer locked
+    # by its UUID may be), and from its erasure on within the batch.
+    external_id: str | None
     email: str | None
     # customer_balances
     points_balance_minor: int
@@ -76,6 +78,7 @@ class LockedCustomer:
     referred_by: uuid.UUID | None = None
     referral_completed_at: datetime | None = None
     referred_completed: int = 0
+    created_at: datetime | None = None
     # program_settings
     points_decimals: int = 0
     default_description: str = ""
@@ -117,10 +120,12 @@ BALANCE_COLUMNS = (
 CUSTOMER_COLUMNS = (
     "total_spent_minor", "rewarded_actions", "referral_completed_at", "referred_completed",
 )  # fmt: skip
-# Read with the lock, not written by the batch.
+# Read with the lock, not written by the batch (an erasure writes the customer's
+# identity and profile columns itself: ``ErasureRow``).
 SETTINGS_COLUMNS = (
-    "status", "referred_by", "points_decimals", "default_description", "discount_code_prefix",
-    "expiry_policy", "expiry_days", "expiry_changed_at", "tier_basis", "tier_window_days",
+    "status", "referred_by", "created_at", "points_decimals", "default_description",
+    "discount_code_prefix", "expiry_policy", "expiry_days", "expiry_changed_at", "tier_basis",
+    "tier_window_days",
 )  # fmt: skip
 # What the stores read for each locked customer besides its identity columns, in the
 # order of its fields (the stores build it from a row positionally: the hot path).
@@ -324,6 +329,18 @@ class ActionRow:
     created_at: datetime
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class ErasureRow:
+    """A customer erased: its personal data and platform id removed, status ``erased``;
+    the events that carried its platform id (``external_id``, as it was) blanked."""
+
+    merchant_id: uuid.UUID
+    customer_id: uuid.UUID
+    external_id: str | None
+    email: str | None
+    updated_at: datetime
+
+
 def locked_select_list() -> str:
     """The SELECT list of a locked customer, over ``customers c``, ``customer_balances b``
     and ``program_settings s`` (both stores read the same columns in the same order)."""
@@ -332,6 +349,7 @@ def locked_select_list() -> str:
         **dict.fromkeys(CUSTOMER_COLUMNS, "c"),
         "status": "c",
         "referred_by": "c",
+        "created_at": "c",
     }
     locked = ", ".join(f"{table_of.get(column, 's')}.{column}" for column in LOCKED_COLUMNS)
     return f"c.merchant_id, c.id, c.external_id, c.email, {locked}"

@@ -29,10 +29,14 @@ class BatchSession(Protocol):
         ...
 
     async def lock_customers(
-        self, by_id: set[tuple[uuid.UUID, str]], by_email: set[tuple[uuid.UUID, str]]
+        self,
+        by_id: set[tuple[uuid.UUID, str]],
+        by_email: set[tuple[uuid.UUID, str]],
+        by_uuid: set[tuple[uuid.UUID, uuid.UUID]],
     ) -> list[LockedCustomer]:
-        """Lock the balances of the customers named (platform id or email), in
-        ``(merchant_id, customer_id)`` order."""
+        """Lock the balances of the customers named (platform id, email or UUID), in
+        ``(merchant_id, customer_id)`` order. A customer erased while the store waited
+        for its lock is not locked by platform id or email (it no longer has them)."""
         ...
 
     async def load(self, request: Prefetch, snapshot: Snapshot, now: datetime) -> None:
@@ -40,7 +44,8 @@ class BatchSession(Protocol):
         ...
 
     async def write(self, changes: Changes, now: datetime) -> None:
-        """Apply every change; raise if any write's row count is not the expected one."""
+        """Apply every change; raise if any write's row count is not the expected one.
+        Erasures come last, so that they blank the events the batch wrote too."""
         ...
 
 

@@ -88,6 +88,8 @@ class Prefetch:
     action_counts: set[ActionCountKey] = dataclasses.field(default_factory=set)
     pending: set[RowKey] = dataclasses.field(default_factory=set)
     pending_of: set[CustomerId] = dataclasses.field(default_factory=set)
+    # Every live (active or inactive) customer reward of a customer, locked.
+    rewards_of: set[CustomerId] = dataclasses.field(default_factory=set)
     lots: set[CustomerId] = dataclasses.field(default_factory=set)
     tiers: set[uuid.UUID] = dataclasses.field(default_factory=set)
     windows: set[WindowKey] = dataclasses.field(default_factory=set)
@@ -142,6 +144,10 @@ class Snapshot:
     pending_of: Table[CustomerId, bool] = dataclasses.field(
         default_factory=lambda: Table("pending_credits of a customer")
     )
+    # A customer's key is requested once every live reward of it is in ``customer_rewards``.
+    rewards_of: Table[CustomerId, bool] = dataclasses.field(
+        default_factory=lambda: Table("live customer_rewards of a customer")
+    )
     lots: Table[CustomerId, list[LotRow]] = dataclasses.field(
         default_factory=lambda: Table("point_lots")
     )
@@ -159,7 +165,8 @@ class Snapshot:
     def __post_init__(self) -> None:
         for customer in self.customers:
             self.by_id[customer.key] = customer
-            self.by_ref[(customer.merchant_id, "id", customer.external_id)] = customer
+            if customer.external_id is not None:
+                self.by_ref[(customer.merchant_id, "id", customer.external_id)] = customer
             if customer.email is not None:
                 self.by_ref[(customer.merchant_id, "email", customer.email)] = customer
 
@@ -169,7 +176,21 @@ class Snapshot:
             return self.by_ref.get((merchant_id, "id", ref.customer_id))
         if ref.customer_email is not None:
             return self.by_ref.get((merchant_id, "email", ref.customer_email))
+        if ref.internal_id is not None:
+            return self.by_id.get((merchant_id, ref.internal_id))
         return None
+
+    def forget_identity(self, customer: LockedCustomer) -> None:
+        """The customer no longer answers to its platform id and email (it is being
+        erased): later movements of the batch that name it so find no customer."""
+        for kind, value in (("id", customer.external_id), ("email", customer.email)):
+            if (
+                value is not None
+                and self.by_ref.get((customer.merchant_id, kind, value)) is customer
+            ):
+                del self.by_ref[(customer.merchant_id, kind, value)]
+        customer.external_id = None
+        customer.email = None
 
     def customer_reward_found(self, key: tuple[uuid.UUID, str], row: CustomerRewardRow) -> None:
         """A customer reward read by its code: one object whichever way it is named."""
@@ -178,6 +199,11 @@ class Snapshot:
             self.customer_rewards.found((row.merchant_id, row.id), row)
             known = row
         self.reward_codes.found(key, known)
+
+    def live_reward_found(self, row: CustomerRewardRow) -> None:
+        """One of a customer's live rewards (``rewards_of``): one object however it was read."""
+        if self.customer_rewards.peek((row.merchant_id, row.id)) is None:
+            self.customer_rewards.found((row.merchant_id, row.id), row)
 
     def lot_found(self, lot: LotRow) -> None:
         """One of a customer's lots, as read (its stored rest is what it holds)."""

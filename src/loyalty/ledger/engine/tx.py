@@ -25,6 +25,7 @@ from loyalty.ledger.engine import lifecycle
 from loyalty.ledger.engine.changes import Changes
 from loyalty.ledger.engine.errors import BalanceLimitExceededError, InsufficientPointsError
 from loyalty.ledger.engine.rows import (
+    CustomerRewardRow,
     EntryRow,
     EventRow,
     LockedCustomer,
@@ -322,6 +323,21 @@ class BatchTx:
         self.changes.pending.update(row)
         self.event(locked, "pending_points.reduced", row.id, pending_payload(row))
 
+    # Customer rewards --------------------------------------------------------------
+
+    def customer_rewards_of(self, locked: LockedCustomer) -> list[CustomerRewardRow]:
+        """The customer's live (active or inactive) rewards, oldest first (its rewards
+        must be prefetched with ``rewards_of``; those this batch issued are among them)."""
+        self.snapshot.rewards_of.get(locked.key)  # raises unless prefetched
+        rows = [
+            row
+            for row in self.snapshot.customer_rewards.values()
+            if row.merchant_id == locked.merchant_id
+            and row.customer_id == locked.customer_id
+            and row.status in LIVE_REWARD_STATUSES
+        ]
+        return sorted(rows, key=lambda row: (row.created_at, row.id))
+
     # Discount codes ----------------------------------------------------------------
 
     def new_code(self, merchant_id: uuid.UUID, prefix: str) -> str:
@@ -384,6 +400,8 @@ class BatchTx:
 
 
 CODE_DRAWS_MAX = 8
+# Customer rewards a batch may still change (the stores write no other).
+LIVE_REWARD_STATUSES = ("active", "inactive")
 
 
 def pending_payload(row: PendingRow) -> dict[str, Any]:

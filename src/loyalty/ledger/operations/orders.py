@@ -140,7 +140,9 @@ class PlaceOrder:
         tx.snapshot.orders.found(key, row)
         tx.changes.orders.insert(row)
         hold = order_hold(tx, row)
-        tx.event(locked, "order.placed", row.id, {"order": order_view(row, locked, hold)})
+        tx.event(
+            locked, "order.placed", row.id, {"order": order_view(row, locked.external_id, hold)}
+        )
         return Result(201, order_reply(row, locked, hold))
 
 
@@ -214,12 +216,14 @@ def order_hold(tx: BatchTx, row: OrderRow) -> PendingRow | None:
     return tx.snapshot.pending.get((row.merchant_id, row.pending_id))
 
 
-def order_view(row: OrderRow, locked: LockedCustomer, hold: PendingRow | None) -> Order:
+def order_view(row: OrderRow, customer_id: str | None, hold: PendingRow | None) -> Order:
+    """The order as the API shows it (``customer_id``: the buyer's platform id, None
+    once erased; ``hold``: its pending credit, if it has one)."""
     pending, released, cancelled = order_points(row, hold)
     return Order(
         id=row.id,
         order_id=row.order_id,
-        customer_id=locked.external_id,
+        customer_id=customer_id,
         total=format_points(row.total_minor),
         currency=row.currency,
         discount_codes=msgspec.json.decode(row.discount_codes),
@@ -243,7 +247,7 @@ def order_view(row: OrderRow, locked: LockedCustomer, hold: PendingRow | None) -
 def order_reply(row: OrderRow, locked: LockedCustomer, hold: PendingRow | None) -> OrderEnvelope:
     return OrderEnvelope(
         data=OrderResult(
-            **msgspec.structs.asdict(order_view(row, locked, hold)),
+            **msgspec.structs.asdict(order_view(row, locked.external_id, hold)),
             points_balance=format_points(locked.points_balance_minor),
             pending_points=format_points(locked.pending_points_minor),
         )

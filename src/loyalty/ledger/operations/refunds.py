@@ -121,8 +121,8 @@ class RefundOrder:
             "order.refunded",
             row.id,
             {
-                "refund": refund_view(refund, row, locked, hold),
-                "order": order_view(row, locked, hold),
+                "refund": refund_view(refund, row, locked.external_id, hold),
+                "order": order_view(row, locked.external_id, hold),
             },
         )
         return Result(201, refund_reply(refund, row, locked, hold))
@@ -141,7 +141,7 @@ def points_to_take_back(row: OrderRow, refunded_after: int, decimals: int) -> in
 
 
 def refund_view(
-    refund: RefundRow, row: OrderRow, locked: LockedCustomer, hold: PendingRow | None
+    refund: RefundRow, row: OrderRow, customer_id: str | None, hold: PendingRow | None
 ) -> Refund:
     return Refund(
         id=refund.id,
@@ -152,7 +152,7 @@ def refund_view(
         shortfall=format_points(refund.shortfall_minor),
         transaction_id=refund.transaction_id,
         created_at=refund.created_at,
-        order=order_view(row, locked, hold),
+        order=order_view(row, customer_id, hold),
     )
 
 
@@ -161,7 +161,7 @@ def refund_reply(
 ) -> RefundEnvelope:
     return RefundEnvelope(
         data=RefundResult(
-            **msgspec.structs.asdict(refund_view(refund, row, locked, hold)),
+            **msgspec.structs.asdict(refund_view(refund, row, locked.external_id, hold)),
             points_balance=format_points(locked.points_balance_minor),
             pending_points=format_points(locked.pending_points_minor),
         )

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from loyalty.ledger.engine.changes import Changes
+from loyalty.ledger.engine.erasure import scrub_payload
 from loyalty.ledger.engine.rows import (
     BALANCE_COLUMNS,
     CUSTOMER_COLUMNS,
@@ -88,13 +89,20 @@ class MemorySession:
         return claimed, stored
 
     async def lock_customers(
-        self, by_id: set[tuple[uuid.UUID, str]], by_email: set[tuple[uuid.UUID, str]]
+        self,
+        by_id: set[tuple[uuid.UUID, str]],
+        by_email: set[tuple[uuid.UUID, str]],
+        by_uuid: set[tuple[uuid.UUID, uuid.UUID]],
     ) -> list[LockedCustomer]:
         found = [
             dataclasses.replace(customer, touched=False)
             for customer in self.tables.customers.values()
-            if (customer.merchant_id, customer.external_id) in by_id
+            if (
+                customer.external_id is not None
+                and (customer.merchant_id, customer.external_id) in by_id
+            )
             or (customer.email is not None and (customer.merchant_id, customer.email) in by_email)
+            or customer.key in by_uuid
         ]
         return sorted(found, key=lambda customer: customer.key)
 
@@ -118,6 +126,10 @@ class MemorySession:
             for r in t.customer_rewards.values():
                 if r.merchant_id == m and r.discount_code == code:
                     snapshot.customer_reward_found((m, code), _copy(r))
+        for owner in sorted(request.rewards_of):
+            for r in t.customer_rewards.values():
+                if (r.merchant_id, r.customer_id) == owner and r.status in ("active", "inactive"):
+                    snapshot.live_reward_found(_copy(r))
         for m, order_id in request.orders:
             for order in t.orders.values():
                 if order.merchant_id == m and order.order_id == order_id:
@@ -197,6 +209,22 @@ class MemorySession:
             if t.keys.pop(key_ref, None) is not None:
                 written["keys_released"] += 1
         self._write_rows(changes, written)
+        for erasure in changes.erasures:
+            stored = t.customers.get((erasure.merchant_id, erasure.customer_id))
+            if stored is None or stored.status == "erased":
+                continue
+            stored.external_id = stored.email = stored.referred_by = None
+            stored.status = "erased"
+            written["erasures"] += 1
+            for index, event in enumerate(t.events):
+                named = (
+                    erasure.external_id is not None and event.customer_ref == erasure.external_id
+                )
+                if event.merchant_id == erasure.merchant_id and named:
+                    payload = scrub_payload(
+                        event.type, event.payload, erasure.external_id, erasure.email
+                    )
+                    t.events[index] = dataclasses.replace(event, payload=payload, customer_ref=None)
         check_counts(changes, written)
 
     def _write_rows(self, changes: Changes, written: dict[str, int]) -> None:
@@ -212,7 +240,7 @@ class MemorySession:
             written["customer_rewards_new"] += 1
         for reward in changes.customer_rewards.changed:
             stored_reward = t.customer_rewards.get((reward.merchant_id, reward.id))
-            if stored_reward is not None and stored_reward.status == "active":
+            if stored_reward is not None and stored_reward.status in ("active", "inactive"):
                 t.customer_rewards[(reward.merchant_id, reward.id)] = _copy(reward)
                 written["customer_rewards_changed"] += 1
         for pending in changes.pending.new:

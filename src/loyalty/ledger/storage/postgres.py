@@ -21,6 +21,7 @@ import asyncpg
 from loyalty.db.engine import Database
 from loyalty.db.engine import is_unavailable as database_unavailable
 from loyalty.ledger.engine.changes import Changes
+from loyalty.ledger.engine.erasure import scrub_payload
 from loyalty.ledger.engine.rows import (
     BALANCE_COLUMNS,
     CUSTOMER_COLUMNS,
@@ -28,6 +29,7 @@ from loyalty.ledger.engine.rows import (
     CustomerRewardRow,
     EarnRuleRow,
     EntryRow,
+    ErasureRow,
     EventRow,
     KeyRef,
     LockedCustomer,
@@ -68,6 +70,11 @@ JOIN unnest($1::uuid[], $2::text[]) AS t(merchant_id, key)
 
 # Each kind of identifier joins through its own unique index; the balances are
 # locked in (merchant_id, customer_id) order so concurrent batches never deadlock.
+# A customer erased while this waited for its balance lock is left out: once the
+# lock is granted Postgres re-reads the locked balance row but not the customer
+# row joined to it, so the erased customer would be locked under its old platform
+# id; its erasure deleted the balance row and inserted it again, and READ
+# COMMITTED drops a row deleted under a waiting FOR UPDATE.
 _LOCK_CUSTOMERS = f"""
 WITH wanted AS (
     SELECT c.merchant_id, c.id
@@ -77,6 +84,8 @@ WITH wanted AS (
     SELECT c.merchant_id, c.id
     FROM unnest($3::uuid[], $4::text[]) AS r(merchant_id, email)
     JOIN customers c ON c.merchant_id = r.merchant_id AND c.email = r.email
+    UNION
+    SELECT r.merchant_id, r.id FROM unnest($5::uuid[], $6::uuid[]) AS r(merchant_id, id)
 )
 SELECT {locked_select_list()}
 FROM wanted w
@@ -201,7 +210,7 @@ def _beyond_the_ledger(changes: Changes) -> tuple[str, list[Any]]:
             ("merchant_id", "id"),
             ("status", "order_id", "revert_transaction_id", "used_at", "reverted_at",
              "updated_at"),
-            " AND t.status = 'active'",
+            " AND t.status IN ('active', 'inactive')",
         ),
         _insert("pending_new", "pending_credits", PendingRow, pending.new, s),
         _update(
@@ -273,6 +282,14 @@ JOIN customer_rewards cr ON cr.merchant_id = t.merchant_id AND cr.discount_code 
 ORDER BY cr.merchant_id, cr.id
 FOR UPDATE OF cr
 """
+_REWARDS_OF = f"""
+SELECT {select_list(CustomerRewardRow, "cr")}
+FROM unnest($1::uuid[], $2::uuid[]) AS t(merchant_id, customer_id)
+JOIN customer_rewards cr ON cr.merchant_id = t.merchant_id AND cr.customer_id = t.customer_id
+ AND cr.status IN ('active', 'inactive')
+ORDER BY cr.merchant_id, cr.id
+FOR UPDATE OF cr
+"""
 _ORDERS = f"""
 SELECT {select_list(OrderRow, "o")}
 FROM unnest($1::uuid[], $2::text[]) AS t(merchant_id, order_id)
@@ -338,6 +355,37 @@ GROUP BY t.merchant_id, t.customer_id
 }
 
 
+# An erasure: the profile and identity, the balance row deleted and inserted again
+# (see _LOCK_CUSTOMERS), the events that carried the platform id.
+_ERASE_CUSTOMER = """
+UPDATE customers
+SET external_id = NULL, email = NULL, first_name = NULL, last_name = NULL,
+    first_name_search = NULL, last_name_search = NULL, date_of_birth = NULL,
+    status = 'erased', status_reason = NULL, referral_code = NULL, referred_by = NULL,
+    updated_at = $3
+WHERE merchant_id = $1 AND id = $2 AND status <> 'erased'
+"""
+_REKEY_BALANCE = """
+WITH gone AS (
+    DELETE FROM customer_balances WHERE merchant_id = $1 AND customer_id = $2 RETURNING *
+)
+INSERT INTO customer_balances SELECT * FROM gone
+"""
+# Numbered and unnumbered events each through their partial index.
+_EVENTS_OF = """
+SELECT id, type, payload FROM events
+WHERE merchant_id = $1 AND customer_ref = $2 AND sequence IS NOT NULL
+UNION ALL
+SELECT id, type, payload FROM events
+WHERE merchant_id = $1 AND sequence IS NULL AND customer_ref = $2
+"""
+_BLANK_EVENTS = """
+UPDATE events AS e SET payload = v.payload, customer_ref = NULL
+FROM unnest($2::uuid[], $3::text[]) AS v(id, payload)
+WHERE e.merchant_id = $1 AND e.id = v.id
+"""
+
+
 class PostgresSession:
     def __init__(self, connection: asyncpg.Connection) -> None:
         self.connection = connection
@@ -362,15 +410,29 @@ class PostgresSession:
         return claimed, stored
 
     async def lock_customers(
-        self, by_id: set[tuple[uuid.UUID, str]], by_email: set[tuple[uuid.UUID, str]]
+        self,
+        by_id: set[tuple[uuid.UUID, str]],
+        by_email: set[tuple[uuid.UUID, str]],
+        by_uuid: set[tuple[uuid.UUID, uuid.UUID]],
     ) -> list[LockedCustomer]:
         id_merchants, ids = _columns(list(by_id), 2)
         email_merchants, emails = _columns(list(by_email), 2)
+        uuid_merchants, uuids = _columns(list(by_uuid), 2)
         rows = await self.connection.fetch(
-            _LOCK_CUSTOMERS, id_merchants, ids, email_merchants, emails
+            _LOCK_CUSTOMERS, id_merchants, ids, email_merchants, emails, uuid_merchants, uuids
         )
         # The select list is the class's fields, in order.
-        return [LockedCustomer(*row) for row in rows]
+        locked = [LockedCustomer(*row) for row in rows]
+        missing = by_uuid - {customer.key for customer in locked}
+        if missing:
+            # Erased while this waited (its balance row was inserted again): a UUID
+            # still names it, so lock it again, in a statement that sees the new row.
+            merchants, customer_ids = _columns(sorted(missing), 2)
+            again = await self.connection.fetch(
+                _LOCK_CUSTOMERS, [], [], [], [], merchants, customer_ids
+            )
+            locked = sorted([*locked, *(LockedCustomer(*row) for row in again)], key=_key)
+        return locked
 
     async def _rows(self, sql: str, keys: Sequence[Sequence[Any]], width: int) -> list[Any]:
         if not keys:
@@ -392,6 +454,8 @@ class PostgresSession:
             snapshot.customer_reward_found(
                 (row["merchant_id"], row["discount_code"]), CustomerRewardRow(**row)
             )
+        for row in await self._rows(_REWARDS_OF, sorted(request.rewards_of), 2):
+            snapshot.live_reward_found(CustomerRewardRow(**row))
         for row in await self._rows(_ORDERS, list(request.orders), 2):
             snapshot.orders.found((row["merchant_id"], row["order_id"]), OrderRow(**row))
         for row in await self._rows(_EARN_RULES, list(request.earn_rules), 2):
@@ -446,7 +510,31 @@ class PostgresSession:
             written.update(dict(more))
         else:
             written.update({name: 0 for name in changes.expected_counts() if name not in written})
+        written["erasures"] = 0
+        for erasure in changes.erasures:
+            written["erasures"] += await self._erase(erasure)
         check_counts(changes, written)
+
+    async def _erase(self, erasure: ErasureRow) -> int:
+        """Write one erasure (after the batch's other writes); the customers erased (1)."""
+        key = (erasure.merchant_id, erasure.customer_id)
+        status = await self.connection.execute(_ERASE_CUSTOMER, *key, erasure.updated_at)
+        await self.connection.execute(_REKEY_BALANCE, *key)
+        if erasure.external_id is not None:
+            rows = await self.connection.fetch(_EVENTS_OF, erasure.merchant_id, erasure.external_id)
+            if rows:
+                blanked = [
+                    scrub_payload(row["type"], row["payload"], erasure.external_id, erasure.email)
+                    for row in rows
+                ]
+                await self.connection.execute(
+                    _BLANK_EVENTS, erasure.merchant_id, [row["id"] for row in rows], blanked
+                )
+        return int(status.split()[-1])
+
+
+def _key(customer: LockedCustomer) -> tuple[uuid.UUID, uuid.UUID]:
+    return customer.key
 
 
 class PostgresStore:

@@ -18,6 +18,7 @@ import aiosqlite
 
 from loyalty.db.engine import Database
 from loyalty.ledger.engine.changes import Changes
+from loyalty.ledger.engine.erasure import scrub_payload
 from loyalty.ledger.engine.rows import (
     BALANCE_COLUMNS,
     CUSTOMER_COLUMNS,
@@ -25,6 +26,7 @@ from loyalty.ledger.engine.rows import (
     CustomerRewardRow,
     EarnRuleRow,
     EntryRow,
+    ErasureRow,
     EventRow,
     KeyRef,
     LockedCustomer,
@@ -117,11 +119,19 @@ class SqliteSession:
         return claimed, stored
 
     async def lock_customers(
-        self, by_id: set[tuple[uuid.UUID, str]], by_email: set[tuple[uuid.UUID, str]]
+        self,
+        by_id: set[tuple[uuid.UUID, str]],
+        by_email: set[tuple[uuid.UUID, str]],
+        by_uuid: set[tuple[uuid.UUID, uuid.UUID]],
     ) -> list[LockedCustomer]:
         parts: list[str] = []
         parameters: list[Any] = []
-        for column, wanted in (("external_id", by_id), ("email", by_email)):
+        wanted_by: tuple[tuple[str, set[Any]], ...] = (
+            ("external_id", by_id),
+            ("email", by_email),
+            ("id", by_uuid),
+        )
+        for column, wanted in wanted_by:
             if wanted:
                 parts.append(_CUSTOMERS_BY.format(values=_values(len(wanted)), column=column))
                 parameters += _parameters(list(wanted))
@@ -159,6 +169,15 @@ class SqliteSession:
         ):
             assert row.discount_code is not None
             snapshot.customer_reward_found((row.merchant_id, row.discount_code), row)
+        for row in await self._typed(
+            CustomerRewardRow,
+            f"SELECT {select_list(CustomerRewardRow, 'cr')} FROM ({{values}}) AS w "
+            "CROSS JOIN customer_rewards cr ON cr.merchant_id = w.column1 "
+            "AND cr.customer_id = w.column2 AND cr.status IN ('active', 'inactive')",
+            sorted(request.rewards_of),
+            2,
+        ):
+            snapshot.live_reward_found(row)
         for order in await self._typed(
             OrderRow,
             f"SELECT {select_list(OrderRow, 'o')} FROM ({{values}}) AS w CROSS JOIN orders o "
@@ -315,7 +334,28 @@ class SqliteSession:
             written,
         )
         await self._write_rows(changes, written)
+        written["erasures"] = 0
+        for erasure in changes.erasures:
+            written["erasures"] += await self._erase(erasure)
         check_counts(changes, written)
+
+    async def _erase(self, erasure: ErasureRow) -> int:
+        """Write one erasure (after the batch's other writes); the customers erased (1)."""
+        key = (erasure.merchant_id.hex, erasure.customer_id.hex)
+        before = self.connection.total_changes
+        await self.connection.execute(_ERASE_CUSTOMER, (sqlite_time(erasure.updated_at), *key))
+        erased = self.connection.total_changes - before
+        if erasure.external_id is not None:
+            rows = await self._fetch(_EVENTS_OF, (key[0], erasure.external_id) * 2)
+            await self.connection.executemany(
+                "UPDATE events SET payload = ?, customer_ref = NULL WHERE merchant_id = ? "
+                "AND id = ?",
+                [
+                    (scrub_payload(kind, payload, erasure.external_id, erasure.email), key[0], id_)
+                    for id_, kind, payload in rows
+                ],
+            )
+        return erased
 
     async def _write_rows(self, changes: Changes, written: dict[str, int]) -> None:
         rewards = changes.customer_rewards
@@ -330,7 +370,7 @@ class SqliteSession:
             ("customer_rewards_new", _insert("customer_rewards", CustomerRewardRow),
              [to_sqlite(r) for r in rewards.new]),
             ("customer_rewards_changed",
-             _update("customer_rewards", reward_sets, "AND status = 'active'"),
+             _update("customer_rewards", reward_sets, "AND status IN ('active', 'inactive')"),
              [to_sqlite(r, reward_sets + key) for r in rewards.changed]),
             ("lots_new", _insert("point_lots", LotRow), [to_sqlite(r) for r in changes.lots_new]),
             ("lots_changed", _update("point_lots", ("remaining_minor",)),
@@ -351,6 +391,24 @@ class SqliteSession:
         ]  # fmt: skip
         for name, sql, rows in plan:
             await self._many(name, sql, rows, written)
+
+
+_ERASE_CUSTOMER = """
+UPDATE customers
+SET external_id = NULL, email = NULL, first_name = NULL, last_name = NULL,
+    first_name_search = NULL, last_name_search = NULL, date_of_birth = NULL,
+    status = 'erased', status_reason = NULL, referral_code = NULL, referred_by = NULL,
+    updated_at = ?
+WHERE merchant_id = ? AND id = ? AND status <> 'erased'
+"""
+# Numbered and unnumbered events each through their partial index.
+_EVENTS_OF = """
+SELECT id, type, payload FROM events
+WHERE merchant_id = ? AND customer_ref = ? AND sequence IS NOT NULL
+UNION ALL
+SELECT id, type, payload FROM events
+WHERE merchant_id = ? AND sequence IS NULL AND customer_ref = ?
+"""
 
 
 def _update(table: str, set_columns: tuple[str, ...], guard: str = "") -> str:
