@@ -1,0 +1,1 @@
+"""CSV exports of customers and ledger entries, streamed in constant memory."""
