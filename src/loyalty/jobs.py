@@ -25,6 +25,7 @@ import structlog
 from loyalty.db.engine import Database
 from loyalty.events import jobs as events_jobs
 from loyalty.idempotency import jobs as idempotency_jobs
+from loyalty.imports import jobs as imports_jobs
 from loyalty.ledger.maintenance import run_maintenance
 from loyalty.ledger.writer import LedgerWriter
 from loyalty.rewards import jobs as rewards_jobs
@@ -65,6 +66,7 @@ JOBS: tuple[Job, ...] = (
     *rewards_jobs.JOBS,
     *idempotency_jobs.JOBS,
     *events_jobs.JOBS,
+    *imports_jobs.JOBS,
 )
 
 

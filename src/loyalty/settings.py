@@ -50,6 +50,8 @@ class Settings:
     idempotency_retention_days: int = 7
     # Largest request body accepted, in bytes; larger bodies answer 413.
     request_body_bytes_max: int = 64 * 1024
+    # Largest CSV body of POST /api/v1/imports; larger bodies answer 413.
+    import_bytes_max: int = 100 * 1024 * 1024
     # SQLite durability: FULL fsyncs every commit; NORMAL is faster but may lose
     # the last commits on power loss (never on a process crash).
     sqlite_synchronous: str = "FULL"
@@ -112,6 +114,7 @@ class Settings:
             ),
             idempotency_retention_days=_int_env("LOYALTY_IDEMPOTENCY_RETENTION_DAYS", 7),
             request_body_bytes_max=_int_env("LOYALTY_REQUEST_BODY_BYTES_MAX", 64 * 1024),
+            import_bytes_max=_int_env("LOYALTY_IMPORT_BYTES_MAX", 100 * 1024 * 1024),
             sqlite_synchronous=sqlite_synchronous,
             log_level=os.environ.get("LOYALTY_LOG_LEVEL", "info").lower(),
             scheduler=scheduler,

@@ -16,6 +16,7 @@ or below. On SQLite the write lock serialises stamps the same way.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -84,6 +85,35 @@ async def record(
     )
     connection.info[EVENTS_WRITTEN] = True
     return event_id
+
+
+async def record_many(
+    connection: AsyncConnection,
+    *,
+    merchant_id: uuid.UUID,
+    records: Sequence[tuple[str, uuid.UUID | None, dict[str, Any], str | None]],
+    now: datetime,
+) -> None:
+    """Write many events at once in the caller's transaction: (type, subject id,
+    payload, the customer's platform id) each, in this order."""
+    if not records:
+        return
+    await connection.execute(
+        events.insert(),
+        [
+            {
+                "merchant_id": merchant_id,
+                "id": new_id(),
+                "type": event_type,
+                "subject_id": subject_id,
+                "payload": _encoder.encode(payload).decode(),
+                "customer_ref": customer_ref,
+                "created_at": now,
+            }
+            for event_type, subject_id, payload, customer_ref in records
+        ],
+    )
+    connection.info[EVENTS_WRITTEN] = True
 
 
 async def next_merchant_with_unstamped(

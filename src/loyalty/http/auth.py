@@ -45,11 +45,13 @@ async def require_scope(
     principal = connection.user
     if not isinstance(principal, Principal):
         raise UnauthorizedError("Send your API key as 'Authorization: Bearer <key>'.")
-    if scope not in principal.scopes:
-        raise InsufficientScopeError(
-            f"This API key lacks the '{scope}' scope this endpoint needs.",
-            {"required_scope": scope},
-        )
+    # A route needing several scopes lists the others in opt["also_scopes"].
+    for needed in (scope, *route_handler.opt.get("also_scopes", ())):
+        if needed not in principal.scopes:
+            raise InsufficientScopeError(
+                f"This API key lacks the '{needed}' scope this endpoint needs.",
+                {"required_scope": needed},
+            )
 
 
 def current_principal(request: Any) -> Principal:

@@ -18,6 +18,7 @@ _DESCRIPTIONS = {
     404: "`customer_not_found` (or another `*_not_found`): unknown or another merchant's object.",
     409: "`idempotency_request_in_progress` or another conflict (e.g. `customer_email_taken`).",
     413: "`payload_too_large`: the body exceeds the size limit.",
+    415: "`unsupported_media_type`: the body is not of the media type this endpoint takes.",
     422: (
         "`validation_error` (details name each field and why), `idempotency_key_reused`, "
         "or a business rule such as `insufficient_points`."

@@ -1,0 +1,1 @@
+"""Importing customers and balances from CSV (IMPORT.md)."""
