@@ -13,6 +13,7 @@ import signal
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import msgspec
@@ -40,8 +41,10 @@ merchants_app = typer.Typer(
     help="Merchants (tenants).", no_args_is_help=True, rich_markup_mode=None
 )
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True, rich_markup_mode=None)
+customers_app = typer.Typer(help="Customers.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(merchants_app, name="merchants")
 app.add_typer(keys_app, name="keys")
+app.add_typer(customers_app, name="customers")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
@@ -221,6 +224,44 @@ def worker(
         raise typer.Exit(1)
 
 
+@customers_app.command("import")
+def customers_import(
+    file: Annotated[Path, typer.Argument(metavar="FILE", hidden=True)],
+    merchant: Annotated[str, typer.Option(metavar="ID", help="Merchant id.")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only validate the file; write nothing.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Import customers and balances from the CSV file FILE (validated whole first).
+
+    Columns: customer_id (required), email, first_name, last_name, date_of_birth,
+    status, points, description, apply_to_lifetime, expires_at, idempotency_key.
+    Nothing is written when any row is invalid. Running the same file again moves
+    no points twice. Exit status 0 only when every row applied.
+
+    \b
+    Example:
+      loyalty customers import members.csv --merchant "$MERCHANT" --json
+    """
+    from loyalty.imports import cli as import_cli
+
+    merchant_id = _merchant_uuid(merchant, as_json)
+    if not file.is_file():
+        _error(f"no such file: {file}")
+        raise typer.Exit(code=2)
+    settings = _settings()
+    _migrate(settings)
+    try:
+        ok = asyncio.run(
+            import_cli.run(settings, merchant_id, file, dry_run=dry_run, as_json=as_json)
+        )
+    except LoyaltyError as error:
+        _fail(error, as_json)
+    if not ok:
+        raise typer.Exit(code=1)
+
+
 @merchants_app.command("create")
 def merchants_create(
     name: Annotated[str, typer.Argument(metavar="NAME", hidden=True)],
@@ -355,6 +396,221 @@ def keys_revoke(
         _print_json(key)
     else:
         _console().print(f"key {key.prefix} revoked")
+
+
+# --- export: CSV files of customers and of the ledger ---------------------------
+
+export_app = typer.Typer(
+    help="Export customers or the ledger as CSV (streamed, in constant memory).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(export_app, name="export")
+
+ExportMerchantOption = Annotated[str, typer.Option("--merchant", metavar="ID", help="Merchant id.")]
+ExportOutputOption = Annotated[
+    str | None,
+    typer.Option(
+        "--output",
+        "-o",
+        metavar="FILE",
+        help="Write to FILE (replaced once the export is complete) instead of stdout.",
+    ),
+]
+
+
+def _export(
+    kind: str,
+    merchant: str,
+    output_name: str | None,
+    since: str | None = None,
+    until: str | None = None,
+) -> None:
+    """Stream one export to ``output_name`` (or stdout), with a progress bar on a terminal."""
+    import os
+    import tempfile
+    import time
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from loyalty.db.engine import Database
+    from loyalty.exports import service as exports_service
+
+    merchant_id = _merchant_uuid(merchant, as_json=False)
+    try:
+        within = exports_service.period(
+            since, until, location="option", names=("--since", "--until")
+        )
+    except LoyaltyError as error:
+        _fail(error, as_json=False)
+        raise AssertionError("unreachable") from error
+    output = None if output_name is None else Path(output_name)
+    settings = _settings()
+    _migrate(settings)
+    show_progress = output is not None and sys.stderr.isatty()
+    started = time.monotonic()
+
+    class OutputError(Exception):
+        """The output file could not be created or written."""
+
+    @contextlib.contextmanager
+    def writing() -> Iterator[None]:
+        try:
+            yield
+        except BrokenPipeError:
+            raise
+        except OSError as error:  # e.g. no such directory, the disk is full
+            raise OutputError(error.strerror or str(error)) from error
+
+    async def _main() -> int:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        database = Database(settings, pool_size=1)
+        partial: str | None = None
+        sink: Any = None
+        try:
+            await exports_service.check_merchant(database, merchant_id)
+            with writing():
+                if output is None:
+                    sink = sys.stdout.buffer
+                elif output.exists() and not output.is_file():  # a device or a pipe
+                    sink = output.open("wb")
+                else:
+                    # Written beside FILE, which it replaces when complete: never half a file.
+                    descriptor, partial = tempfile.mkstemp(
+                        dir=output.parent, prefix=f".{output.name}.", suffix=".partial"
+                    )
+                    sink = os.fdopen(descriptor, "wb")
+            rows = 0
+            progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("rows"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=_console(stderr=True),
+                disable=not show_progress,
+            )
+            with progress:
+                total = None
+                if show_progress:
+                    if kind == "customers":
+                        total = await exports_service.count_customers(database, merchant_id)
+                    else:
+                        total = await exports_service.count_transactions(
+                            database, merchant_id, within
+                        )
+                task = progress.add_task(f"exporting {kind}", total=total)
+
+                def on_rows(count: int) -> None:
+                    nonlocal rows
+                    rows += count
+                    progress.advance(task, count)
+
+                if kind == "customers":
+                    chunks = exports_service.export_customers(database, merchant_id, on_rows)
+                else:
+                    chunks = exports_service.export_transactions(
+                        database, merchant_id, within, on_rows
+                    )
+                # Closed on any exit, so that its read transaction ends before the engine.
+                async with contextlib.aclosing(chunks):
+                    async for chunk in chunks:
+                        with writing():
+                            sink.write(chunk)
+            with writing():
+                sink.flush()
+                if sink is not sys.stdout.buffer:
+                    sink.close()
+                if partial is not None and output is not None:
+                    os.replace(partial, output)
+                    partial = None
+            return rows
+        finally:
+            if sink is not None and sink is not sys.stdout.buffer:
+                with contextlib.suppress(OSError):
+                    sink.close()
+            if partial is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(partial)
+            await database.dispose()
+
+    try:
+        rows = asyncio.run(_main())
+    except LoyaltyError as error:
+        _fail(error, as_json=False)
+        raise AssertionError("unreachable") from error
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): stop quietly.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(code=1) from None
+    except OutputError as error:
+        _error(f"cannot write {output}: {error}")
+        raise typer.Exit(code=1) from error
+    if output is not None:
+        seconds = time.monotonic() - started
+        _console(stderr=True).print(f"exported {rows:,} {kind} to {output} in {seconds:.1f} s")
+
+
+@export_app.command("customers")
+def export_customers(merchant: ExportMerchantOption, output: ExportOutputOption = None) -> None:
+    """Export every customer with every balance as CSV.
+
+    One row per customer, oldest first: customer_id (the platform id), email, first_name,
+    last_name, date_of_birth, status, points_balance, pending_points, lifetime_points,
+    points_spent, points_expired, store_credit_balance, tier, total_spent, created_at.
+
+    \b
+    Examples:
+      loyalty export customers --merchant "$MERCHANT" --output customers.csv
+      loyalty export customers --merchant "$MERCHANT" | gzip > customers.csv.gz
+    """
+    _export("customers", merchant, output)
+
+
+@export_app.command("transactions")
+def export_transactions(
+    merchant: ExportMerchantOption,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DATE",
+            help="Entries created at or after this: YYYY-MM-DD (from the start of that day, "
+            "UTC) or an RFC 3339 timestamp.",
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DATE",
+            help="Entries created before this: YYYY-MM-DD (until the end of that day, UTC) "
+            "or an RFC 3339 timestamp.",
+        ),
+    ] = None,
+    output: ExportOutputOption = None,
+) -> None:
+    """Export the ledger's entries as CSV.
+
+    One row per entry, oldest first: transaction_id, customer_id (the platform id), points,
+    type, kind, description, internal_note, apply_to_lifetime, points_balance (after the
+    entry), sequence, expires_at, created_at, actor (empty until entries record who made
+    them).
+
+    \b
+    Examples:
+      loyalty export transactions --merchant "$MERCHANT" --since 2026-01-01 \\
+          --until 2026-01-31 --output january.csv
+    """
+    _export("transactions", merchant, output, since, until)
 
 
 def main() -> None:

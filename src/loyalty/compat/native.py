@@ -14,9 +14,12 @@ import msgspec
 from litestar.openapi.spec import SecurityScheme
 
 from loyalty.customers.endpoints import CustomerController
+from loyalty.customers.list_endpoints import CustomerListController
 from loyalty.earning.endpoints import EarnRuleController
 from loyalty.errors import UnauthorizedError
+from loyalty.exports.endpoints import ExportController
 from loyalty.http.surface import BEARER_CHALLENGE, Credentials, Surface, header
+from loyalty.imports.endpoints import ImportController
 from loyalty.ledger.endpoints import (
     ActionController,
     PendingController,
@@ -55,6 +58,8 @@ SURFACE = Surface(
     },
     controllers=(
         CustomerController,
+        ImportController,
+        CustomerListController,
         TransactionController,
         TransferController,
         PendingController,
@@ -67,6 +72,7 @@ SURFACE = Surface(
         OrderController,
         WebhookController,
         EventController,
+        ExportController,
     ),
     key_refused_challenge=f'{BEARER_CHALLENGE}, error="invalid_token"',
 )

@@ -90,7 +90,8 @@ class Customer(msgspec.Struct, frozen=True):
     programme allows decimals)."""
 
     id: uuid.UUID
-    customer_id: str
+    # The platform id; null once the customer is erased (the id is free again).
+    customer_id: str | None
     email: str | None
     first_name: str | None
     last_name: str | None
@@ -139,3 +140,14 @@ class Referral(msgspec.Struct, frozen=True):
 
 class ReferralEnvelope(msgspec.Struct, frozen=True):
     data: Referral
+
+
+# The customer list (GET /api/v1/customers).
+
+
+class CustomerPage(msgspec.Struct, frozen=True):
+    """A page of customers; ``next_cursor`` is null on the last page. Tier
+    progress (``next_tier``, ``amount_to_next_tier``) is null in the list."""
+
+    data: list[Customer]
+    next_cursor: str | None

@@ -303,6 +303,8 @@ ledger_entries = Table(
     UniqueConstraint("merchant_id", "customer_id", "sequence"),
     CheckConstraint("points_minor <> 0", name="points_not_zero"),
     CheckConstraint("balance_after_minor >= 0", name="balance_after_not_negative"),
+    # The ledger export, oldest first.
+    Index("ix_ledger_entries_created_at", "merchant_id", "created_at", "id"),
 )
 
 rewards = Table(

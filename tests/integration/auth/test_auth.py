@@ -149,6 +149,13 @@ SCOPED_ENDPOINTS = [
     ("GET", f"/api/v1/webhooks/{SOME_ID}/deliveries", "webhooks:read"),
     ("POST", f"/api/v1/webhooks/{SOME_ID}/deliveries/{SOME_ID}/resend", "webhooks:write"),
     ("POST", f"/api/v1/webhooks/{SOME_ID}/recover", "webhooks:write"),
+    ("GET", "/api/v1/customers", "customers:read"),
+    ("DELETE", CUSTOMERS, "customers:write"),
+    ("GET", f"{CUSTOMERS}/data", "customers:read"),
+    ("POST", "/api/v1/imports", "customers:write"),
+    ("GET", f"/api/v1/imports/{SOME_ID}", "customers:read"),
+    ("GET", "/api/v1/exports/customers.csv", "customers:read"),
+    ("GET", "/api/v1/exports/transactions.csv", "transactions:read"),
 ]
 
 

@@ -149,7 +149,13 @@ async def test_a_failed_job_is_due_again_and_does_not_stop_the_others() -> None:
 
 def test_every_domain_job_is_collected_once() -> None:
     names = [job.name for job in JOBS]
-    assert names == ["points_maintenance", "rewards_expiry", "idempotency_purge", "events_purge"]
+    assert names == [
+        "points_maintenance",
+        "rewards_expiry",
+        "idempotency_purge",
+        "events_purge",
+        "imports_resume",
+    ]
 
 
 async def test_run_due_jobs_runs_every_job(settings: Settings, app: Litestar) -> None:

@@ -10,8 +10,9 @@ Create Date: 2026-12-02 05:00:00
 - ``customers.first_name_search`` / ``last_name_search``: the names in lower
   case, kept by the application (the same folding on both databases), for
   the prefix search; binary collation on Postgres so a prefix is a range.
-- Indexes for the customer list (newest first, by status, by balance) and the
-  search (platform id, email prefix, name prefixes).
+- Indexes for the customer list (newest first, by status, by balance), the
+  search (platform id, email prefix, name prefixes) and the ledger export
+  (entries oldest first).
 - ``imports`` (one row per import, CLI or API: its progress and its figures)
   and ``import_chunks`` (an API import's body, kept in the database so that
   any process can finish the job).
@@ -102,6 +103,10 @@ def upgrade() -> None:
         ["merchant_id", "points_balance_minor", "customer_id"],
     )
     op.create_index("ix_customer_balances_tier", "customer_balances", ["merchant_id", "tier_id"])
+    # The ledger export, oldest first (keyset on created_at, id).
+    op.create_index(
+        "ix_ledger_entries_created_at", "ledger_entries", ["merchant_id", "created_at", "id"]
+    )
     # The search: name prefixes (binary collation), email prefix (the unique
     # index serves on SQLite, whose comparisons are binary).
     op.create_index(
@@ -185,6 +190,7 @@ def downgrade() -> None:
         op.execute("DROP INDEX ix_customers_email_c")
     op.drop_index("ix_customers_last_name_search", table_name="customers")
     op.drop_index("ix_customers_first_name_search", table_name="customers")
+    op.drop_index("ix_ledger_entries_created_at", table_name="ledger_entries")
     op.drop_index("ix_customer_balances_tier", table_name="customer_balances")
     op.drop_index("ix_customer_balances_points_balance", table_name="customer_balances")
     op.drop_index("ix_customers_status_created_at", table_name="customers")
