@@ -395,8 +395,8 @@ async def apply(
 
     async def movements(rows: list[ImportRow], last_line: int) -> None:
         moving = [row for row in rows if row.points_minor != 0]
-        outcomes = await asyncio.gather(
-            *(writer.submit(_movement(merchant_id, file_sha256, row)) for row in moving)
+        outcomes = await writer.submit_many(
+            [_movement(merchant_id, file_sha256, row) for row in moving]
         )
         for row, outcome in zip(moving, outcomes, strict=True):
             _record_outcome(summary, row, outcome)

@@ -583,6 +583,9 @@ async def _refunds_racing_an_erasure(tenant: Tenant, other: LedgerWriter, buyer:
     removed = sum(points for _, points in answers)
     written_off = -sum(entry.points_minor for entry in entries if entry.kind == "erase")
     assert removed * 100 + written_off == CLIENTS * 100 * 100
+    # Batches that waited for the customer's lock read its row as it was then:
+    # no refund's change to total_spent is lost.
+    assert row.total_spent_minor == CLIENTS * 100 * 100 - len(answers) * 100
 
 
 async def test_an_erased_customers_rewards_read_anonymous_and_cannot_move(

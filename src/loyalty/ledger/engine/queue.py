@@ -89,6 +89,17 @@ class GroupCommitQueue:
         self._wakeup.set()
         return await future
 
+    async def submit_many(self, movements: list[Movement]) -> list[Outcome]:
+        """Queue many movements at once, in this order (a bulk caller such as an
+        import: no task per movement), and wait until all have committed."""
+        if self._closing or self._task is None:
+            raise ServiceUnavailableError("The server is shutting down; retry the request.")
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Outcome]] = [loop.create_future() for _ in movements]
+        self._queue.extend(map(_Pending, movements, futures))
+        self._wakeup.set()
+        return list(await asyncio.gather(*futures))
+
     async def _run(self) -> None:
         while True:
             if not self._queue:

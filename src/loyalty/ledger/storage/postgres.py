@@ -74,7 +74,10 @@ JOIN unnest($1::uuid[], $2::text[]) AS t(merchant_id, key)
 # lock is granted Postgres re-reads the locked balance row but not the customer
 # row joined to it, so the erased customer would be locked under its old platform
 # id; its erasure deleted the balance row and inserted it again, and READ
-# COMMITTED drops a row deleted under a waiting FOR UPDATE.
+# COMMITTED drops a row deleted under a waiting FOR UPDATE. The customer row is
+# locked too (NO KEY: entries referencing it are still inserted freely): a batch
+# that waited then reads the row as the batch before it left it (total spent,
+# rewarded actions, referrals), not as it was when this statement started.
 _LOCK_CUSTOMERS = f"""
 WITH wanted AS (
     SELECT c.merchant_id, c.id
@@ -93,7 +96,7 @@ JOIN customers c ON c.merchant_id = w.merchant_id AND c.id = w.id
 JOIN customer_balances b ON b.merchant_id = c.merchant_id AND b.customer_id = c.id
 JOIN program_settings s ON s.merchant_id = c.merchant_id
 ORDER BY c.merchant_id, c.id
-FOR UPDATE OF b
+FOR UPDATE OF b FOR NO KEY UPDATE OF c
 """
 
 # The hot path: every batch's balances, entries, events and idempotency replies.
