@@ -27,6 +27,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loyalty.db.bulk import insert_many
 from loyalty.db.tables import event_sequences, events, merchants
 from loyalty.db.wakeup import EVENTS_WRITTEN
 from loyalty.ids import new_id, uuid7_floor
@@ -98,8 +99,9 @@ async def record_many(
     payload, the customer's platform id) each, in this order."""
     if not records:
         return
-    await connection.execute(
-        events.insert(),
+    await insert_many(
+        connection,
+        "events",
         [
             {
                 "merchant_id": merchant_id,

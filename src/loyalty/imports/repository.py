@@ -12,9 +12,8 @@ from sqlalchemy import and_, bindparam, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.customers.repository import _CUSTOMER_WITH_BALANCES
-from loyalty.db.dialect import upsert_insert
+from loyalty.db.bulk import insert_many
 from loyalty.db.tables import (
-    customer_balances,
     customers,
     import_chunks,
     imports,
@@ -238,10 +237,12 @@ async def insert_customers(
         }
         for row in rows
     ]
-    statement = upsert_insert(connection, customers).on_conflict_do_nothing(
-        index_elements=[customers.c.merchant_id, customers.c.external_id]
+    await insert_many(
+        connection,
+        "customers",
+        values,
+        on_conflict="ON CONFLICT (merchant_id, external_id) DO NOTHING",
     )
-    await connection.execute(statement, values)
     found = await connection.execute(
         select(customers.c.id, customers.c.external_id).where(
             customers.c.merchant_id == merchant_id,
@@ -250,8 +251,9 @@ async def insert_customers(
     )
     inserted = {row.external_id: row.id for row in found.all()}
     if inserted:
-        await connection.execute(
-            customer_balances.insert(),
+        await insert_many(
+            connection,
+            "customer_balances",
             [
                 {
                     "merchant_id": merchant_id,
