@@ -370,6 +370,7 @@ async def resume_abandoned(context: JobContext) -> Mapping[str, float]:
     """Finish every API import whose process died; mark dead CLI imports failed."""
     resumed = 0
     failed = 0
+    discarded = 0
     while True:
         now = utc_now()
         until = now + LEASE
@@ -383,6 +384,11 @@ async def resume_abandoned(context: JobContext) -> Mapping[str, float]:
         if row is None:
             break
         lease = Lease(context.database, row.merchant_id, row.id, until)
+        if row.source == "api" and not row.file_sha256:
+            # Its upload never finished (the client got no 202): nothing to run.
+            await discard(context.database, row.merchant_id, row.id)
+            discarded += 1
+            continue
         if row.source != "api":
             await lease.update(
                 {
@@ -397,7 +403,7 @@ async def resume_abandoned(context: JobContext) -> Mapping[str, float]:
             continue
         await run_logged(context.database, lease)
         resumed += 1
-    return {"resumed": resumed, "abandoned_cli": failed}
+    return {"resumed": resumed, "abandoned_cli": failed, "uploads_discarded": discarded}
 
 
 JOBS = (
@@ -405,7 +411,10 @@ JOBS = (
         "imports_resume",
         None,
         resume_abandoned,
-        summary="resumed {resumed} import(s), closed {abandoned_cli} abandoned CLI import(s)",
+        summary=(
+            "resumed {resumed} import(s), closed {abandoned_cli} abandoned CLI import(s), "
+            "discarded {uploads_discarded} unfinished upload(s)"
+        ),
     ),
 )
 

@@ -91,7 +91,13 @@ async def claim_abandoned(
 ) -> Any | None:
     """An unfinished import nobody holds (its process died), now held until ``lease``."""
     statement = (
-        select(imports.c.merchant_id, imports.c.id, imports.c.source, imports.c.locked_until)
+        select(
+            imports.c.merchant_id,
+            imports.c.id,
+            imports.c.source,
+            imports.c.file_sha256,
+            imports.c.locked_until,
+        )
         .where(
             imports.c.status.in_(("validating", "running")),
             or_(imports.c.locked_until.is_(None), imports.c.locked_until < now),

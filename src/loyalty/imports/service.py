@@ -406,12 +406,15 @@ async def apply(
 
     try:
         for batch in _batches(read_rows(chunks, decimals=decimals, now=utc_now()), after_line):
+            # The chunk's own figures join the job's once the previous chunk's
+            # checkpoint is written (a checkpoint counts only rows up to its line).
+            chunk = Summary()
             rows: list[ImportRow] = []
             for item in batch:
                 if isinstance(item, list):  # a row that no longer passes (e.g. time went by)
                     first = item[0]
-                    summary.fail(first.line, first.column, first.code, first.message)
-                    summary.rows += 1
+                    chunk.fail(first.line, first.column, first.code, first.message)
+                    chunk.rows += 1
                 else:
                     rows.append(item)
 
@@ -424,12 +427,13 @@ async def apply(
                 return failed, counts
 
             failed, counts = await database.transaction(work)
-            _merge(summary, counts)
-            summary.rows += len(failed)
+            _merge(chunk, counts)
+            chunk.rows += len(failed)
             applied = [row for row in rows if row.line not in failed]
             last_line = _last_line(batch)
             if pending is not None:
                 await pending
+            _merge(summary, chunk)
             pending = asyncio.create_task(movements(applied, last_line))
         if pending is not None:
             await pending
@@ -442,6 +446,7 @@ async def apply(
 
 
 def _merge(summary: Summary, counts: Summary) -> None:
+    summary.rows += counts.rows
     summary.customers_created += counts.customers_created
     summary.customers_updated += counts.customers_updated
     summary.rows_already_applied += counts.rows_already_applied

@@ -189,3 +189,68 @@ async def test_a_job_whose_process_died_is_finished_by_the_resume_job(
     assert await ledger_count(tenant) == 50
     # Nothing left to resume.
     assert (await jobs.resume_abandoned(context))["resumed"] == 0
+
+
+async def test_an_upload_that_never_finished_is_discarded_not_run(
+    app: Litestar, tenant: Tenant, unique_id: str
+) -> None:
+    """The process died while the body was still arriving (the client got no 202):
+    the job is dropped, none of its rows applied."""
+    database = tenant.database
+    import_id, _lease = await jobs.create_job(
+        database, tenant.merchant_id, source="api", status="validating"
+    )
+
+    async def half(connection: Any) -> None:
+        from loyalty.imports import repository
+
+        body = f"customer_id,points\n{unique_id},5\n".encode()
+        await repository.add_chunk(connection, tenant.merchant_id, import_id, 0, body)
+        await connection.execute(
+            update(imports)
+            .where(imports.c.id == import_id)
+            .values(locked_until=utc_now() - timedelta(seconds=1))
+        )
+
+    await database.transaction(half)
+    context = JobContext(database, app.state.settings, app.state.ledger_writer)
+    figures = await jobs.resume_abandoned(context)
+    assert figures["uploads_discarded"] == 1
+    assert figures["resumed"] == 0
+    assert (await tenant.get(f"{IMPORTS}/{import_id}")).status_code == 404
+    assert await ledger_count(tenant) == 0
+
+
+async def test_each_checkpoint_counts_only_the_rows_up_to_its_line(
+    tenant: Tenant, unique_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job resumed from a checkpoint counts every row once: the figures saved with a
+    checkpoint are those of the rows up to its line, never the next chunk's."""
+    from loyalty.imports import service
+
+    monkeypatch.setattr(service, "CHUNK_ROWS", 4)
+    await tenant.enrol(f"{unique_id}-holder", email=f"{unique_id}@example.com")
+    lines = [
+        f"{unique_id}-{n},{f'{unique_id}@example.com' if n % 3 == 0 else ''},{n + 1}"
+        for n in range(1, 23)
+    ]
+    body = ("customer_id,email,points\n" + "\n".join(lines) + "\n").encode()
+    seen: list[tuple[int, int, int]] = []
+
+    async def checkpoint(point: service.Checkpoint) -> None:
+        seen.append((point.line, point.summary.rows, point.summary.rows_failed))
+        await asyncio.sleep(0)
+
+    summary = await service.apply(
+        tenant.database,
+        tenant.merchant_id,
+        [body],
+        file_sha256="checkpoints",
+        decimals=0,
+        checkpoint=checkpoint,
+    )
+    assert summary.rows == 22
+    assert summary.rows_failed == 7
+    for line, rows, failed in seen:
+        assert rows == line - 1
+        assert failed == len([n for n in range(1, line) if n % 3 == 0])
