@@ -58,6 +58,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import UnaryExpression
 from sqlalchemy.sql.operators import custom_op
 
+from loyalty.customers.repository import CUSTOMER_COLUMNS
 from loyalty.db.tables import customer_balances, customers, program_settings, tiers
 
 ERASED = "erased"
@@ -77,26 +78,7 @@ _BALANCES_OF_CUSTOMER = (customer_balances.c.merchant_id == customers.c.merchant
     customer_balances.c.customer_id == customers.c.id
 )
 # The columns ``customers.service.to_customer`` reads, as for one customer.
-_ROWS = select(
-    customers,
-    customer_balances.c.points_balance_minor,
-    customer_balances.c.pending_points_minor,
-    customer_balances.c.lifetime_points_minor,
-    customer_balances.c.points_spent_minor,
-    customer_balances.c.points_expired_minor,
-    customer_balances.c.store_credit_balance_minor,
-    customer_balances.c.last_activity_at,
-    customer_balances.c.next_expiry_at,
-    customer_balances.c.next_expiry_minor,
-    customer_balances.c.tier_id,
-    customer_balances.c.tier_expires_at,
-    tiers.c.name.label("tier_name"),
-    program_settings.c.expiry_policy,
-    program_settings.c.expiry_days,
-    program_settings.c.expiry_changed_at,
-    program_settings.c.tier_basis,
-    program_settings.c.tier_window_days,
-)
+_ROWS = select(*CUSTOMER_COLUMNS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.db.tables import (
@@ -30,7 +30,19 @@ async def snapshot(connection: AsyncConnection) -> None:
         await connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
 
 
-async def _rows(connection: AsyncConnection, statement: Any) -> list[Any]:
+async def _of_customer(
+    connection: AsyncConnection,
+    table: Table,
+    merchant_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    *order_by: Any,
+) -> list[Any]:
+    """Every row of ``table`` that belongs to the customer, in ``order_by``."""
+    statement = (
+        select(table)
+        .where(table.c.merchant_id == merchant_id, table.c.customer_id == customer_id)
+        .order_by(*order_by)
+    )
     return list(await connection.execute(statement))
 
 
@@ -38,14 +50,8 @@ async def entries(
     connection: AsyncConnection, merchant_id: uuid.UUID, customer_id: uuid.UUID
 ) -> list[Any]:
     """The customer's ledger entries, newest first."""
-    return await _rows(
-        connection,
-        select(ledger_entries)
-        .where(
-            ledger_entries.c.merchant_id == merchant_id,
-            ledger_entries.c.customer_id == customer_id,
-        )
-        .order_by(ledger_entries.c.sequence.desc()),
+    return await _of_customer(
+        connection, ledger_entries, merchant_id, customer_id, ledger_entries.c.sequence.desc()
     )
 
 
@@ -53,14 +59,8 @@ async def pending(
     connection: AsyncConnection, merchant_id: uuid.UUID, customer_id: uuid.UUID
 ) -> list[Any]:
     """The customer's pending credits, whatever their status, newest first."""
-    return await _rows(
-        connection,
-        select(pending_credits)
-        .where(
-            pending_credits.c.merchant_id == merchant_id,
-            pending_credits.c.customer_id == customer_id,
-        )
-        .order_by(pending_credits.c.id.desc()),
+    return await _of_customer(
+        connection, pending_credits, merchant_id, customer_id, pending_credits.c.id.desc()
     )
 
 
@@ -68,14 +68,13 @@ async def rewards(
     connection: AsyncConnection, merchant_id: uuid.UUID, customer_id: uuid.UUID
 ) -> list[Any]:
     """The customer's rewards, whatever their status, newest first."""
-    return await _rows(
+    return await _of_customer(
         connection,
-        select(customer_rewards)
-        .where(
-            customer_rewards.c.merchant_id == merchant_id,
-            customer_rewards.c.customer_id == customer_id,
-        )
-        .order_by(customer_rewards.c.created_at.desc(), customer_rewards.c.id.desc()),
+        customer_rewards,
+        merchant_id,
+        customer_id,
+        customer_rewards.c.created_at.desc(),
+        customer_rewards.c.id.desc(),
     )
 
 
@@ -83,11 +82,8 @@ async def customer_orders(
     connection: AsyncConnection, merchant_id: uuid.UUID, customer_id: uuid.UUID
 ) -> list[Any]:
     """The customer's orders, newest first."""
-    return await _rows(
-        connection,
-        select(orders)
-        .where(orders.c.merchant_id == merchant_id, orders.c.customer_id == customer_id)
-        .order_by(orders.c.placed_at.desc(), orders.c.id.desc()),
+    return await _of_customer(
+        connection, orders, merchant_id, customer_id, orders.c.placed_at.desc(), orders.c.id.desc()
     )
 
 
@@ -95,8 +91,7 @@ async def refunds(
     connection: AsyncConnection, merchant_id: uuid.UUID, customer_id: uuid.UUID
 ) -> list[Any]:
     """The refunds of the customer's orders, newest first."""
-    return await _rows(
-        connection,
+    statement = (
         select(order_refunds)
         .join(
             orders,
@@ -104,20 +99,20 @@ async def refunds(
             & (orders.c.id == order_refunds.c.order_row_id),
         )
         .where(orders.c.merchant_id == merchant_id, orders.c.customer_id == customer_id)
-        .order_by(order_refunds.c.created_at.desc(), order_refunds.c.id.desc()),
+        .order_by(order_refunds.c.created_at.desc(), order_refunds.c.id.desc())
     )
+    return list(await connection.execute(statement))
 
 
 async def actions(
     connection: AsyncConnection, merchant_id: uuid.UUID, customer_id: uuid.UUID
 ) -> list[Any]:
     """The customer's rewarded actions, newest first."""
-    return await _rows(
+    return await _of_customer(
         connection,
-        select(customer_actions)
-        .where(
-            customer_actions.c.merchant_id == merchant_id,
-            customer_actions.c.customer_id == customer_id,
-        )
-        .order_by(customer_actions.c.created_at.desc(), customer_actions.c.id.desc()),
+        customer_actions,
+        merchant_id,
+        customer_id,
+        customer_actions.c.created_at.desc(),
+        customer_actions.c.id.desc(),
     )

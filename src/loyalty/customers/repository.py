@@ -17,27 +17,31 @@ from loyalty.db.tables import customer_balances, customers, orders, program_sett
 # The status of a customer whose data was erased (it has no platform id or email).
 ERASED = "erased"
 
-_CUSTOMER_WITH_BALANCES = (
-    select(
-        customers,
-        customer_balances.c.points_balance_minor,
-        customer_balances.c.pending_points_minor,
-        customer_balances.c.lifetime_points_minor,
-        customer_balances.c.points_spent_minor,
-        customer_balances.c.points_expired_minor,
-        customer_balances.c.store_credit_balance_minor,
-        customer_balances.c.last_activity_at,
-        customer_balances.c.next_expiry_at,
-        customer_balances.c.next_expiry_minor,
-        customer_balances.c.tier_id,
-        customer_balances.c.tier_expires_at,
-        tiers.c.name.label("tier_name"),
-        program_settings.c.expiry_policy,
-        program_settings.c.expiry_days,
-        program_settings.c.expiry_changed_at,
-        program_settings.c.tier_basis,
-        program_settings.c.tier_window_days,
-    )
+# The columns ``customers.service.to_customer`` reads: the customer, its balances,
+# its tier's name and the programme's expiry and tier settings.
+CUSTOMER_COLUMNS = (
+    customers,
+    customer_balances.c.points_balance_minor,
+    customer_balances.c.pending_points_minor,
+    customer_balances.c.lifetime_points_minor,
+    customer_balances.c.points_spent_minor,
+    customer_balances.c.points_expired_minor,
+    customer_balances.c.store_credit_balance_minor,
+    customer_balances.c.last_activity_at,
+    customer_balances.c.next_expiry_at,
+    customer_balances.c.next_expiry_minor,
+    customer_balances.c.tier_id,
+    customer_balances.c.tier_expires_at,
+    tiers.c.name.label("tier_name"),
+    program_settings.c.expiry_policy,
+    program_settings.c.expiry_days,
+    program_settings.c.expiry_changed_at,
+    program_settings.c.tier_basis,
+    program_settings.c.tier_window_days,
+)
+
+CUSTOMER_WITH_BALANCES = (
+    select(*CUSTOMER_COLUMNS)
     .join(
         customer_balances,
         (customer_balances.c.merchant_id == customers.c.merchant_id)
@@ -118,7 +122,7 @@ async def load_with_balances(
 async def find_by_external_id(
     connection: AsyncConnection, merchant_id: uuid.UUID, external_id: str
 ) -> Any | None:
-    statement = _CUSTOMER_WITH_BALANCES.where(
+    statement = CUSTOMER_WITH_BALANCES.where(
         customers.c.merchant_id == merchant_id, customers.c.external_id == external_id
     )
     return (await connection.execute(statement)).one_or_none()
@@ -238,7 +242,7 @@ async def find_by_id(
     *,
     lock: bool = False,
 ) -> Any:
-    statement = _CUSTOMER_WITH_BALANCES.where(
+    statement = CUSTOMER_WITH_BALANCES.where(
         customers.c.merchant_id == merchant_id, customers.c.id == customer_id
     )
     if lock:

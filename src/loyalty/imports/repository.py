@@ -11,7 +11,7 @@ import msgspec
 from sqlalchemy import and_, bindparam, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from loyalty.customers.repository import _CUSTOMER_WITH_BALANCES
+from loyalty.customers.repository import CUSTOMER_WITH_BALANCES
 from loyalty.db.bulk import insert_many
 from loyalty.db.tables import (
     customers,
@@ -326,7 +326,7 @@ async def customers_with_balances(
 ) -> list[Any]:
     if not customer_ids:
         return []
-    statement = _CUSTOMER_WITH_BALANCES.where(
+    statement = CUSTOMER_WITH_BALANCES.where(
         customers.c.merchant_id == merchant_id, customers.c.id.in_(list(customer_ids))
     )
     return list((await connection.execute(statement)).all())
