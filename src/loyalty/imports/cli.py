@@ -71,7 +71,9 @@ def _print_errors(console: Console, errors: list[dict[str, object]], total: int)
     for error in errors:
         column = f", column {error['column']}" if error.get("column") else ""
         code = f" [{error['code']}]" if error.get("code") else ""
-        console.print(f"line {error['line']}{column}:{code} {error['message']}", markup=False)
+        console.print(
+            f"line {error['line']}{column}:{code} {error['message']}", markup=False, soft_wrap=True
+        )
     if total > len(errors):
         console.print(f"... and {total - len(errors)} more error(s)")
 
