@@ -326,6 +326,11 @@ async def test_a_cli_import_killed_mid_way_applies_every_row_once_when_run_again
         # Every movement the killed run made is replayed, not made again.
         assert summary["rows_already_applied"] == written > 0
         await assert_applied_once(database, merchant_id, plan)
+        print(  # the figures, with pytest -s
+            f"CLI killed after {written} of {plan.rows} entries; run again: "
+            f"{summary['rows_already_applied']} rows already applied, "
+            f"{await entry_count(database, merchant_id)} entries in the end"
+        )
 
 
 async def test_an_api_import_whose_server_is_killed_is_finished_by_a_worker(
@@ -382,7 +387,8 @@ async def test_an_api_import_whose_server_is_killed_is_finished_by_a_worker(
         assert 0 < written < plan.rows, log_of(tmp_path, "serve")
         # Rows up to the checkpoint are done (each one entry); the ones after it that
         # the killed server applied are replayed by the worker.
-        replayed = written - (row.checkpoint_line - 1)
+        checkpoint = row.checkpoint_line
+        replayed = written - (checkpoint - 1)
         assert replayed >= 0
 
         # The lease (60 s) lapses: what a dead holder's job looks like.
@@ -408,4 +414,8 @@ async def test_an_api_import_whose_server_is_killed_is_finished_by_a_worker(
                 select(func.count()).where(import_chunks.c.import_id == import_id)
             )
         assert stored == 0  # the stored body is dropped once the job is done
+        print(  # the figures, with pytest -s
+            f"server killed after {written} of {plan.rows} entries (checkpoint at line "
+            f"{checkpoint}); the worker replayed {replayed} and finished the job"
+        )
         await assert_applied_once(database, merchant_id, plan)
