@@ -42,9 +42,13 @@ merchants_app = typer.Typer(
 )
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True, rich_markup_mode=None)
 customers_app = typer.Typer(help="Customers.", no_args_is_help=True, rich_markup_mode=None)
+users_app = typer.Typer(
+    help="Staff users (the merchant's staff accounts).", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(merchants_app, name="merchants")
 app.add_typer(keys_app, name="keys")
 app.add_typer(customers_app, name="customers")
+app.add_typer(users_app, name="users")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
@@ -260,6 +264,102 @@ def customers_import(
         _fail(error, as_json)
     if not ok:
         raise typer.Exit(code=1)
+
+
+@users_app.command("create")
+def users_create(
+    merchant: Annotated[str, typer.Option(metavar="ID", help="Merchant id.")],
+    email: Annotated[str, typer.Option(metavar="EMAIL", help="The user's email (sign-in name).")],
+    role: Annotated[
+        str, typer.Option(metavar="ROLE", help="admin (everything) or support.")
+    ] = "admin",
+    password_stdin: Annotated[
+        bool,
+        typer.Option("--password-stdin", help="Read the password from standard input."),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a staff user; the password (10 characters or more) is asked for.
+
+    With --password-stdin it is read from standard input instead; it is never an
+    argument.
+
+    \b
+    Examples:
+      loyalty users create --merchant "$MERCHANT" --email owner@example.com
+      echo "$PASSWORD" | loyalty users create --merchant "$MERCHANT" \\
+          --email agent@example.com --role support --password-stdin --json
+    """
+    from loyalty.users import service as users_service
+
+    merchant_id = _merchant_uuid(merchant, as_json)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+    async def work(connection: AsyncConnection) -> Any:
+        return await users_service.create_user(
+            connection, merchant_id=merchant_id, email=email, role=role, password=password
+        )
+
+    user = _run_write(work, as_json)
+    if as_json:
+        _print_json(user)
+    else:
+        _console().print(f"user {user.email} ({user.role}) created: {user.id}")
+
+
+@users_app.command("list")
+def users_list(
+    merchant: Annotated[str, typer.Option(metavar="ID", help="Merchant id.")],
+    as_json: JsonOption = False,
+) -> None:
+    """List a merchant's staff users."""
+    from loyalty.users import service as users_service
+
+    merchant_id = _merchant_uuid(merchant, as_json)
+
+    async def work(connection: AsyncConnection) -> Any:
+        return await users_service.list_users(connection, merchant_id)
+
+    users = _run_write(work, as_json)
+    if as_json:
+        _print_json({"data": users})
+        return
+    from rich.table import Table
+
+    table = Table("id", "email", "role", "created_at", "disabled_at")
+    for user in users:
+        table.add_row(
+            str(user.id),
+            user.email,
+            user.role,
+            user.created_at.isoformat(),
+            user.disabled_at.isoformat() if user.disabled_at else "",
+        )
+    _console().print(table)
+
+
+@users_app.command("disable")
+def users_disable(
+    email: Annotated[str, typer.Argument(metavar="EMAIL", hidden=True)],
+    merchant: Annotated[str, typer.Option(metavar="ID", help="Merchant id.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Disable the staff user EMAIL: it can no longer sign in (its row stays)."""
+    from loyalty.users import service as users_service
+
+    merchant_id = _merchant_uuid(merchant, as_json)
+
+    async def work(connection: AsyncConnection) -> Any:
+        return await users_service.disable_user(connection, merchant_id, email)
+
+    user = _run_write(work, as_json)
+    if as_json:
+        _print_json(user)
+    else:
+        _console().print(f"user {user.email} disabled")
 
 
 @merchants_app.command("create")

@@ -107,6 +107,25 @@ api_keys = Table(
 
 _SEARCH_TYPE = String(100).with_variant(String(100, collation="C"), "postgresql")
 
+# The merchant's staff (the admin UI's accounts); disabled ones keep their row.
+users = Table(
+    "users",
+    metadata,
+    Column("merchant_id", Uuid, nullable=False),
+    Column("id", Uuid, nullable=False),
+    Column("email", String(254), nullable=False),
+    Column("role", String(16), nullable=False),
+    # argon2id, with its parameters and salt (argon2-cffi's encoded form).
+    Column("password_hash", String(255), nullable=False),
+    Column("disabled_at", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "id"),
+    ForeignKeyConstraint(["merchant_id"], ["merchants.id"]),
+    UniqueConstraint("merchant_id", "email"),
+    CheckConstraint("role IN ('admin', 'support')", name="role_known"),
+)
+
 customers = Table(
     "customers",
     metadata,

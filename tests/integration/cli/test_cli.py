@@ -117,6 +117,12 @@ async def test_revoked_key_stops_working_at_once(
         ["keys", "create"],
         ["keys", "list"],
         ["keys", "revoke"],
+        ["customers", "import"],
+        ["export", "customers"],
+        ["export", "transactions"],
+        ["users", "create"],
+        ["users", "list"],
+        ["users", "disable"],
     ],
 )
 def test_every_command_has_help(command: list[str]) -> None:

@@ -1,0 +1,1 @@
+"""The merchant's staff users: accounts with a role and an argon2 password."""

@@ -1,0 +1,121 @@
+"""Staff users: created, listed and disabled from the CLI; passwords hashed with argon2."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from loyalty.customers.service import normalise_email
+from loyalty.db.types import utc_now
+from loyalty.errors import ConflictError, NotFoundError, ValidationFailedError
+from loyalty.ids import new_id
+from loyalty.merchants import repository as merchants_repository
+from loyalty.merchants.service import MerchantNotFoundError
+from loyalty.users import repository
+from loyalty.users.schemas import User
+
+ROLES = ("admin", "support")
+PASSWORD_CHARS_MIN = 10
+PASSWORD_CHARS_MAX = 1024
+
+_hasher = PasswordHasher()
+
+
+class UserEmailTakenError(ConflictError):
+    code = "user_email_taken"
+
+
+class UserNotFoundError(NotFoundError):
+    code = "user_not_found"
+
+
+def _to_user(row: Any) -> User:
+    return User(
+        id=row.id,
+        email=row.email,
+        role=row.role,
+        merchant_id=row.merchant_id,
+        created_at=row.created_at,
+        disabled_at=row.disabled_at,
+    )
+
+
+def check_password(password: str) -> str:
+    if not PASSWORD_CHARS_MIN <= len(password) <= PASSWORD_CHARS_MAX:
+        raise ValidationFailedError.for_field(
+            "password",
+            f"must be {PASSWORD_CHARS_MIN} to {PASSWORD_CHARS_MAX} characters",
+            location="input",
+        )
+    return password
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(check_password(password))
+
+
+def password_matches(password_hash: str, password: str) -> bool:
+    """Whether ``password`` is the one ``password_hash`` was made from."""
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+async def _require_merchant(connection: AsyncConnection, merchant_id: uuid.UUID) -> None:
+    if await merchants_repository.get_merchant(connection, merchant_id) is None:
+        raise MerchantNotFoundError(f"No merchant {merchant_id}.")
+
+
+async def create_user(
+    connection: AsyncConnection,
+    *,
+    merchant_id: uuid.UUID,
+    email: str,
+    role: str,
+    password: str,
+) -> User:
+    await _require_merchant(connection, merchant_id)
+    normalised = normalise_email(email, location="input")
+    if role not in ROLES:
+        raise ValidationFailedError.for_field("role", "must be admin or support", location="input")
+    password_hash = hash_password(password)
+    user_id = new_id()
+    created = await repository.insert_user(
+        connection,
+        merchant_id=merchant_id,
+        user_id=user_id,
+        email=normalised,
+        role=role,
+        password_hash=password_hash,
+        now=utc_now(),
+    )
+    if not created:
+        raise UserEmailTakenError(
+            "This merchant already has a user with this email.", {"email": normalised}
+        )
+    row = await repository.find_by_email(connection, merchant_id, normalised)
+    assert row is not None
+    return _to_user(row)
+
+
+async def list_users(connection: AsyncConnection, merchant_id: uuid.UUID) -> list[User]:
+    await _require_merchant(connection, merchant_id)
+    return [_to_user(row) for row in await repository.list_users(connection, merchant_id)]
+
+
+async def disable_user(connection: AsyncConnection, merchant_id: uuid.UUID, email: str) -> User:
+    """Disable the user (it can no longer sign in); disabling twice changes nothing."""
+    await _require_merchant(connection, merchant_id)
+    normalised = normalise_email(email, location="input")
+    row = await repository.find_by_email(connection, merchant_id, normalised)
+    if row is None:
+        raise UserNotFoundError(f"This merchant has no user {normalised}.", {"email": normalised})
+    await repository.disable(connection, merchant_id, row.id, utc_now())
+    found = await repository.find_by_email(connection, merchant_id, normalised)
+    assert found is not None
+    return _to_user(found)
