@@ -58,10 +58,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import UnaryExpression
 from sqlalchemy.sql.operators import custom_op
 
+from loyalty.customers.refs import ERASED
 from loyalty.customers.repository import CUSTOMER_COLUMNS
 from loyalty.db.tables import customer_balances, customers, program_settings, tiers
 
-ERASED = "erased"
 # A search matching fewer customers than this reads its matches first; one
 # matching more walks the sort's index, testing each customer it passes. Per
 # (database, balance sort): measured at a million customers, the two ways

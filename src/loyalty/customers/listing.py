@@ -13,18 +13,19 @@ import re
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, get_args
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.customers import list_repository
 from loyalty.customers.list_repository import After, Order, Search
-from loyalty.customers.schemas import Customer, CustomerPage
+from loyalty.customers.refs import ERASED
+from loyalty.customers.schemas import Customer, CustomerPage, CustomerStatus
 from loyalty.customers.service import to_customer
 from loyalty.errors import ValidationFailedError
 from loyalty.ledger.service import PAGE_LIMIT_DEFAULT, check_limit, cursor_value
 
-STATUSES: Final = ("active", "inactive", "excluded", "excluded_by_customer", "erased")
+STATUSES: Final = (*get_args(CustomerStatus), ERASED)
 SORTS: Final = ("-created_at", "created_at", "-points_balance", "points_balance")
 SORT_DEFAULT: Final = "-created_at"
 SEARCH_CHARS_MAX: Final = 255

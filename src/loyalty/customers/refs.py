@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 from loyalty.errors import NotFoundError
 
+# The status of a customer whose data was erased (it has no platform id or email).
+ERASED = "erased"
+
 
 class CustomerNotFoundError(NotFoundError):
     code = "customer_not_found"

@@ -8,14 +8,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loyalty.customers.refs import ERASED
 from loyalty.db.coalesce import ReadCoalescer
 from loyalty.db.dialect import upsert_insert
 from loyalty.db.engine import Database
 from loyalty.db.raw import RecordView, fetch_row_sqlite
 from loyalty.db.tables import customer_balances, customers, orders, program_settings, tiers
-
-# The status of a customer whose data was erased (it has no platform id or email).
-ERASED = "erased"
 
 # The columns ``customers.service.to_customer`` reads: the customer, its balances,
 # its tier's name and the programme's expiry and tier settings.

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.customers import repository
-from loyalty.customers.refs import CustomerRef, customer_not_found
+from loyalty.customers.refs import ERASED, CustomerRef, customer_not_found
 from loyalty.customers.schemas import (
     EMAIL_PATTERN,
     ChangeCustomerStatus,
@@ -297,7 +297,7 @@ async def change_status(
     check_characters(data.reason, "reason")
     reason = clean_note(data.reason)
     before = await repository.find_by_id(connection, merchant_id, customer_uuid, lock=True)
-    if before.status == repository.ERASED:
+    if before.status == ERASED:
         raise customer_not_found(ref)  # erased while this waited for its row
     if before.status == data.status and before.status_reason == reason:
         return await customer_view(connection, merchant_id, before)
@@ -333,7 +333,7 @@ async def get_referral(
     for _ in range(REFERRAL_CODE_DRAWS_MAX):
         if state.referral_code is not None:
             break
-        if state.status == repository.ERASED:
+        if state.status == ERASED:
             raise customer_not_found(ref)  # erased meanwhile: no code is drawn for it
         savepoint = await connection.begin_nested()
         try:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -25,12 +24,14 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loyalty.customers.refs import ERASED
 from loyalty.db.engine import Database
 from loyalty.errors import ValidationFailedError
 from loyalty.exports import repository
 from loyalty.exports.repository import Keyset
 from loyalty.merchants import service as merchants_service
-from loyalty.points import MINOR_PER_POINT, format_points
+from loyalty.moments import parse_moment
+from loyalty.points import format_points
 
 # Rows read per query and written per chunk of output.
 CHUNK_ROWS = 5_000
@@ -72,13 +73,7 @@ TRANSACTION_COLUMNS = (
     "actor",
 )
 
-ERASED = "erased"
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
-_TIMESTAMP = re.compile(
-    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})",
-    re.ASCII,
-)
 _BOUND_MESSAGE = "must be a date (YYYY-MM-DD) or an RFC 3339 timestamp with its offset"
 
 
@@ -116,10 +111,7 @@ def date_cell(value: date | None) -> str:
 
 def points_cell(minor: int | None) -> str:
     """Points as the API writes them: whole points as integers, else up to 2 decimals."""
-    if not minor:
-        return "0"
-    whole, fraction = divmod(minor, MINOR_PER_POINT)
-    return str(format_points(minor)) if fraction else str(whole)
+    return str(format_points(minor or 0))
 
 
 def customer_row(row: Any) -> list[str]:
@@ -212,20 +204,13 @@ def encode_rows(rows: Iterable[Sequence[str]]) -> bytes:
 
 
 def _parse_bound(value: str, field: str, location: str, *, end: bool) -> datetime:
-    value = value.strip()
     try:
-        if _DATE.fullmatch(value):
-            day = datetime.combine(date.fromisoformat(value), time(), UTC)
-            # A date: from the start of that day, or until the end of it.
-            return day + timedelta(days=1) if end else day
-        match = _TIMESTAMP.fullmatch(value)
-        if match is None:
-            raise ValueError(value)
-        day_part, time_part, fraction, offset = match.groups()
-        fraction = f".{fraction[:6]}" if fraction else ""
-        offset = "+00:00" if offset in ("Z", "z") else offset
-        parsed = datetime.fromisoformat(f"{day_part}T{time_part}{fraction}{offset}")
-        return parsed.astimezone(UTC)
+        moment = parse_moment(value.strip())
+        if isinstance(moment, datetime):
+            return moment
+        day = datetime.combine(moment, time(), UTC)
+        # A date: from the start of that day, or until the end of it.
+        return day + timedelta(days=1) if end else day
     except (ValueError, OverflowError) as error:
         raise ValidationFailedError.for_field(field, _BOUND_MESSAGE, location) from error
 

@@ -19,7 +19,9 @@ import re
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
+from typing import get_args
 
+from loyalty.customers.schemas import CustomerStatus
 from loyalty.customers.service import (
     _check_date_of_birth,
     _clean_name,
@@ -28,6 +30,7 @@ from loyalty.customers.service import (
 )
 from loyalty.errors import ValidationFailedError
 from loyalty.idempotency.service import IDEMPOTENCY_KEY_CHARS_MAX
+from loyalty.moments import parse_moment
 from loyalty.points import BALANCE_MINOR_MAX, PointsFormatError, parse_points
 from loyalty.text import DESCRIPTION_CHARS_MAX, check_characters, clean_text
 
@@ -45,7 +48,7 @@ COLUMNS = (
     "idempotency_key",
 )
 REQUIRED = ("customer_id",)
-STATUSES = ("active", "inactive", "excluded", "excluded_by_customer")
+STATUSES: tuple[str, ...] = get_args(CustomerStatus)
 DEFAULT_DESCRIPTION = "Imported points"
 # No legitimate cell comes near this: a longer physical line stops the reading.
 LINE_CHARS_MAX = 1 << 20
@@ -245,22 +248,17 @@ def _parse_date(value: str, column: str) -> date:
 
 
 def _parse_expires_at(value: str, now: datetime) -> datetime:
-    if _DATE.fullmatch(value):
-        day = _parse_date(value, "expires_at")
-        # The end of that day, UTC.
-        moment = datetime.combine(day, time(), tzinfo=UTC) + timedelta(days=1, microseconds=-1)
-    else:
-        try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-        except ValueError as error:
-            raise ValidationFailedError.for_field(
-                "expires_at", "must be RFC 3339 (2027-01-31T23:59:59Z) or YYYY-MM-DD"
-            ) from error
-        if moment.tzinfo is None or "T" not in value.upper():
-            raise ValidationFailedError.for_field(
-                "expires_at", "must be RFC 3339 with a time zone, or YYYY-MM-DD"
-            )
-        moment = moment.astimezone(UTC)
+    try:
+        parsed = parse_moment(value)
+    except (ValueError, OverflowError) as error:
+        raise ValidationFailedError.for_field(
+            "expires_at",
+            "must be RFC 3339 with its time zone (2027-01-31T23:59:59Z) or YYYY-MM-DD",
+        ) from error
+    if isinstance(parsed, datetime):
+        moment = parsed
+    else:  # the end of that day, UTC
+        moment = datetime.combine(parsed, time(), tzinfo=UTC) + timedelta(days=1, microseconds=-1)
     if moment <= now:
         raise ValidationFailedError.for_field("expires_at", "must be in the future")
     return moment

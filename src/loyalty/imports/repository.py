@@ -17,7 +17,6 @@ from loyalty.db.tables import (
     customers,
     import_chunks,
     imports,
-    program_settings,
     tiers,
 )
 
@@ -160,15 +159,6 @@ async def delete_import(
     await connection.execute(
         delete(imports).where(imports.c.merchant_id == merchant_id, imports.c.id == import_id)
     )
-
-
-async def points_decimals(connection: AsyncConnection, merchant_id: uuid.UUID) -> int | None:
-    """The programme's decimals, or None when the merchant does not exist."""
-    statement = select(program_settings.c.points_decimals).where(
-        program_settings.c.merchant_id == merchant_id
-    )
-    decimals: int | None = (await connection.execute(statement)).scalar_one_or_none()
-    return decimals
 
 
 # Customers in bulk -------------------------------------------------------------------

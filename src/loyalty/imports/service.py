@@ -35,9 +35,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.customers.refs import CustomerRef
 from loyalty.customers.schemas import Customer, TierRef
+from loyalty.customers.service import to_customer
 from loyalty.db.engine import Database
 from loyalty.db.types import utc_now
-from loyalty.errors import NotFoundError, ServiceUnavailableError
+from loyalty.errors import ServiceUnavailableError
 from loyalty.events import repository as events
 from loyalty.ids import new_id
 from loyalty.imports import repository
@@ -45,6 +46,7 @@ from loyalty.imports.csvfile import CellError, FileError, ImportRow, read_rows, 
 from loyalty.ledger.engine.protocol import Movement, Outcome
 from loyalty.ledger.operations.adjust import Adjust
 from loyalty.ledger.writer import LedgerWriter
+from loyalty.merchants import service as merchants_service
 from loyalty.points import format_points
 
 ERRORS_SHOWN = 100
@@ -54,10 +56,6 @@ READ_BYTES = 1 << 20
 WRITER_BATCH_SIZE = 2000
 
 _decoder = msgspec.json.Decoder()
-
-
-class MerchantNotFoundError(NotFoundError):
-    code = "merchant_not_found"
 
 
 @dataclasses.dataclass(slots=True)
@@ -225,8 +223,6 @@ async def _write_customers(
     summary: Summary,
 ) -> set[int]:
     """Enrol or update the chunk's customers in file order; the lines that failed."""
-    from loyalty.customers.service import to_customer
-
     now = utc_now()
     external_ids = {row.customer_id for row in rows}
     existing = await repository.find_customers(connection, merchant_id, external_ids)
@@ -262,11 +258,14 @@ async def _write_customers(
                 created=True,
             )
             state[row.customer_id] = customer
-        if customer.created or row.points_minor != 0:
-            pass
-        elif all(customer.profile[name] == value for name, value in _row_profile(row).items()):
+        profile = _row_profile(row)
+        if (
+            not customer.created
+            and row.points_minor == 0
+            and all(customer.profile[name] == value for name, value in profile.items())
+        ):
             summary.rows_already_applied += 1  # nothing to change: applied before
-        for name, value in _row_profile(row).items():
+        for name, value in profile.items():
             if customer.profile[name] != value:
                 if name == "email" and customer.profile["email"] is not None:
                     holders.pop(customer.profile["email"], None)
@@ -477,8 +476,8 @@ def _batches(
 
 
 async def merchant_decimals(database: Database, merchant_id: uuid.UUID) -> int:
+    """The programme's decimals (``merchant_not_found`` for an unknown merchant)."""
     async with database.read() as connection:
-        decimals = await repository.points_decimals(connection, merchant_id)
-    if decimals is None:
-        raise MerchantNotFoundError(f"No merchant {merchant_id}.")
-    return decimals
+        await merchants_service.get_merchant(connection, merchant_id)
+        settings = await merchants_service.get_program_settings(connection, merchant_id)
+    return settings.points_decimals

@@ -13,8 +13,7 @@ from loyalty.customers.service import normalise_email
 from loyalty.db.types import utc_now
 from loyalty.errors import ConflictError, NotFoundError, ValidationFailedError
 from loyalty.ids import new_id
-from loyalty.merchants import repository as merchants_repository
-from loyalty.merchants.service import MerchantNotFoundError
+from loyalty.merchants import service as merchants_service
 from loyalty.users import repository
 from loyalty.users.schemas import User
 
@@ -67,8 +66,7 @@ def password_matches(password_hash: str, password: str) -> bool:
 
 
 async def _require_merchant(connection: AsyncConnection, merchant_id: uuid.UUID) -> None:
-    if await merchants_repository.get_merchant(connection, merchant_id) is None:
-        raise MerchantNotFoundError(f"No merchant {merchant_id}.")
+    await merchants_service.get_merchant(connection, merchant_id)  # merchant_not_found
 
 
 async def create_user(

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from loyalty.customers.refs import CustomerRef
+from loyalty.customers.refs import ERASED, CustomerRef
 from loyalty.customers.schemas import Customer, TierRef
 from loyalty.ledger.engine.protocol import Result
 from loyalty.ledger.engine.rows import ErasureRow, LockedCustomer
@@ -36,7 +36,6 @@ from loyalty.ledger.operations.redemptions import event_payload as reward_payloa
 from loyalty.points import format_points
 from loyalty.rewards.customer_rewards import to_detail
 
-ERASED = "erased"
 ERASE_DESCRIPTION = "Points removed: customer data erased"
 
 

@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
+from loyalty.customers.refs import ERASED
 from loyalty.ledger.engine.changes import Changes
 from loyalty.ledger.engine.erasure import scrub_payload
 from loyalty.ledger.engine.rows import (
@@ -211,10 +212,10 @@ class MemorySession:
         self._write_rows(changes, written)
         for erasure in changes.erasures:
             stored = t.customers.get((erasure.merchant_id, erasure.customer_id))
-            if stored is None or stored.status == "erased":
+            if stored is None or stored.status == ERASED:
                 continue
             stored.external_id = stored.email = stored.referred_by = None
-            stored.status = "erased"
+            stored.status = ERASED
             written["erasures"] += 1
             for index, event in enumerate(t.events):
                 named = (
