@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from loyalty.actors import SYSTEM, acting_as
 from loyalty.db.engine import Database
 from loyalty.events import jobs as events_jobs
 from loyalty.idempotency import jobs as idempotency_jobs
@@ -125,7 +126,8 @@ class Scheduler:
             if not self.is_due(job, started):
                 continue
             try:
-                counts = await job.run(self.context)
+                with acting_as(SYSTEM):
+                    counts = await job.run(self.context)
             except Exception as error:  # logged; the job is due again on the next pass
                 log.exception("job_failed", job=job.name)
                 failures[job.name] = error

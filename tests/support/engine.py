@@ -98,7 +98,7 @@ class MemoryLedger:
             self.store.tables.entries.append(
                 EntryRow(merchant_id, self.new_id(), customer.customer_id, 1, points * 100,
                          "adjustment", "opening", None, True, True, points * 100, points * 100,
-                         None, None, self.now)
+                         None, None, "system", self.now)
             )  # fmt: skip
         return customer
 

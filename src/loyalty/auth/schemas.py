@@ -13,6 +13,8 @@ class Principal(msgspec.Struct, frozen=True):
     key_id: uuid.UUID
     scopes: frozenset[str]
     rate_limit: str | None = None
+    # The audit trail's name for it: api_key:<prefix>.
+    actor: str = "api_key:unknown"
 
 
 class ApiKey(msgspec.Struct, frozen=True):

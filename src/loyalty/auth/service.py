@@ -7,6 +7,9 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loyalty.actors import api_key_actor
+from loyalty.audit import repository as audit_repository
+from loyalty.audit import service as audit
 from loyalty.auth import repository, tokens
 from loyalty.auth.cache import evict_in_process
 from loyalty.auth.schemas import ApiKey, CreatedApiKey, Principal
@@ -65,6 +68,18 @@ async def create_key(
         revoked_at=None,
     )
     await repository.insert_key(connection, key, tokens.hash_token(token))
+    # Known by its prefix in the audit trail; the token is never written down.
+    await audit_repository.record_change(
+        connection,
+        merchant_id=merchant_id,
+        subject_type="api_key",
+        subject_id=key.prefix,
+        action="created",
+        summary=audit.describe(
+            {"name": key.name, "scopes": key.scopes, "rate_limit": key.rate_limit}
+        ),
+        now=key.created_at,
+    )
     return CreatedApiKey(
         id=key.id,
         merchant_id=key.merchant_id,
@@ -89,6 +104,16 @@ async def revoke_key(connection: AsyncConnection, reference: str) -> ApiKey:
         raise ApiKeyNotFoundError(f"No API key with id or prefix {reference!r}.")
     key = found[0]
     revoked_at = await repository.mark_revoked(connection, key, utc_now())
+    if key.revoked_at is None:  # revoking again changes nothing
+        await audit_repository.record_change(
+            connection,
+            merchant_id=key.merchant_id,
+            subject_type="api_key",
+            subject_id=key.prefix,
+            action="revoked",
+            summary=audit.describe({"name": key.name}),
+            now=revoked_at,
+        )
     # Every process drops the key from its cache when this transaction commits;
     # this one drops it now.
     await repository.announce_revocation(connection, key.prefix)
@@ -125,6 +150,7 @@ async def authenticate(database: Database, token: str) -> Principal:
         key_id=key.id,
         scopes=frozenset(key.scopes),
         rate_limit=key.rate_limit,
+        actor=api_key_actor(key.prefix),
     )
     database.key_cache.put(token_sha256, key.prefix, principal)
     return principal

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.customers.refs import ERASED
+from loyalty.dashboard import rollups
 from loyalty.db.coalesce import ReadCoalescer
 from loyalty.db.dialect import upsert_insert
 from loyalty.db.engine import Database
@@ -176,6 +177,7 @@ async def insert_customer(
     inserted = (await connection.execute(statement)).scalar_one_or_none()
     if inserted is None:
         return False
+    await rollups.members_enrolled(connection, merchant_id, 1, now)
     # A programme's entry tier (threshold 0) is reached at enrolment.
     entry_tier = (
         select(tiers.c.id)

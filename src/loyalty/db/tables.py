@@ -20,6 +20,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -71,10 +72,13 @@ program_settings = Table(
     Column("tier_window_days", Integer, nullable=True),
     # ISO 4217 code of the shop's money (orders, thresholds on spend).
     Column("currency", String(3), nullable=False, server_default="USD"),
+    # The money value of one point, in millionths of the currency (10000: 0.01).
+    Column("point_value_micros", BigInteger, nullable=False, server_default="10000"),
     Column("updated_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("merchant_id"),
     ForeignKeyConstraint(["merchant_id"], ["merchants.id"]),
     CheckConstraint("points_decimals BETWEEN 0 AND 2", name="points_decimals_range"),
+    CheckConstraint("point_value_micros >= 0", name="point_value_not_negative"),
     CheckConstraint(
         "(expiry_policy = 'none' AND expiry_days IS NULL) OR "
         "(expiry_policy IN ('fixed', 'inactivity') AND expiry_days >= 1)",
@@ -317,6 +321,8 @@ ledger_entries = Table(
     # The earn rule that granted the points (reporting).
     Column("earn_rule_id", Uuid, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
+    # Who made it: user:<email>, api_key:<prefix>, system or import:<id>.
+    Column("actor", String(300), nullable=False, server_default="api_key:unknown"),
     PrimaryKeyConstraint("merchant_id", "id"),
     ForeignKeyConstraint(["merchant_id", "customer_id"], ["customers.merchant_id", "customers.id"]),
     UniqueConstraint("merchant_id", "customer_id", "sequence"),
@@ -410,6 +416,8 @@ events = Table(
     Column("sequence", BigInteger, nullable=True),
     # The platform id of the customer the event is about, if any.
     Column("customer_ref", String(255), nullable=True),
+    # Who caused it (as ledger_entries.actor).
+    Column("actor", String(300), nullable=False, server_default="api_key:unknown"),
     PrimaryKeyConstraint("merchant_id", "id"),
     ForeignKeyConstraint(["merchant_id"], ["merchants.id"]),
     # Numbered events only: writing an event (sequence NULL) touches neither.
@@ -682,4 +690,78 @@ customer_actions = Table(
     PrimaryKeyConstraint("merchant_id", "id"),
     ForeignKeyConstraint(["merchant_id", "customer_id"], ["customers.merchant_id", "customers.id"]),
     Index("ix_customer_actions_customer", "merchant_id", "customer_id", "action", "created_at"),
+)
+
+# Every configuration change (rewards, earn rules, tiers, settings, keys,
+# webhook endpoints, users) and who made it.
+config_changes = Table(
+    "config_changes",
+    metadata,
+    Column("merchant_id", Uuid, nullable=False),
+    Column("id", Uuid, nullable=False),
+    Column("actor", String(300), nullable=False),
+    Column("subject_type", String(32), nullable=False),
+    Column("subject_id", String(64), nullable=True),
+    Column("action", String(32), nullable=False),
+    # What changed, in words (field names and new values; never a secret).
+    Column("summary", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "id"),
+    ForeignKeyConstraint(["merchant_id"], ["merchants.id"]),
+)
+
+# Per merchant, UTC day and metric: what was counted, written in the same
+# transaction as what it counts (the dashboard reads these, never the entries).
+# metric: 'entry:<kind>' (credits in plus, debits in minus), 'members'
+# (enrolled in plus, erased in minus), 'pending' (held in plus, released,
+# cancelled or reduced in minus). A writer adds to one of a few shard rows.
+daily_rollups = Table(
+    "daily_rollups",
+    metadata,
+    Column("merchant_id", Uuid, nullable=False),
+    Column("day", Date, nullable=False),
+    Column("metric", String(48), nullable=False),
+    Column("shard", SmallInteger, nullable=False),
+    Column("plus_minor", BigInteger, nullable=False),
+    Column("minus_minor", BigInteger, nullable=False),
+    Column("count", BigInteger, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "day", "metric", "shard"),
+    ForeignKeyConstraint(["merchant_id"], ["merchants.id"]),
+)
+
+# A signed-in staff member's session (the cookie holds the merchant and a secret).
+admin_sessions = Table(
+    "admin_sessions",
+    metadata,
+    Column("merchant_id", Uuid, nullable=False),
+    # SHA-256 of the cookie's secret part: a copy of the table opens no session.
+    Column("token_hash", String(64), nullable=False),
+    Column("user_id", Uuid, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("merchant_id", "token_hash"),
+    ForeignKeyConstraint(["merchant_id", "user_id"], ["users.merchant_id", "users.id"]),
+    Index("ix_admin_sessions_user", "merchant_id", "user_id"),
+)
+
+# Failed sign-ins by email, known or not (the throttle tells nothing about accounts).
+login_attempts = Table(
+    "login_attempts",
+    metadata,
+    Column("email", String(254), nullable=False),
+    Column("id", Uuid, nullable=False),
+    Column("attempted_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("email", "id"),
+    Index("ix_login_attempts_email_at", "email", "attempted_at"),
+)
+
+# Secrets the instance generated for itself (the admin's signing key when
+# LOYALTY_SECRET_KEY is not set).
+instance_secrets = Table(
+    "instance_secrets",
+    metadata,
+    Column("name", String(64), nullable=False),
+    Column("value", String(255), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("name"),
 )

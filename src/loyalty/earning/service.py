@@ -8,6 +8,8 @@ from typing import Any
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loyalty.audit import repository as audit_repository
+from loyalty.audit import service as audit
 from loyalty.db.types import utc_now
 from loyalty.earning import repository
 from loyalty.earning.schemas import CreateEarnRule, EarnRule, EarnRulePage, UpdateEarnRule
@@ -25,6 +27,19 @@ REFERRAL_FIELDS = ("referee_points",)
 # Holding periods: 0 means no hold, like null, and is stored as null (the ledger
 # holds an order's points only for a rule with pending_days).
 HOLD_FIELDS = ("pending_days",)
+# A rule's configuration, as the audit trail tells a change of it.
+AUDITED_FIELDS = (
+    "type",
+    "points",
+    "active",
+    "points_per_currency_unit",
+    "rounding",
+    "min_order_total",
+    "pending_days",
+    "referee_points",
+    "max_per_customer",
+    "period_days",
+)
 
 
 class EarnRuleNotFoundError(NotFoundError):
@@ -183,6 +198,7 @@ async def create_rule(
     await repository.insert(connection, values)
     rule = to_rule(await _load(connection, merchant_id, str(values["id"])))
     await _record(connection, merchant_id, "earn_rule.created", rule, now)
+    await _audit(connection, merchant_id, rule, "created", audit.present(rule, AUDITED_FIELDS))
     return rule
 
 
@@ -201,6 +217,12 @@ async def update_rule(
     await repository.update(connection, merchant_id, row.id, {**values, "updated_at": now})
     rule = to_rule(await _load(connection, merchant_id, rule_id))
     await _record(connection, merchant_id, "earn_rule.updated", rule, now)
+    changes = audit.changed(to_rule(row), rule, AUDITED_FIELDS)
+    if changes:
+        action = "updated"
+        if "active" in changes:
+            action = "activated" if changes["active"] else "deactivated"
+        await _audit(connection, merchant_id, rule, action, changes)
     return rule
 
 
@@ -214,4 +236,22 @@ async def _record(
         subject_id=rule.id,
         payload={"earn_rule": msgspec.to_builtins(rule)},
         now=now,
+    )
+
+
+async def _audit(
+    connection: AsyncConnection,
+    merchant_id: uuid.UUID,
+    rule: EarnRule,
+    action: str,
+    values: dict[str, object],
+) -> None:
+    await audit_repository.record_change(
+        connection,
+        merchant_id=merchant_id,
+        subject_type="earn_rule",
+        subject_id=rule.id,
+        action=action,
+        summary=audit.describe(values),
+        now=rule.updated_at,
     )

@@ -27,6 +27,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loyalty.actors import current_actor
 from loyalty.db.bulk import insert_many
 from loyalty.db.tables import event_sequences, events, merchants
 from loyalty.db.wakeup import EVENTS_WRITTEN
@@ -45,6 +46,7 @@ _EVENT_COLUMNS = (
     events.c.sequence,
     events.c.customer_ref,
     events.c.payload,
+    events.c.actor,
 )
 
 
@@ -59,6 +61,7 @@ class Stamped:
     created_at: datetime
     customer_ref: str | None
     payload: str
+    actor: str
 
 
 async def record(
@@ -81,6 +84,7 @@ async def record(
             subject_id=subject_id,
             payload=_encoder.encode(payload).decode(),
             customer_ref=customer_ref,
+            actor=current_actor(),
             created_at=now,
         )
     )
@@ -99,6 +103,7 @@ async def record_many(
     payload, the customer's platform id) each, in this order."""
     if not records:
         return
+    actor = current_actor()
     await insert_many(
         connection,
         "events",
@@ -110,6 +115,7 @@ async def record_many(
                 "subject_id": subject_id,
                 "payload": _encoder.encode(payload).decode(),
                 "customer_ref": customer_ref,
+                "actor": actor,
                 "created_at": now,
             }
             for event_type, subject_id, payload, customer_ref in records
@@ -188,6 +194,7 @@ async def stamp(connection: AsyncConnection, merchant_id: uuid.UUID) -> list[Sta
                 events.c.created_at,
                 events.c.customer_ref,
                 events.c.payload,
+                events.c.actor,
             )
         )
     ).all()
@@ -203,6 +210,7 @@ async def stamp(connection: AsyncConnection, merchant_id: uuid.UUID) -> list[Sta
                 row.created_at,
                 row.customer_ref,
                 row.payload,
+                row.actor,
             )
             for row in rows
         ),

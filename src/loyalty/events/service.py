@@ -27,6 +27,7 @@ def event_view(row: Any) -> Event:
         sequence=row.sequence,
         customer_id=row.customer_ref,
         data=msgspec.json.decode(row.payload),
+        actor=row.actor,
     )
 
 

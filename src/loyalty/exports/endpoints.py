@@ -84,9 +84,11 @@ class ExportController(Controller):
             "entry, oldest first (`created_at`, then id). `customer_id` is the customer's "
             "platform id, as in the customers export (empty for erased customers); `type` is "
             "`credit` or `debit`; `points_balance` is the balance after the entry. `actor` is "
-            "empty: it is filled once entries record who made them. `since` (inclusive) and "
-            "`until` (exclusive) take `YYYY-MM-DD` or an RFC 3339 timestamp; a date means the "
-            "start of that day (UTC) for `since` and the end of that day for `until`, so "
+            "who made the entry (`user:<email>`, `api_key:<prefix>`, `system` or "
+            "`import:<id>`; `api_key:unknown` for entries made before it was recorded). "
+            "`since` (inclusive) and `until` (exclusive) take `YYYY-MM-DD` or an RFC 3339 "
+            "timestamp; a date means the start of that day (UTC) for `since` and the end of "
+            "that day for `until`, so "
             "`since=2026-01-01&until=2026-01-31` is all of January. Invalid values answer 422 "
             "`validation_error` before anything is sent. " + _SAFETY
         ),

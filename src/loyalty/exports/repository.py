@@ -71,6 +71,7 @@ _ENTRIES = (
         ledger_entries.c.created_at,
         customers.c.external_id,
         customers.c.status,
+        ledger_entries.c.actor,
     )
     .select_from(ledger_entries)
     .join(

@@ -174,6 +174,7 @@ def transaction_row(row: Any) -> list[str]:
         created_at,
         external_id,
         status,
+        actor,
     ) = row
     return [
         str(entry_id),
@@ -188,8 +189,7 @@ def transaction_row(row: Any) -> list[str]:
         str(sequence),
         timestamp_cell(expires_at),
         timestamp_cell(created_at),
-        # Entries do not record who made them yet: the column is there, empty.
-        "",
+        text_cell(actor),
     ]
 
 

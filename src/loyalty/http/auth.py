@@ -8,6 +8,7 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 
+from loyalty.actors import set_actor
 from loyalty.auth import service as auth_service
 from loyalty.auth.schemas import Principal
 from loyalty.db.engine import Database
@@ -29,6 +30,8 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
         principal = await auth_service.authenticate(database, given.token)
         if given.merchant_id is not None and given.merchant_id != principal.merchant_id:
             raise UnauthorizedError("This API key does not belong to the account in 'x-guid'.")
+        # What this request writes is the key's doing (the audit trail).
+        set_actor(principal.actor)
         return AuthenticationResult(user=principal, auth=given.token)
 
 

@@ -28,6 +28,7 @@ import msgspec
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loyalty.actors import acting_as, import_actor
 from loyalty.db.engine import Database
 from loyalty.db.types import utc_now
 from loyalty.errors import LoyaltyError, NotFoundError
@@ -184,16 +185,17 @@ async def apply_with_checkpoints(
         if progress is not None:
             progress(point.summary)
 
-    summary = await service.apply(
-        database,
-        lease.merchant_id,
-        service.file_chunks(path),
-        file_sha256=file_sha256,
-        decimals=decimals,
-        after_line=after_line,
-        summary=summary,
-        checkpoint=checkpoint,
-    )
+    with acting_as(import_actor(lease.import_id)):
+        summary = await service.apply(
+            database,
+            lease.merchant_id,
+            service.file_chunks(path),
+            file_sha256=file_sha256,
+            decimals=decimals,
+            after_line=after_line,
+            summary=summary,
+            checkpoint=checkpoint,
+        )
     await lease.update(
         {**_progress_values(summary), "status": "succeeded", "finished_at": utc_now()},
         renew=False,

@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from loyalty.customers.refs import CustomerRef
 from loyalty.customers.schemas import Customer, TierRef
 from loyalty.customers.service import to_customer
+from loyalty.dashboard import rollups
 from loyalty.db.engine import Database
 from loyalty.db.types import utc_now
 from loyalty.errors import ServiceUnavailableError
@@ -281,6 +282,7 @@ async def _write_customers(
         None if tier is None else tier.id,
         now,
     )
+    await rollups.members_enrolled(connection, merchant_id, len(inserted), now)
     records: list[tuple[str, uuid.UUID | None, dict[str, Any], str | None]] = []
     updates: list[tuple[uuid.UUID, dict[str, Any]]] = []
     for customer in created:

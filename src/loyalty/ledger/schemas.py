@@ -107,6 +107,8 @@ class Transaction(msgspec.Struct, frozen=True):
     created_at: datetime
     # The earn rule that granted the points (orders, actions); null for manual ones.
     earn_rule_id: uuid.UUID | None = None
+    # Who made it: user:<email>, api_key:<prefix>, system or import:<id>.
+    actor: str = "system"
 
 
 class TransactionEnvelope(msgspec.Struct, frozen=True):

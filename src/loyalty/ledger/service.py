@@ -244,6 +244,7 @@ def to_transaction(row: Any) -> Transaction:
         expires_at=row.expires_at,
         created_at=row.created_at,
         earn_rule_id=row.earn_rule_id,
+        actor=row.actor,
     )
 
 

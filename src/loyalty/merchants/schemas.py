@@ -35,6 +35,8 @@ class ProgramSettingsView(msgspec.Struct, frozen=True):
     # ISO 4217 code of the shop's money: orders must be in it.
     currency: str
     updated_at: datetime
+    # The money value of one point (the dashboard values outstanding points with it).
+    point_value: float = 0.01
 
 
 class ProgramSettingsEnvelope(msgspec.Struct, frozen=True):
@@ -52,6 +54,8 @@ class UpdateProgramSettings(msgspec.Struct, forbid_unknown_fields=True):
     ``inactivity`` (the whole balance expires after ``expiry_days`` without
     earning or redeeming). A policy change applies from now on: never
     retroactive. Preview one with ``POST /api/v1/settings/program/preview``.
+    ``point_value``: the money value of one point in ``currency`` (default 0.01,
+    up to 6 decimals); the dashboard values the points outstanding with it.
     """
 
     points_decimals: Annotated[int, msgspec.Meta(ge=0, le=2)] | msgspec.UnsetType = msgspec.UNSET
@@ -66,6 +70,7 @@ class UpdateProgramSettings(msgspec.Struct, forbid_unknown_fields=True):
     currency: Annotated[str, msgspec.Meta(min_length=3, max_length=3)] | msgspec.UnsetType = (
         msgspec.UNSET
     )
+    point_value: Annotated[float, msgspec.Meta(ge=0, le=1000)] | msgspec.UnsetType = msgspec.UNSET
 
 
 class PreviewExpiry(msgspec.Struct, forbid_unknown_fields=True):

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loyalty.audit import repository as audit_repository
+from loyalty.audit import service as audit
 from loyalty.db.types import utc_now
 from loyalty.errors import NotFoundError, ValidationFailedError
 from loyalty.events import repository as events
@@ -28,6 +31,16 @@ from loyalty.rewards.codes import normalise_prefix
 from loyalty.text import check_characters, clean_text
 
 MERCHANT_NAME_CHARS_MAX = 200
+# The settings a change is told in the audit trail (not the moments it stamps).
+AUDITED_SETTINGS = (
+    "points_decimals",
+    "default_description",
+    "discount_code_prefix",
+    "currency",
+    "point_value",
+    "expiry_policy",
+    "expiry_days",
+)
 
 
 class MerchantNotFoundError(NotFoundError):
@@ -62,7 +75,25 @@ def _to_view(row: Any) -> ProgramSettingsView:
         expiry_changed_at=row.expiry_changed_at,
         currency=row.currency,
         updated_at=row.updated_at,
+        point_value=row.point_value_micros / MICROS_PER_UNIT,
     )
+
+
+MICROS_PER_UNIT = 1_000_000
+POINT_VALUE_DECIMALS = 6
+
+
+def parse_point_value(value: float) -> int:
+    """A point's money value (0 to 1000, up to 6 decimals) in millionths."""
+    exact = Decimal(repr(value))
+    if not exact.is_finite() or exact < 0 or exact > 1000:
+        raise ValidationFailedError.for_field("point_value", "must be between 0 and 1000")
+    micros = exact * MICROS_PER_UNIT
+    if micros != micros.to_integral_value():
+        raise ValidationFailedError.for_field(
+            "point_value", f"may have at most {POINT_VALUE_DECIMALS} decimal places"
+        )
+    return int(micros)
 
 
 def check_expiry(policy: str, days: int | None) -> int | None:
@@ -145,6 +176,8 @@ async def update_program_settings(
         if data.currency.upper() not in CURRENCIES:
             raise ValidationFailedError.for_field("currency", "is not an ISO 4217 currency code")
         values["currency"] = data.currency.upper()
+    if not isinstance(data.point_value, msgspec.UnsetType):
+        values["point_value_micros"] = parse_point_value(data.point_value)
     now = utc_now()
     if not (
         isinstance(data.expiry_policy, msgspec.UnsetType)
@@ -166,11 +199,23 @@ async def update_program_settings(
         )
         if (policy, days) != (current.expiry_policy, current.expiry_days):
             values.update(expiry_policy=policy, expiry_days=days, expiry_changed_at=now)
+    before = await get_program_settings(connection, merchant_id) if values else None
     if values:
         await repository.update_program_settings(
             connection, merchant_id, {**values, "updated_at": now}
         )
     settings = await get_program_settings(connection, merchant_id)
+    changes = {} if before is None else audit.changed(before, settings, AUDITED_SETTINGS)
+    if changes:
+        await audit_repository.record_change(
+            connection,
+            merchant_id=merchant_id,
+            subject_type="program_settings",
+            subject_id=merchant_id,
+            action="updated",
+            summary=audit.describe(changes),
+            now=now,
+        )
     if values:
         await events.record(
             connection,

@@ -9,6 +9,8 @@ from typing import Any
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loyalty.audit import repository as audit_repository
+from loyalty.audit import service as audit
 from loyalty.customers import service as customers_service
 from loyalty.customers.refs import CustomerRef, customer_not_found
 from loyalty.db.engine import Database
@@ -50,6 +52,18 @@ _encoder = msgspec.json.Encoder()
 # The redeemable endpoint shows the customer's newest rewards, up to this many.
 CUSTOMER_REWARDS_SHOWN_MAX = 100
 EXPIRY_BATCH_SIZE = 500
+# A reward's configuration, as the audit trail tells a change of it.
+AUDITED_FIELDS = (
+    "name",
+    "description",
+    "reward_type",
+    "points_cost",
+    "reward_rule",
+    "active",
+    "code_validity_days",
+    "minimum_order_amount",
+    "per_customer_limit",
+)
 
 
 def to_reward(row: Any) -> Reward:
@@ -88,6 +102,31 @@ async def _record(
         payload={"reward": msgspec.to_builtins(reward)},
         now=reward.updated_at,
     )
+
+
+async def _audit(
+    connection: AsyncConnection,
+    merchant_id: uuid.UUID,
+    reward: Reward,
+    action: str,
+    values: dict[str, object],
+) -> None:
+    await audit_repository.record_change(
+        connection,
+        merchant_id=merchant_id,
+        subject_type="reward",
+        subject_id=reward.id,
+        action=action,
+        summary=audit.describe(values),
+        now=reward.updated_at,
+    )
+
+
+def _activation(changes: dict[str, object], otherwise: str) -> str:
+    """``deactivated`` or ``activated`` when ``active`` changed, else ``otherwise``."""
+    if "active" not in changes:
+        return otherwise
+    return "activated" if changes["active"] else "deactivated"
 
 
 def _reward_id(reward_id: str) -> uuid.UUID:
@@ -139,6 +178,7 @@ async def create_reward(
     await repository.insert(connection, values)
     reward = to_reward(await _load(connection, merchant_id, str(values["id"])))
     await _record(connection, merchant_id, "reward.created", reward)
+    await _audit(connection, merchant_id, reward, "created", audit.present(reward, AUDITED_FIELDS))
     return reward
 
 
@@ -192,6 +232,9 @@ async def update_reward(
     await repository.update(connection, merchant_id, row.id, values)
     reward = to_reward(await _load(connection, merchant_id, reward_id))
     await _record(connection, merchant_id, "reward.updated", reward)
+    changes = audit.changed(to_reward(row), reward, AUDITED_FIELDS)
+    if changes:
+        await _audit(connection, merchant_id, reward, _activation(changes, "updated"), changes)
     return reward
 
 
@@ -208,6 +251,7 @@ async def delete_reward(
     )
     reward = to_reward(await _load(connection, merchant_id, reward_id))
     await _record(connection, merchant_id, "reward.deleted", reward)
+    await _audit(connection, merchant_id, reward, "deleted", {"name": reward.name})
 
 
 async def get_reward(connection: AsyncConnection, merchant_id: uuid.UUID, reward_id: str) -> Reward:

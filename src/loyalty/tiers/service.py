@@ -16,6 +16,8 @@ from typing import Any
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loyalty.audit import repository as audit_repository
+from loyalty.audit import service as audit
 from loyalty.customers.schemas import TierRef
 from loyalty.db.types import utc_now
 from loyalty.errors import ConflictError, NotFoundError, ValidationFailedError
@@ -28,6 +30,8 @@ from loyalty.tiers import repository
 from loyalty.tiers.schemas import CreateTier, Tier, TierPage, UpdateTier
 
 DEFAULT_BASIS = "lifetime_points"
+# A tier's configuration (and the programme's basis), as the audit trail tells it.
+AUDITED_FIELDS = ("name", "threshold", "basis", "window_days", "multiplier", "retention_days")
 
 
 class TierNotFoundError(NotFoundError):
@@ -138,6 +142,7 @@ async def create_tier(
     changed = await _set_programme(connection, merchant_id, programme, basis, window_days, now)
     tier = await get_tier(connection, merchant_id, str(values["id"]))
     await _recorded(connection, merchant_id, "tier.created", tier, changed, now)
+    await _audit(connection, merchant_id, tier, "created", audit.present(tier, AUDITED_FIELDS), now)
     return tier
 
 
@@ -166,6 +171,10 @@ async def update_tier(
     tier = await get_tier(connection, merchant_id, str(row.id))
     if values or changed:
         await _recorded(connection, merchant_id, "tier.updated", tier, changed, now)
+    before = to_tier(row, programme.tier_basis or DEFAULT_BASIS, programme.tier_window_days)
+    changes = audit.changed(before, tier, AUDITED_FIELDS)
+    if changes:
+        await _audit(connection, merchant_id, tier, "updated", changes, now)
     return tier
 
 
@@ -210,6 +219,25 @@ async def _recorded(
         event_type=event_type,
         subject_id=tier.id,
         payload={"tier": msgspec.to_builtins(tier), "basis_changed": basis_changed},
+        now=now,
+    )
+
+
+async def _audit(
+    connection: AsyncConnection,
+    merchant_id: uuid.UUID,
+    tier: Tier,
+    action: str,
+    values: dict[str, object],
+    now: datetime,
+) -> None:
+    await audit_repository.record_change(
+        connection,
+        merchant_id=merchant_id,
+        subject_type="tier",
+        subject_id=tier.id,
+        action=action,
+        summary=audit.describe(values),
         now=now,
     )
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loyalty.audit import repository as audit_repository
+from loyalty.audit import service as audit
 from loyalty.customers.service import normalise_email
 from loyalty.db.types import utc_now
 from loyalty.errors import ConflictError, NotFoundError, ValidationFailedError
@@ -83,6 +86,7 @@ async def create_user(
         raise ValidationFailedError.for_field("role", "must be admin or support", location="input")
     password_hash = hash_password(password)
     user_id = new_id()
+    now = utc_now()
     created = await repository.insert_user(
         connection,
         merchant_id=merchant_id,
@@ -90,7 +94,7 @@ async def create_user(
         email=normalised,
         role=role,
         password_hash=password_hash,
-        now=utc_now(),
+        now=now,
     )
     if not created:
         raise UserEmailTakenError(
@@ -98,7 +102,9 @@ async def create_user(
         )
     row = await repository.find_by_email(connection, merchant_id, normalised)
     assert row is not None
-    return _to_user(row)
+    user = _to_user(row)
+    await _audit(connection, user, "created", {"email": user.email, "role": user.role}, now)
+    return user
 
 
 async def list_users(connection: AsyncConnection, merchant_id: uuid.UUID) -> list[User]:
@@ -113,7 +119,29 @@ async def disable_user(connection: AsyncConnection, merchant_id: uuid.UUID, emai
     row = await repository.find_by_email(connection, merchant_id, normalised)
     if row is None:
         raise UserNotFoundError(f"This merchant has no user {normalised}.", {"email": normalised})
-    await repository.disable(connection, merchant_id, row.id, utc_now())
+    now = utc_now()
+    await repository.disable(connection, merchant_id, row.id, now)
     found = await repository.find_by_email(connection, merchant_id, normalised)
     assert found is not None
-    return _to_user(found)
+    user = _to_user(found)
+    if row.disabled_at is None:  # disabling again changes nothing
+        await _audit(connection, user, "disabled", {"email": user.email}, now)
+    return user
+
+
+async def _audit(
+    connection: AsyncConnection,
+    user: User,
+    action: str,
+    values: dict[str, object],
+    now: datetime,
+) -> None:
+    await audit_repository.record_change(
+        connection,
+        merchant_id=user.merchant_id,
+        subject_type="user",
+        subject_id=user.id,
+        action=action,
+        summary=audit.describe(values),
+        now=now,
+    )

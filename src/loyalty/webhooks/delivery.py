@@ -55,7 +55,7 @@ from loyalty.ids import new_id
 from loyalty.settings import Settings
 from loyalty.webhooks import repository
 from loyalty.webhooks.relay import HandOff, Leased, stamp_and_fan_out
-from loyalty.webhooks.service import endpoint_view
+from loyalty.webhooks.service import endpoint_view, record_change
 from loyalty.webhooks.signing import signature_header
 from loyalty.webhooks.transport import DeliveryClient, DeliveryError
 from loyalty.webhooks.urls import WebhookURLError, check_url_syntax
@@ -92,6 +92,7 @@ class _Body(msgspec.Struct):
     sequence: int
     customer_id: str | None
     data: msgspec.Raw
+    actor: str
 
 
 @dataclass(slots=True)
@@ -398,6 +399,7 @@ class Deliverer:
                 sequence=row.sequence,
                 customer_id=row.customer_ref,
                 data=msgspec.Raw(row.payload.encode()),
+                actor=row.actor,
             )
         )
         return _Claimed(
@@ -581,5 +583,14 @@ async def disable(
         subject_id=endpoint_id,
         payload={"webhook": msgspec.to_builtins(endpoint_view(row)), "reason": reason},
         now=now,
+    )
+    # The audit trail's actor is the worker's: system.
+    await record_change(
+        connection,
+        merchant_id,
+        endpoint_view(row),
+        "disabled",
+        {"active": False, "disabled_reason": reason},
+        now,
     )
     log.warning("webhook_endpoint_disabled", endpoint_id=str(endpoint_id), reason=reason)

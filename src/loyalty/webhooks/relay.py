@@ -49,6 +49,7 @@ class Leased:
     sequence: int
     customer_ref: str | None
     payload: str
+    actor: str
     url: str
     secret: str
     previous_secret: str | None
@@ -123,6 +124,7 @@ def _leased(merchant_id: uuid.UUID, attempt_id: uuid.UUID, endpoint: Any, event:
         sequence=event.sequence,
         customer_ref=event.customer_ref,
         payload=event.payload,
+        actor=event.actor,
         url=endpoint.url,
         secret=endpoint.secret,
         previous_secret=endpoint.previous_secret,

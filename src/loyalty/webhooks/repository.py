@@ -242,6 +242,7 @@ async def lease(
             events.c.sequence,
             events.c.customer_ref,
             events.c.payload,
+            events.c.actor,
             webhook_endpoints.c.url,
             webhook_endpoints.c.secret,
             webhook_endpoints.c.previous_secret,
@@ -438,7 +439,7 @@ WHERE a.merchant_id = c.merchant_id AND a.id = c.id
   AND e.merchant_id = a.merchant_id AND e.id = a.event_id
   AND w.merchant_id = a.merchant_id AND w.id = a.endpoint_id
 RETURNING a.merchant_id, a.id, a.endpoint_id, a.event_id, a.attempt, a.trigger,
-          e.type, e.created_at, e.sequence, e.customer_ref, e.payload,
+          e.type, e.created_at, e.sequence, e.customer_ref, e.payload, e.actor,
           w.url, w.secret, w.previous_secret, w.previous_secret_expires_at
 """
 

@@ -138,6 +138,8 @@ class Event(msgspec.Struct, frozen=True):
     sequence: int
     customer_id: str | None
     data: dict[str, Any]
+    # Who caused it: user:<email>, api_key:<prefix>, system or import:<id>.
+    actor: str = "system"
 
 
 class EventPage(msgspec.Struct, frozen=True):

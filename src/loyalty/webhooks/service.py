@@ -3,6 +3,7 @@ attempts log, resend and recover."""
 
 from __future__ import annotations
 
+import urllib.parse
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -11,6 +12,8 @@ from typing import Any
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loyalty.audit import repository as audit_repository
+from loyalty.audit import service as audit
 from loyalty.db.types import utc_now
 from loyalty.errors import ConflictError, NotFoundError, ValidationFailedError
 from loyalty.events import repository as events
@@ -37,6 +40,10 @@ from loyalty.webhooks.urls import Network, WebhookURLError, check_url
 # The old secret keeps signing beside the new one this long after a rotation.
 ROTATION_OVERLAP = timedelta(hours=24)
 RECOVER_WINDOW_MAX = timedelta(days=90)
+# An endpoint's configuration, as the audit trail tells a change of it (never the secret).
+AUDITED_FIELDS = ("url", "event_types", "description", "active", "disabled_reason")
+# Longer path segments may be tokens (some receivers put theirs in the path).
+AUDITED_SEGMENT_CHARS_MAX = 16
 
 
 class WebhookEndpointNotFoundError(NotFoundError):
@@ -74,6 +81,48 @@ def endpoint_view(row: Any) -> WebhookEndpoint:
         disabled_reason=row.disabled_reason,
         created_at=row.created_at,
         updated_at=row.updated_at,
+    )
+
+
+def audited_url(url: str) -> str:
+    """The URL without what may be a credential: no user info, no query, no fragment,
+    and a long path segment (``/services/T0/B0/<token>``) cut to its first characters."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "[not shown]"
+    host = parts.netloc.rpartition("@")[2]
+    path = "/".join(
+        segment if len(segment) <= AUDITED_SEGMENT_CHARS_MAX else segment[:4] + "…"
+        for segment in parts.path.split("/")
+    )
+    return urllib.parse.urlunsplit((parts.scheme, host, path, "…" if parts.query else "", ""))
+
+
+def _audited(view: WebhookEndpoint, fields: dict[str, object]) -> dict[str, object]:
+    return {
+        field: audited_url(view.url) if field == "url" else value for field, value in fields.items()
+    }
+
+
+async def record_change(
+    connection: AsyncConnection,
+    merchant_id: uuid.UUID,
+    endpoint: WebhookEndpoint,
+    action: str,
+    values: dict[str, object],
+    now: datetime,
+) -> None:
+    """The audit trail's row for a change of ``endpoint`` (the merchant's or the
+    delivery worker's, whoever is acting)."""
+    await audit_repository.record_change(
+        connection,
+        merchant_id=merchant_id,
+        subject_type="webhook_endpoint",
+        subject_id=endpoint.id,
+        action=action,
+        summary=audit.describe(_audited(endpoint, values)),
+        now=now,
     )
 
 
@@ -170,6 +219,14 @@ async def create_endpoint(
         },
     )
     view = endpoint_view(await repository.get_endpoint(connection, merchant_id, endpoint_id))
+    await record_change(
+        connection,
+        merchant_id,
+        view,
+        "created",
+        audit.present(view, ("url", "event_types", "description", "active")),
+        now,
+    )
     return WebhookEndpointWithSecret(**msgspec.structs.asdict(view), secret=secret)
 
 
@@ -222,24 +279,37 @@ async def update_endpoint(
     row = await repository.get_endpoint(connection, merchant_id, endpoint_id, lock=True)
     if row is None:
         raise _endpoint_not_found(endpoint_id)
-    if values:
-        now = utc_now()
-        if values.get("active") is False and row.active:
-            values = {**values, "disabled_reason": "disabled by the merchant"}
-            await repository.fail_pending(
-                connection, merchant_id, endpoint_id, "endpoint disabled", now
-            )
-        await repository.update_endpoint(
-            connection, merchant_id, endpoint_id, {**values, "updated_at": now}
+    if not values:
+        return endpoint_view(row)
+    now = utc_now()
+    if values.get("active") is False and row.active:
+        values = {**values, "disabled_reason": "disabled by the merchant"}
+        await repository.fail_pending(
+            connection, merchant_id, endpoint_id, "endpoint disabled", now
         )
-    return await get_endpoint(connection, merchant_id, endpoint_id)
+    await repository.update_endpoint(
+        connection, merchant_id, endpoint_id, {**values, "updated_at": now}
+    )
+    endpoint = await get_endpoint(connection, merchant_id, endpoint_id)
+    changes = audit.changed(endpoint_view(row), endpoint, AUDITED_FIELDS)
+    if changes:
+        action = "updated"
+        if "active" in changes:
+            action = "enabled" if endpoint.active else "disabled"
+        await record_change(connection, merchant_id, endpoint, action, changes, now)
+    return endpoint
 
 
 async def delete_endpoint(
     connection: AsyncConnection, merchant_id: uuid.UUID, endpoint_id: uuid.UUID
 ) -> None:
-    if not await repository.delete_endpoint(connection, merchant_id, endpoint_id):
+    row = await repository.get_endpoint(connection, merchant_id, endpoint_id, lock=True)
+    if row is None or not await repository.delete_endpoint(connection, merchant_id, endpoint_id):
         raise _endpoint_not_found(endpoint_id)
+    endpoint = endpoint_view(row)
+    await record_change(
+        connection, merchant_id, endpoint, "deleted", {"url": endpoint.url}, utc_now()
+    )
 
 
 async def rotate_secret(
@@ -251,6 +321,18 @@ async def rotate_secret(
         connection, merchant_id, endpoint_id, secret, now + ROTATION_OVERLAP, now
     ):
         raise _endpoint_not_found(endpoint_id)
+    await audit_repository.record_change(
+        connection,
+        merchant_id=merchant_id,
+        subject_type="webhook_endpoint",
+        subject_id=endpoint_id,
+        action="secret_rotated",
+        summary=(
+            "a new signing secret; the previous one also signs until "
+            f"{(now + ROTATION_OVERLAP).isoformat()}"
+        ),
+        now=now,
+    )
     return Secret(secret=secret)
 
 

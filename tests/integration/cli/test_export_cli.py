@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
+from loyalty.auth.tokens import token_prefix
 from loyalty.cli import app
 from loyalty.exports import service
 from tests.support.tenant import Tenant
@@ -94,7 +95,7 @@ async def test_transactions_to_stdout_in_chunks(
     assert [row["points"] for row in rows] == ["10", "20", "-5", "7", "1"]
     assert [row["points_balance"] for row in rows] == ["10", "30", "25", "32", "33"]
     assert {row["customer_id"] for row in rows} == {unique_id}
-    assert {row["actor"] for row in rows} == {""}
+    assert {row["actor"] for row in rows} == {f"api_key:{token_prefix(tenant.token)}"}
 
     today = rows[0]["created_at"][:10]
     result = await run(

@@ -14,6 +14,7 @@ from litestar import Litestar
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loyalty.auth.tokens import token_prefix
 from loyalty.db.tables import customers, ledger_entries
 from loyalty.exports import service
 from tests.support.tenant import Tenant
@@ -172,7 +173,7 @@ async def test_transactions_join_the_customers_file(tenant: Tenant, unique_id: s
         "sequence": "1",
         "expires_at": "2099-01-01T00:00:00Z",
         "created_at": rows[0]["created_at"],
-        "actor": "",
+        "actor": f"api_key:{token_prefix(tenant.token)}",
     }
     assert datetime.fromisoformat(rows[0]["created_at"]).tzinfo is not None
     assert rows[1]["customer_id"] == second

@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from loyalty.auth.tokens import token_prefix
 from loyalty.db.engine import Database, driver_url
 from loyalty.ids import new_id
 from tests.support.tenant import Tenant
@@ -42,16 +43,19 @@ async def test_the_feed_serves_events_in_sequence_with_their_object(
     page = first.json()
     assert page["has_more"] is True
     [event] = page["data"]
-    assert set(event) == {"id", "type", "timestamp", "sequence", "customer_id", "data"}
+    assert set(event) == {"id", "type", "timestamp", "sequence", "customer_id", "data", "actor"}
     assert (event["type"], event["sequence"], event["customer_id"]) == (
         "customer.created",
         1,
         unique_id,
     )
+    # Who caused it: the key that enrolled the customer (its prefix, never the token).
+    assert event["actor"] == f"api_key:{token_prefix(tenant.token)}"
     assert event["data"]["customer"]["customer_id"] == unique_id
     rest, cursor = await read_all(tenant, page["next_cursor"])
     assert [(e["type"], e["sequence"]) for e in rest] == [("transaction.created", 2)]
     assert rest[0]["data"]["transaction"]["points"] == 25
+    assert rest[0]["actor"] == rest[0]["data"]["transaction"]["actor"] == event["actor"]
     # Polling later with the cursor returns only what came after.
     again = await tenant.get("/api/v1/events", params={"cursor": cursor})
     assert again.json() == {"data": [], "next_cursor": cursor, "has_more": False}

@@ -28,6 +28,26 @@ from loyalty.ledger.engine.rows import (
 
 R = TypeVar("R")
 
+# The daily rollups' metrics (loyalty.dashboard reads them): entries by kind
+# ('entry:<kind>'), members enrolled and erased, points held as pending.
+ENTRY_METRIC_PREFIX = "entry:"
+MEMBERS_METRIC = "members"
+PENDING_METRIC = "pending"
+# Rows each merchant's day and metric is spread over, so that concurrent batches
+# of one merchant rarely wait for each other's rollup row.
+ROLLUP_SHARDS = 8
+
+
+class Rollup:
+    """What a batch adds to one merchant's metric today: ``plus``, ``minus``, ``count``."""
+
+    __slots__ = ("count", "minus", "plus")
+
+    def __init__(self) -> None:
+        self.plus = 0
+        self.minus = 0
+        self.count = 0
+
 
 class RowChanges(Generic[R]):
     """A table's rows to insert (``new``) and to update (``changed``), each once.
@@ -74,6 +94,27 @@ class Changes:
     actions: list[ActionRow] = dataclasses.field(default_factory=list)
     # Customers erased (their profile, identity and past events), after every other write.
     erasures: list[ErasureRow] = dataclasses.field(default_factory=list)
+    # daily_rollups: what this batch adds, by (merchant_id, metric), on the batch's day.
+    rollups: dict[tuple[uuid.UUID, str], Rollup] = dataclasses.field(default_factory=dict)
+
+    def count(self, merchant_id: uuid.UUID, metric: str, amount: int) -> None:
+        """Count ``amount`` (positive: plus, negative: minus) in the merchant's rollup."""
+        rollup = self.rollups.get((merchant_id, metric))
+        if rollup is None:
+            rollup = self.rollups[(merchant_id, metric)] = Rollup()
+        if amount >= 0:
+            rollup.plus += amount
+        else:
+            rollup.minus -= amount
+        rollup.count += 1
+
+    def rollup_rows(self) -> list[tuple[uuid.UUID, str, int, int, int]]:
+        """(merchant_id, metric, plus, minus, count), in one fixed order (the order
+        concurrent batches lock rollup rows in, so they never deadlock)."""
+        return sorted(
+            (merchant_id, metric, r.plus, r.minus, r.count)
+            for (merchant_id, metric), r in self.rollups.items()
+        )
 
     @property
     def beyond_the_ledger(self) -> bool:
@@ -112,4 +153,5 @@ class Changes:
             "refunds": len(self.refunds),
             "actions": len(self.actions),
             "erasures": len(self.erasures),
+            "rollups": len(self.rollups),
         }

@@ -90,6 +90,7 @@ def plan_batch(
                     plan.outcomes[index] = error_outcome(_key_reused(movement))
                 continue
             first_index[key] = index
+        tx.actor = movement.actor
         try:
             result = movement.operation.decide(movement.merchant_id, tx)
             outcome = Outcome(result.status_code, _encoder.encode(result.body))

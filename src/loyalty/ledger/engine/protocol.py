@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from loyalty.actors import current_actor
 from loyalty.customers.refs import CustomerRef
 from loyalty.ledger.engine.rows import KeyRef
 from loyalty.ledger.engine.tables import Prefetch, Snapshot
@@ -52,6 +53,8 @@ class Movement:
     operation: Operation
     idempotency_key: str | None = None
     request_fingerprint: str = ""
+    # Who asked (the audit trail), captured when the movement is made.
+    actor: str = dataclasses.field(default_factory=current_actor)
 
     @property
     def key_ref(self) -> KeyRef | None:

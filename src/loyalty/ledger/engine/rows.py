@@ -148,6 +148,8 @@ class EntryRow:
     balance_after_minor: int
     expires_at: datetime | None
     earn_rule_id: uuid.UUID | None
+    # Who made it (loyalty.actors); created_at stays last (the stores send it once).
+    actor: str
     created_at: datetime
 
 
@@ -160,6 +162,7 @@ class EventRow:
     payload: str
     # The platform id of the customer it is about.
     customer_ref: str | None
+    actor: str
     created_at: datetime
 
 

@@ -19,10 +19,11 @@ from typing import Any
 
 import msgspec
 
+from loyalty.actors import SYSTEM
 from loyalty.customers.refs import CustomerRef, customer_not_found
 from loyalty.errors import ValidationFailedError, invariant
 from loyalty.ledger.engine import lifecycle
-from loyalty.ledger.engine.changes import Changes
+from loyalty.ledger.engine.changes import PENDING_METRIC, Changes
 from loyalty.ledger.engine.errors import BalanceLimitExceededError, InsufficientPointsError
 from loyalty.ledger.engine.rows import (
     CustomerRewardRow,
@@ -83,6 +84,8 @@ class BatchTx:
         self.new_id = new_id
         self.draw_code = draw_code
         self.changes = Changes()
+        # The actor of the movement being decided (the planner sets it for each).
+        self.actor = SYSTEM
         # Discount codes drawn by this batch, per merchant (never handed out twice).
         self.codes_drawn: set[tuple[uuid.UUID, str]] = set()
 
@@ -114,6 +117,7 @@ class BatchTx:
                 subject_id=subject_id,
                 payload=_encoder.encode(payload).decode(),
                 customer_ref=customer.external_id,
+                actor=self.actor,
                 created_at=self.now,
             )
         )
@@ -183,9 +187,11 @@ class BatchTx:
                 balance_after_minor=balance_after,
                 expires_at=posting.expires_at,
                 earn_rule_id=posting.earn_rule_id,
+                actor=self.actor,
                 created_at=now,
             )
         )
+        self.changes.count(locked.merchant_id, "entry:" + posting.kind, points_minor)
         transaction = Transaction(
             transaction_id=entry_id,
             customer_id=locked.customer_id,
@@ -201,6 +207,7 @@ class BatchTx:
             expires_at=posting.expires_at,
             earn_rule_id=posting.earn_rule_id,
             created_at=now,
+            actor=self.actor,
         )
         self.event(
             locked,
@@ -254,6 +261,7 @@ class BatchTx:
         )
         self.changes.pending.insert(row)
         self.snapshot.pending.found((row.merchant_id, row.id), row)
+        self.changes.count(locked.merchant_id, PENDING_METRIC, posting.points_minor)
         locked.pending_points_minor = pending_after
         # Earning, even on hold, is activity (inactivity expiry restarts).
         locked.last_activity_at = self.now
@@ -299,6 +307,7 @@ class BatchTx:
         transaction_id: uuid.UUID | None,
     ) -> None:
         """A pending credit released (into ``transaction_id``) or cancelled."""
+        self.changes.count(locked.merchant_id, PENDING_METRIC, -row.remaining_minor)
         locked.pending_points_minor -= row.remaining_minor
         row.status = status
         row.transaction_id = transaction_id
@@ -318,6 +327,7 @@ class BatchTx:
             self.finish_pending(locked, row, "cancelled", None)
             return
         row.points_cancelled_minor += points_minor
+        self.changes.count(locked.merchant_id, PENDING_METRIC, -points_minor)
         locked.pending_points_minor -= points_minor
         locked.touched = True
         self.changes.pending.update(row)

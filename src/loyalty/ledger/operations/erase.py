@@ -28,6 +28,7 @@ import msgspec
 
 from loyalty.customers.refs import ERASED, CustomerRef
 from loyalty.customers.schemas import Customer, TierRef
+from loyalty.ledger.engine.changes import MEMBERS_METRIC
 from loyalty.ledger.engine.protocol import Result
 from loyalty.ledger.engine.rows import ErasureRow, LockedCustomer
 from loyalty.ledger.engine.tables import Prefetch, Snapshot
@@ -85,6 +86,7 @@ class Erase:
                 ),
             )
         tx.changes.erasures.append(erasure)
+        tx.changes.count(merchant_id, MEMBERS_METRIC, -1)
         tx.event(
             locked, "customer.erased", locked.customer_id, {"customer": erased_view(tx, locked)}
         )

@@ -14,7 +14,7 @@ import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from loyalty.customers.refs import ERASED
@@ -66,6 +66,8 @@ class MemoryTables:
     pending: dict[RowKey, PendingRow] = dataclasses.field(default_factory=dict)
     lots: dict[RowKey, LotRow] = dataclasses.field(default_factory=dict)
     tiers: dict[uuid.UUID, list[TierRow]] = dataclasses.field(default_factory=dict)
+    # daily_rollups: (merchant_id, day, metric) -> [plus, minus, count]
+    rollups: dict[tuple[uuid.UUID, date, str], list[int]] = dataclasses.field(default_factory=dict)
 
 
 def _copy(row: Any) -> Any:
@@ -210,6 +212,13 @@ class MemorySession:
             if t.keys.pop(key_ref, None) is not None:
                 written["keys_released"] += 1
         self._write_rows(changes, written)
+        day = now.astimezone(UTC).date()
+        for merchant_id, metric, plus, minus, count in changes.rollup_rows():
+            figures = t.rollups.setdefault((merchant_id, day, metric), [0, 0, 0])
+            figures[0] += plus
+            figures[1] += minus
+            figures[2] += count
+            written["rollups"] += 1
         for erasure in changes.erasures:
             stored = t.customers.get((erasure.merchant_id, erasure.customer_id))
             if stored is None or stored.status == ERASED:

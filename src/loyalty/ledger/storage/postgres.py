@@ -10,17 +10,18 @@ more for every other table when the batch changed any.
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
 from loyalty.db.engine import Database
 from loyalty.db.engine import is_unavailable as database_unavailable
-from loyalty.ledger.engine.changes import Changes
+from loyalty.ledger.engine.changes import ROLLUP_SHARDS, Changes
 from loyalty.ledger.engine.erasure import scrub_payload
 from loyalty.ledger.engine.rows import (
     BALANCE_COLUMNS,
@@ -124,34 +125,50 @@ WITH balances AS (
     INSERT INTO ledger_entries
         (merchant_id, id, customer_id, sequence, points_minor, kind, description,
          internal_note, visible_to_customer, apply_to_lifetime, lifetime_delta_minor,
-         balance_after_minor, expires_at, earn_rule_id, created_at)
+         balance_after_minor, expires_at, earn_rule_id, actor, created_at)
     SELECT e.*, $1 FROM unnest($19::uuid[], $20::uuid[], $21::uuid[], $22::int8[], $23::int8[],
                                $24::text[], $25::text[], $26::text[], $27::bool[], $28::bool[],
-                               $29::int8[], $30::int8[], $31::timestamptz[], $32::uuid[]) AS e
+                               $29::int8[], $30::int8[], $31::timestamptz[], $32::uuid[],
+                               $33::text[]) AS e
     RETURNING 1
 ), new_events AS (
-    INSERT INTO events (merchant_id, id, type, subject_id, payload, customer_ref, created_at)
-    SELECT v.*, $1 FROM unnest($33::uuid[], $34::uuid[], $35::text[], $36::uuid[], $37::text[],
-                               $38::text[]) AS v
+    INSERT INTO events
+        (merchant_id, id, type, subject_id, payload, customer_ref, actor, created_at)
+    SELECT v.*, $1 FROM unnest($34::uuid[], $35::uuid[], $36::text[], $37::uuid[], $38::text[],
+                               $39::text[], $40::text[]) AS v
     RETURNING 1
 ), stored_keys AS (
     UPDATE idempotency_keys AS k
     SET response_status = v.status, response_body = v.body
-    FROM unnest($39::uuid[], $40::text[], $41::int4[], $42::text[])
+    FROM unnest($41::uuid[], $42::text[], $43::int4[], $44::text[])
         AS v(merchant_id, key, status, body)
     WHERE k.merchant_id = v.merchant_id AND k.key = v.key
     RETURNING 1
 ), released_keys AS (
     DELETE FROM idempotency_keys AS k
-    USING unnest($43::uuid[], $44::text[]) AS v(merchant_id, key)
+    USING unnest($45::uuid[], $46::text[]) AS v(merchant_id, key)
     WHERE k.merchant_id = v.merchant_id AND k.key = v.key
+    RETURNING 1
+), rollups AS (
+    -- In the rows' order (Changes.rollup_rows), so concurrent batches never deadlock.
+    INSERT INTO daily_rollups AS r
+        (merchant_id, day, metric, shard, plus_minor, minus_minor, count)
+    SELECT v.merchant_id, $47::date, v.metric, $48::int2, v.plus, v.minus, v.count
+    FROM unnest($49::uuid[], $50::text[], $51::int8[], $52::int8[], $53::int8[])
+        WITH ORDINALITY AS v(merchant_id, metric, plus, minus, count, n)
+    ORDER BY v.n
+    ON CONFLICT (merchant_id, day, metric, shard) DO UPDATE
+    SET plus_minor = r.plus_minor + excluded.plus_minor,
+        minus_minor = r.minus_minor + excluded.minus_minor,
+        count = r.count + excluded.count
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM balances) AS balances,
        (SELECT count(*) FROM entries) AS entries,
        (SELECT count(*) FROM new_events) AS events,
        (SELECT count(*) FROM stored_keys) AS keys_stored,
-       (SELECT count(*) FROM released_keys) AS keys_released
+       (SELECT count(*) FROM released_keys) AS keys_released,
+       (SELECT count(*) FROM rollups) AS rollups
 """
 # Their columns but created_at: the batch's time, $1.
 _ENTRY_COLUMNS = columns(EntryRow)[:-1]
@@ -501,8 +518,18 @@ class PostgresSession:
         )
         stored = _columns(changes.keys_stored, 4)
         released = _columns(changes.keys_released, 2)
+        rollups = _columns(changes.rollup_rows(), 5)
         row = await self.connection.fetchrow(
-            _APPLY, now, *balances, *entries, *events, *stored, *released
+            _APPLY,
+            now,
+            *balances,
+            *entries,
+            *events,
+            *stored,
+            *released,
+            now.astimezone(UTC).date(),
+            random.randrange(ROLLUP_SHARDS),
+            *rollups,
         )
         assert row is not None
         written = dict(row)

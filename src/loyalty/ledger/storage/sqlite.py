@@ -334,6 +334,19 @@ class SqliteSession:
             written,
         )
         await self._write_rows(changes, written)
+        day = now.astimezone(UTC).date().isoformat()
+        await self._many(
+            "rollups",
+            "INSERT INTO daily_rollups AS r "
+            "(merchant_id, day, metric, shard, plus_minor, minus_minor, count) "
+            "VALUES (?, ?, ?, 0, ?, ?, ?) "
+            "ON CONFLICT (merchant_id, day, metric, shard) DO UPDATE SET "
+            "plus_minor = r.plus_minor + excluded.plus_minor, "
+            "minus_minor = r.minus_minor + excluded.minus_minor, "
+            "count = r.count + excluded.count",
+            [(m.hex, day, metric, *figures) for m, metric, *figures in changes.rollup_rows()],
+            written,
+        )
         written["erasures"] = 0
         for erasure in changes.erasures:
             written["erasures"] += await self._erase(erasure)
