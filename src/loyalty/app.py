@@ -14,6 +14,12 @@ from litestar.openapi.spec import Components
 from litestar.static_files import create_static_files_router
 
 import loyalty
+from loyalty.admin.mount import (
+    admin_headers_middleware,
+    admin_router,
+    start_admin,
+    with_admin_pages,
+)
 from loyalty.compat.surfaces import SURFACES
 from loyalty.db.engine import Database
 from loyalty.http.auth import PUBLIC_OPT_KEY, BearerAuthMiddleware, require_scope
@@ -55,6 +61,7 @@ async def start_services(app: Litestar, settings: Settings, database: Database) 
         batches_in_flight_max=settings.ledger_batches_in_flight_max,
     )
     await writer.start()
+    await start_admin(app, database, settings)
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter(settings)
     app.state.database = database
@@ -123,7 +130,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     auth = DefineMiddleware(
         BearerAuthMiddleware,
         exclude_from_auth_key=PUBLIC_OPT_KEY,
-        exclude=["^/docs"],
+        # The admin signs its staff in with its own session cookie (loyalty.admin).
+        exclude=["^/docs", "^/admin(/|$)"],
     )
     return Litestar(
         route_handlers=[
@@ -131,6 +139,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             healthz,
             readyz,
             openapi_json,
+            admin_router(),
             create_static_files_router(
                 path="/static",
                 directories=[STATIC_DIRECTORY],
@@ -138,12 +147,19 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
                 include_in_schema=False,
             ),
         ],
-        middleware=[request_id_middleware, options_middleware, auth, rate_limit_middleware],
+        middleware=[
+            request_id_middleware,
+            admin_headers_middleware,
+            options_middleware,
+            auth,
+            rate_limit_middleware,
+        ],
         guards=[require_scope],
         dependencies=DEPENDENCIES,
         # Authentication, errors and rate limits serve each request as its surface.
         state=State({"surfaces": longest_prefix_first(SURFACES)}),
-        exception_handlers=EXCEPTION_HANDLERS,
+        # Under /admin errors are HTML pages; elsewhere the surface's JSON.
+        exception_handlers=with_admin_pages(EXCEPTION_HANDLERS),
         openapi_config=openapi,
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],

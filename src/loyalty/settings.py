@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 DEFAULT_DATABASE_URL = "sqlite:///loyalty.db"
 EVENT_RETENTION_DAYS_MIN = 30
+# The admin's signing key (sessions' CSRF tokens, notices), when given.
+SECRET_KEY_CHARS_MIN = 32
 # N/second|minute|hour with 1 <= N <= 1,000,000 (API keys take the same form).
 RATE_LIMIT_PATTERN = re.compile(r"^([1-9][0-9]{0,6})/(second|minute|hour)$")
 
@@ -69,6 +71,9 @@ class Settings:
     # and tests), and the time a receiver has to answer.
     webhook_allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     webhook_timeout_seconds: float = 15.0
+    # The admin UI's signing key (LOYALTY_SECRET_KEY, at least 32 characters); when
+    # None, the instance generates one on first start and keeps it in the database.
+    secret_key: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -95,7 +100,14 @@ class Settings:
         webhook_timeout = _float_env("LOYALTY_WEBHOOK_TIMEOUT_SECONDS", 15.0)
         if not 0 < webhook_timeout <= 60:
             raise ValueError("LOYALTY_WEBHOOK_TIMEOUT_SECONDS must be between 0 and 60")
+        secret_key = os.environ.get("LOYALTY_SECRET_KEY") or None
+        if secret_key is not None and len(secret_key) < SECRET_KEY_CHARS_MIN:
+            raise ValueError(
+                f"LOYALTY_SECRET_KEY must be at least {SECRET_KEY_CHARS_MIN} characters "
+                "(or unset it: the instance then generates and keeps one)"
+            )
         return cls(
+            secret_key=secret_key,
             event_retention_days=retention,
             webhook_allowed_networks=parse_allowed_networks(
                 os.environ.get("LOYALTY_WEBHOOK_ALLOWED_NETWORKS")
