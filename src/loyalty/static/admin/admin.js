@@ -38,6 +38,17 @@
   //   {"days": ["2026-01-01", ...],
   //    "series": [{"label": "Issued", "values": [...], "color": "#2454d6", "axis": "left"}, ...]}
   // and <div id="chart"> receives a uPlot line chart (uPlot.iife.min.js must be loaded).
+  // A value axis as wide as its longest label (uPlot's default cuts "10,000,000").
+  function axisSize(self, values, axisIndex, cycleNumber) {
+    var axis = self.axes[axisIndex];
+    if (cycleNumber > 1) return axis._size;
+    var longest = (values || []).reduce(function (found, value) {
+      return String(value).length > found.length ? String(value) : found;
+    }, "");
+    self.ctx.font = axis.font[0];
+    return Math.ceil(self.ctx.measureText(longest).width / window.devicePixelRatio) + 24;
+  }
+
   function drawChart() {
     var source = document.getElementById("chart-data");
     var target = document.getElementById("chart");
@@ -50,7 +61,13 @@
       width: Math.max(target.clientWidth - 20, 320),
       height: 320,
       scales: { x: { time: true } },
-      axes: [{}, { scale: "points" }, { scale: "outstanding", side: 1, grid: { show: false } }],
+      // The days are UTC days: label them so whatever the browser's time zone.
+      tzDate: function (seconds) { return window.uPlot.tzDate(new Date(seconds * 1000), "Etc/UTC"); },
+      axes: [
+        {},
+        { scale: "points", size: axisSize },
+        { scale: "outstanding", side: 1, size: axisSize, grid: { show: false } }
+      ],
       series: [{}].concat(series.map(function (one, index) {
         return {
           label: one.label,
