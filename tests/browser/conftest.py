@@ -28,7 +28,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def admin_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with running_server(database_url, tmp_path_factory.mktemp("admin-server"), workers=2) as url:
+    # Webhook endpoints added in the browser point at receivers on 127.0.0.1.
+    with running_server(
+        database_url,
+        tmp_path_factory.mktemp("admin-server"),
+        workers=2,
+        extra_environment={"LOYALTY_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8"},
+    ) as url:
         yield url
 
 

@@ -161,6 +161,19 @@ async def delete_import(
     )
 
 
+async def list_imports(
+    connection: AsyncConnection, merchant_id: uuid.UUID, *, limit: int
+) -> list[Any]:
+    """The merchant's latest imports, newest first (ids are UUIDv7: they grow with time)."""
+    statement = (
+        select(imports)
+        .where(imports.c.merchant_id == merchant_id)
+        .order_by(imports.c.id.desc())
+        .limit(limit)
+    )
+    return list(await connection.execute(statement))
+
+
 # Customers in bulk -------------------------------------------------------------------
 
 
