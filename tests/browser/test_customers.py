@@ -6,7 +6,6 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,10 +13,10 @@ import pytest
 from playwright.async_api import expect
 
 from tests.support import rewards
-from tests.support.browser import PASSWORD, Shop, WatchedPage, log_in
+from tests.support.browser import PASSWORD, Shop, WatchedPage, log_in, screenshots_dir
 from tests.support.tenant import Tenant, create_key, create_merchant
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SCREENSHOTS = screenshots_dir()
 TRANSACTIONS = "/api/v1/public/customers/transactions"
 TIERS = "/api/v1/tiers"
 

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import random
 import re
-from pathlib import Path
 
 import httpx
 from playwright.async_api import expect
 
 from tests.support import rewards
-from tests.support.browser import PASSWORD, Shop, WatchedPage, log_in
+from tests.support.browser import PASSWORD, Shop, WatchedPage, log_in, screenshots_dir
 from tests.support.clock import Clock
 from tests.support.tenant import Tenant, create_key
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SCREENSHOTS = screenshots_dir()
 SEEDED_DAYS = 28
 
 

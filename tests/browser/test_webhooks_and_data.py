@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,11 +16,11 @@ from playwright.async_api import FilePayload, Page, expect
 from loyalty.db.engine import Database
 from loyalty.settings import Settings
 from loyalty.webhooks.delivery import Deliverer
-from tests.support.browser import PASSWORD, Shop, WatchedPage, log_in
+from tests.support.browser import PASSWORD, Shop, WatchedPage, log_in, screenshots_dir
 from tests.support.receiver import Answer, Received, Receiver, running_receiver
 from tests.support.tenant import Tenant, create_key
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SCREENSHOTS = screenshots_dir()
 TRANSACTIONS = "/api/v1/public/customers/transactions"
 IMPORT_ROWS = 10_000
 DELIVERY_WAIT_SECONDS = 20.0

@@ -16,7 +16,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -191,3 +193,12 @@ async def log_in(page: Page, email: str, password: str = PASSWORD) -> None:
     await page.get_by_label("Password").fill(password)
     await page.get_by_role("button", name="Sign in").click()
     await page.wait_for_load_state()
+
+
+def screenshots_dir() -> Path:
+    """Where the browser tests save their screenshots: the README's own
+    (``docs/screenshots``) when ``LOYALTY_UPDATE_SCREENSHOTS=1``, else a temporary
+    directory (a test run leaves the checkout as it was)."""
+    if os.environ.get("LOYALTY_UPDATE_SCREENSHOTS") == "1":
+        return Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+    return Path(tempfile.gettempdir()) / "loyalty-screenshots"

@@ -55,7 +55,8 @@ async def _entries(tenant: Tenant) -> list[tuple[date, str, int]]:
 def _day(value: Any) -> date:
     if isinstance(value, str):  # SQLite hands raw text to text() queries
         return datetime.fromisoformat(value).date()
-    assert isinstance(value, datetime) and value.tzinfo is not None
+    assert isinstance(value, datetime)
+    assert value.tzinfo is not None
     return value.astimezone(UTC).date()
 
 
