@@ -26,8 +26,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.browser)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def admin_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    # One server per module, stopped at its end: on SQLite it runs the scheduled
+    # jobs itself (numbering events, purges), which must not run under the other
+    # tests sharing the session's database.
     # Webhook endpoints added in the browser point at receivers on 127.0.0.1.
     with running_server(
         database_url,

@@ -39,7 +39,7 @@ async def entries(api: Tenant, customer_id: str) -> list[dict[str, Any]]:
 async def test_find_a_customer_and_adjust_the_balance(
     page: WatchedPage, shop: Shop, api: Tenant
 ) -> None:
-    tag = shop.merchant_id.hex[:8]
+    tag = shop.merchant_id.hex[-12:]
     platform_id = f"shop-{tag}"
     for tier in ({"name": "Silver", "threshold": 0}, {"name": "Gold", "threshold": 2000}):
         assert (await api.post(TIERS, json=tier)).status_code == 201
@@ -102,7 +102,7 @@ async def test_find_a_customer_and_adjust_the_balance(
 async def test_a_double_submitted_adjustment_moves_points_once(
     page: WatchedPage, shop: Shop, api: Tenant
 ) -> None:
-    platform_id = f"double-{shop.merchant_id.hex[:8]}"
+    platform_id = f"double-{shop.merchant_id.hex[-12:]}"
     customer = await api.enrol(platform_id, first_name="Dora")
     await log_in(page.page, shop.admin_email, PASSWORD)
     await page.page.goto(f"/admin/customers/{customer['id']}")
@@ -138,7 +138,7 @@ async def test_a_double_submitted_adjustment_moves_points_once(
 async def test_a_script_in_a_name_stays_text(page: WatchedPage, shop: Shop, api: Tenant) -> None:
     payload = "<script>alert(1)</script>"
     image = '"><img src=x onerror=alert(2)>'
-    platform_id = f"xss-{shop.merchant_id.hex[:8]}"
+    platform_id = f"xss-{shop.merchant_id.hex[-12:]}"
     # Enrolment strips tags but decodes entities: these store the payloads themselves.
     customer = await api.enrol(
         platform_id, first_name=html.escape(payload), last_name=html.escape(image)
@@ -161,7 +161,7 @@ async def test_another_merchants_customer_is_the_404_page(
 ) -> None:
     other_id = await create_merchant(shop.database, "Another shop")
     other = Tenant(other_id, await create_key(shop.database, other_id), api.client, shop.database)
-    theirs = await other.enrol(f"theirs-{shop.merchant_id.hex[:8]}", first_name="Olga")
+    theirs = await other.enrol(f"theirs-{shop.merchant_id.hex[-12:]}", first_name="Olga")
     page.expect_status(404)
     await log_in(page.page, shop.admin_email, PASSWORD)
     await page.page.goto(f"/admin/customers/{theirs['id']}")
@@ -172,7 +172,7 @@ async def test_another_merchants_customer_is_the_404_page(
 async def test_support_staff_get_the_403_page_outside_customers(
     page: WatchedPage, shop: Shop
 ) -> None:
-    email = f"agent-{shop.merchant_id.hex[:8]}@example.com"
+    email = f"agent-{shop.merchant_id.hex[-12:]}@example.com"
     await shop.add_user(email, role="support")
     page.expect_status(403)
     await log_in(page.page, email, PASSWORD)
@@ -185,7 +185,7 @@ async def test_support_staff_get_the_403_page_outside_customers(
 async def test_admins_approve_pending_credits_and_revert_rewards(
     page: WatchedPage, shop: Shop, api: Tenant
 ) -> None:
-    platform_id = f"buttons-{shop.merchant_id.hex[:8]}"
+    platform_id = f"buttons-{shop.merchant_id.hex[-12:]}"
     reward = await rewards.create(api, rewards.FIVE_OFF)
     await rewards.funded(api, platform_id, 600)
     held = await api.adjust(platform_id, 75, "Order 9", pending_days=7)

@@ -157,7 +157,7 @@ async def test_upload_check_start_and_follow_an_import(
     page: WatchedPage, shop: Shop, api: Tenant
 ) -> None:
     page.expect_status(422)
-    tag = f"m{shop.merchant_id.hex[:8]}"
+    tag = f"m{shop.merchant_id.hex[-12:]}"
     browser = page.page
     await log_in(browser, shop.admin_email, PASSWORD)
     await (

@@ -108,6 +108,13 @@ class _Figures:
             self.removed += minus
 
 
+def _as_date(value: date | str | None) -> date | None:
+    """A rollup's day (SQLite hands a UNION's dates over as text)."""
+    if value is None or isinstance(value, date):
+        return value
+    return date.fromisoformat(value)
+
+
 def check_period(days: int) -> int:
     if days not in PERIODS:
         raise ValidationFailedError.for_field(
@@ -123,7 +130,7 @@ async def dashboard(
     check_period(days)
     until = today or utc_now().date()
     since = until - timedelta(days=days - 1)
-    rows = await repository.by_day(connection, merchant_id)
+    rows = await repository.figures(connection, merchant_id, since)
     money = await repository.money_settings(connection, merchant_id)
     all_time = _Figures()
     period = _Figures()
@@ -131,19 +138,23 @@ async def dashboard(
     members_total = members_new = pending = after_period = 0
     for row in rows:
         plus, minus = int(row.plus), int(row.minus)
-        if row.metric == MEMBERS_METRIC:
-            members_total += plus - minus
-            if since <= row.day <= until:
+        day = _as_date(row.day)
+        if day is None:  # all time
+            if row.metric == MEMBERS_METRIC:
+                members_total += plus - minus
+            elif row.metric == PENDING_METRIC:
+                pending += plus - minus
+            elif row.metric.startswith(ENTRY_METRIC_PREFIX):
+                all_time.add(row.metric, plus, minus)
+        elif row.metric == MEMBERS_METRIC:
+            if day <= until:
                 members_new += plus
-        elif row.metric == PENDING_METRIC:
-            pending += plus - minus
         elif row.metric.startswith(ENTRY_METRIC_PREFIX):
-            all_time.add(row.metric, plus, minus)
-            if row.day > until:
+            if day > until:
                 after_period += plus - minus
-            elif row.day >= since:
+            else:
                 period.add(row.metric, plus, minus)
-                daily[row.day].add(row.metric, plus, minus)
+                daily[day].add(row.metric, plus, minus)
     outstanding = all_time.net
     # The line ends at the period's last day: walk back from it.
     end_of_day = outstanding - after_period
