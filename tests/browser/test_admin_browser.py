@@ -118,3 +118,29 @@ async def test_the_pages_load_their_assets_without_console_errors(
     # Keyboard: the skip link is the first stop and moves to the content.
     await page.page.keyboard.press("Tab")
     await expect(page.page.get_by_role("link", name="Skip to content")).to_be_focused()
+
+
+async def test_every_navigation_page_loads_without_a_console_error(
+    page: WatchedPage, shop: Shop
+) -> None:
+    """Follow every link of the navigation, as an admin, by keyboard-reachable links:
+    each page answers 200, shows its heading and logs no console error (the fixture
+    fails the test on any)."""
+    await log_in(page.page, shop.admin_email, PASSWORD)
+    navigation = page.page.get_by_role("navigation", name="Main").get_by_role("link")
+    names = await navigation.all_inner_texts()
+    assert len(names) >= 10, names  # dashboard to users: every page of the contract
+    for name in names:
+        await page.page.goto("/admin/")
+        async with page.page.expect_response(
+            lambda r: r.request.resource_type == "document"
+        ) as done:
+            await (
+                page.page.get_by_role("navigation", name="Main")
+                .get_by_role("link", name=name.strip(), exact=True)
+                .click()
+            )
+        response = await done.value
+        assert response.status == 200, (name, response.url)
+        await expect(page.page.locator("h1").first).to_be_visible()
+        assert await page.page.evaluate("typeof window.htmx") == "object"
