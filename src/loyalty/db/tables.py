@@ -171,7 +171,9 @@ customers = Table(
     ),
     # The list (newest first, by status) and the search by name prefix; on
     # Postgres also ix_customers_email_c (merchant_id, email COLLATE "C"), made
-    # by migration 0011, for the email prefix.
+    # by migration 0011, for the email prefix. Migration 0014 makes
+    # ix_customers_birthday (month and day of date_of_birth, merchant_id) on both
+    # databases, an expression per dialect (loyalty.ledger.repository.BIRTHDAY_KEY).
     Index("ix_customers_created_at", "merchant_id", "created_at", "id"),
     Index("ix_customers_status_created_at", "merchant_id", "status", "created_at", "id"),
     Index("ix_customers_first_name_search", "merchant_id", "first_name_search"),
@@ -219,6 +221,14 @@ customer_balances = Table(
         "ix_customer_balances_points_balance", "merchant_id", "points_balance_minor", "customer_id"
     ),
     Index("ix_customer_balances_tier", "merchant_id", "tier_id"),
+    # An inactivity programme's idle balances (the scheduler's range).
+    Index(
+        "ix_customer_balances_inactivity",
+        "merchant_id",
+        "last_activity_at",
+        postgresql_where=text("points_balance_minor > 0"),
+        sqlite_where=text("points_balance_minor > 0"),
+    ),
 )
 
 # The unspent part of each credit that will expire (fixed policy or an

@@ -87,16 +87,28 @@ _DUE = {
         LIMIT :limit""",
 }
 # Whole balances idle for the programme's days (counted from the policy change at
-# the earliest); the writer re-checks each one exactly.
+# the earliest); the writer re-checks each one exactly. On Postgres per programme
+# (LATERAL) and in two ranges of ix_customer_balances_inactivity (never active, idle
+# since before the deadline): as one join with an OR the planner reads every balance.
 _INACTIVE = {
     "postgresql": """
-        SELECT b.merchant_id, b.customer_id FROM program_settings s
-        JOIN customer_balances b ON b.merchant_id = s.merchant_id
-        WHERE s.expiry_policy = 'inactivity' AND b.points_balance_minor > 0
+        SELECT s.merchant_id, b.customer_id FROM program_settings s
+        CROSS JOIN LATERAL (
+            (SELECT i.customer_id FROM customer_balances i
+             WHERE i.merchant_id = s.merchant_id AND i.points_balance_minor > 0
+               AND i.last_activity_at IS NULL
+             LIMIT :limit)
+            UNION ALL
+            (SELECT i.customer_id FROM customer_balances i
+             WHERE i.merchant_id = s.merchant_id AND i.points_balance_minor > 0
+               AND i.last_activity_at
+                   <= CAST(:now AS timestamptz) - make_interval(days => s.expiry_days)
+             ORDER BY i.last_activity_at
+             LIMIT :limit)
+        ) b
+        WHERE s.expiry_policy = 'inactivity'
           AND s.expiry_changed_at
               <= CAST(:now AS timestamptz) - make_interval(days => s.expiry_days)
-          AND (b.last_activity_at IS NULL OR b.last_activity_at
-               <= CAST(:now AS timestamptz) - make_interval(days => s.expiry_days))
         LIMIT :limit""",
     "sqlite": """
         SELECT b.merchant_id, b.customer_id FROM program_settings s
@@ -112,11 +124,20 @@ _INACTIVE = {
 # Active customers whose birthday (UTC) is today, not yet rewarded this year, of
 # programmes with an active birthday rule (29 February is celebrated on the 28th in
 # other years). The writer counts this year's birthday rewards under the lock.
+# The month and day are ix_customers_birthday's expression (migration 0014), written
+# exactly as indexed on each database: to_char, which Postgres cannot index, is not
+# used; MMDD as a number there, 'MM-DD' on SQLite.
+BIRTHDAY_KEY = {
+    "postgresql": (
+        "(EXTRACT(MONTH FROM c.date_of_birth) * 100 + EXTRACT(DAY FROM c.date_of_birth))"
+    ),
+    "sqlite": "strftime('%m-%d', c.date_of_birth)",
+}
 _BIRTHDAYS = """
     SELECT c.merchant_id, c.external_id FROM earn_rules r
     JOIN customers c ON c.merchant_id = r.merchant_id
     WHERE r.type = 'birthday' AND r.active AND c.status = 'active'
-      AND c.date_of_birth IS NOT NULL AND {month_day} IN (:today, :also_today)
+      AND c.date_of_birth IS NOT NULL AND {month_day} IN ({today}, {also_today})
       AND NOT EXISTS (
           SELECT 1 FROM customer_actions a
           WHERE a.merchant_id = c.merchant_id AND a.customer_id = c.id
@@ -132,19 +153,23 @@ def _moment(sqlite: bool, value: datetime) -> object:
 
 def _birthday_query(sqlite: bool, now: datetime) -> tuple[str, dict[str, object]]:
     today = now.astimezone(UTC).date()
-    also = today.strftime("%m-%d")
+    also = (today.month, today.day)
     if today.month == 2 and today.day == 28 and not calendar.isleap(today.year):
-        also = "02-29"
+        also = (2, 29)
+    days: list[object] = [
+        f"{month:02d}-{day:02d}" if sqlite else month * 100 + day
+        for month, day in ((today.month, today.day), also)
+    ]
     sql = _BIRTHDAYS.format(
-        month_day="strftime('%m-%d', c.date_of_birth)"
-        if sqlite
-        else "to_char(c.date_of_birth, 'MM-DD')",
+        month_day=BIRTHDAY_KEY["sqlite" if sqlite else "postgresql"],
+        today=":today" if sqlite else "CAST(:today AS integer)",
+        also_today=":also_today" if sqlite else "CAST(:also_today AS integer)",
         year_start=":year_start" if sqlite else "CAST(:year_start AS timestamptz)",
     )
     year_start = datetime(today.year, 1, 1, tzinfo=UTC)
     return sql, {
-        "today": today.strftime("%m-%d"),
-        "also_today": also,
+        "today": days[0],
+        "also_today": days[1],
         "year_start": _moment(sqlite, year_start),
     }
 
