@@ -26,6 +26,8 @@ from loyalty.http.auth import PUBLIC_OPT_KEY, BearerAuthMiddleware, require_scop
 from loyalty.http.dependencies import DEPENDENCIES
 from loyalty.http.errors import EXCEPTION_HANDLERS
 from loyalty.http.health import healthz, readyz
+from loyalty.http.metrics import install as install_metrics
+from loyalty.http.metrics import metrics_endpoint
 from loyalty.http.observability import request_id_middleware
 from loyalty.http.options import options_middleware
 from loyalty.http.ratelimit import RateLimiter, rate_limit_middleware
@@ -133,11 +135,12 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         # The admin signs its staff in with its own session cookie (loyalty.admin).
         exclude=["^/docs", "^/admin(/|$)"],
     )
-    return Litestar(
+    application = Litestar(
         route_handlers=[
             *(controller for surface in SURFACES for controller in surface.controllers),
             healthz,
             readyz,
+            metrics_endpoint,
             openapi_json,
             admin_router(),
             create_static_files_router(
@@ -166,3 +169,5 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         request_max_body_size=settings.request_body_bytes_max,
         debug=False,
     )
+    # Every request counted, outside the router (unmatched paths too): loyalty.http.metrics.
+    return install_metrics(application, settings)

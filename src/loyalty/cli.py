@@ -133,12 +133,17 @@ def serve(
     port: Annotated[int, typer.Option(metavar="PORT", help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, max=64, metavar="N", help="Worker processes.")] = 1,
 ) -> None:
-    """Run the API server (migrates the database first)."""
+    """Run the API server (migrates the database first).
+
+    SIGTERM or SIGINT stops it gracefully: it stops accepting connections, answers
+    every request it accepted (at most SHUTDOWN_GRACE_SECONDS), drains the ledger
+    queue and exits 0; a worker process still running SHUTDOWN_SECONDS_MAX after
+    the signal is killed."""
     import uvicorn
 
     settings = _settings()
     _migrate(settings)
-    uvicorn.run(
+    config = uvicorn.Config(
         "loyalty.app:create_app",
         factory=True,
         host=host,
@@ -148,8 +153,65 @@ def serve(
         http="httptools",
         access_log=False,
         log_level=settings.log_level,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
     )
+    from loyalty.metrics_directory import multiprocess_metrics
+
+    # Before any worker imports prometheus-client: their metrics are summed from a
+    # directory fresh for this run, removed at exit (loyalty.metrics_directory).
+    with multiprocess_metrics(workers):
+        _run_server(config)
+
+
+# Graceful shutdown (``loyalty serve``): requests in flight get this long after
+# SIGTERM; then the application shuts down (ledger queue drained, database closed).
+SHUTDOWN_GRACE_SECONDS = 10
+# A ``serve --workers N`` process still alive this long after SIGTERM is killed.
+SHUTDOWN_SECONDS_MAX = 30
+
+
+def _run_server(config: Any) -> None:
+    """``uvicorn.run`` with two changes for a graceful stop: exit status 0 after a
+    SIGTERM/SIGINT (uvicorn re-raises the signal once it has shut down), and with
+    several workers the parent closes its copy of the listening socket when it
+    stops, so new connections are refused rather than left in the backlog and
+    reset; its workers are waited for at most SHUTDOWN_SECONDS_MAX."""
+    import time
+
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.server import Server
+    from uvicorn.supervisors.multiprocess import Multiprocess, logger
+
+    class Supervisor(Multiprocess):
+        def terminate_all(self) -> None:
+            for sock in self.sockets:
+                sock.close()
+            super().terminate_all()
+
+        def join_all(self) -> None:
+            deadline = time.monotonic() + SHUTDOWN_SECONDS_MAX
+            for process in self.processes:
+                process.process.join(max(0.0, deadline - time.monotonic()))
+                if process.process.exitcode is None:
+                    logger.error("Child process [%s] did not stop in time; killing it", process.pid)
+                    process.kill()
+                    process.process.join()
+
+    if config.workers > 1:
+        sock = config.bind_socket()
+        try:
+            Supervisor(config, sockets=[sock]).run()
+        finally:
+            sock.close()
+        return
+    config.load_app()
+    server = Server(config=config)
+    # The handlers uvicorn restores, then calls with the signal it stopped on.
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signal_number, lambda _signal, _frame: None)
+    server.run()
+    if not server.started:
+        raise typer.Exit(STARTUP_FAILURE)
 
 
 @app.command()
@@ -172,14 +234,36 @@ def worker(
             "(default: LOYALTY_SCHEDULER_INTERVAL_SECONDS, 60).",
         ),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            metavar="PORT",
+            help="Serve this worker's Prometheus metrics on PORT (/metrics; "
+            "LOYALTY_METRICS_TOKEN applies).",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(metavar="HOST", help="Interface of --metrics-port.")
+    ] = "127.0.0.1",
 ) -> None:
     """Deliver webhooks and run scheduled jobs, each when due: release pending points,
     expire points (lots and inactivity), recheck tiers, reward birthdays, expire discount
     codes, purge idempotency records and events past their retention. Safe to run several
     at once."""
+    import os
+
+    from loyalty.metrics_directory import MULTIPROC_ENV
+
+    # The worker's metrics are its own (never a serve run's directory).
+    os.environ.pop(MULTIPROC_ENV, None)
+
     from loyalty import jobs
     from loyalty.db.engine import Database
     from loyalty.ledger.writer import LedgerWriter
+    from loyalty.metrics import MetricsServer
+    from loyalty.webhooks import backlog
     from loyalty.webhooks.delivery import Deliverer
 
     settings = _settings()
@@ -193,6 +277,11 @@ def worker(
     async def _main() -> bool:
         database = Database(settings, pool_size=4)
         await database.start()
+        metrics_server = backlog_task = None
+        if metrics_port is not None:
+            metrics_server = MetricsServer(metrics_host, metrics_port, settings.metrics_token)
+            metrics_server.start()
+            backlog_task = asyncio.create_task(backlog.refresh_forever(database))
         writer = LedgerWriter(database)
         await writer.start()
         scheduler = jobs.Scheduler(
@@ -222,6 +311,10 @@ def worker(
         finally:
             await deliverer.stop()
             await writer.stop()
+            if backlog_task is not None:
+                backlog_task.cancel()
+            if metrics_server is not None:
+                metrics_server.stop()
             await database.dispose()
 
     if not asyncio.run(_main()):

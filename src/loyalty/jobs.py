@@ -29,6 +29,7 @@ from loyalty.idempotency import jobs as idempotency_jobs
 from loyalty.imports import jobs as imports_jobs
 from loyalty.ledger.maintenance import run_maintenance
 from loyalty.ledger.writer import LedgerWriter
+from loyalty.metrics import job_ran
 from loyalty.rewards import jobs as rewards_jobs
 from loyalty.scheduling import Job, JobContext
 from loyalty.settings import Settings
@@ -131,7 +132,9 @@ class Scheduler:
             except Exception as error:  # logged; the job is due again on the next pass
                 log.exception("job_failed", job=job.name)
                 failures[job.name] = error
+                job_ran(job.name, ok=False)
                 continue
+            job_ran(job.name, ok=True)
             self._last_started[job.name] = started
             log.info("job_run", job=job.name, **counts)
             done.append((job, counts))

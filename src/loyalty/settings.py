@@ -74,6 +74,11 @@ class Settings:
     # The admin UI's signing key (LOYALTY_SECRET_KEY, at least 32 characters); when
     # None, the instance generates one on first start and keeps it in the database.
     secret_key: str | None = None
+    # GET /metrics (and `worker --metrics-port`) require `Authorization: Bearer
+    # <this>` when set; open otherwise, like /healthz.
+    metrics_token: str | None = None
+    # LOYALTY_METRICS=off: requests are not counted or timed (the comparison of cost).
+    metrics: bool = True
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -106,7 +111,12 @@ class Settings:
                 f"LOYALTY_SECRET_KEY must be at least {SECRET_KEY_CHARS_MIN} characters "
                 "(or unset it: the instance then generates and keeps one)"
             )
+        metrics = os.environ.get("LOYALTY_METRICS", "on").strip().lower()
+        if metrics not in {"on", "off"}:
+            raise ValueError("LOYALTY_METRICS must be on or off")
         return cls(
+            metrics_token=os.environ.get("LOYALTY_METRICS_TOKEN") or None,
+            metrics=metrics == "on",
             secret_key=secret_key,
             event_retention_days=retention,
             webhook_allowed_networks=parse_allowed_networks(

@@ -31,6 +31,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from loyalty.auth.schemas import Principal
 from loyalty.http.surface import app_surface
+from loyalty.metrics import RATE_LIMITED
 from loyalty.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -196,6 +197,7 @@ def rate_limit_middleware(app: ASGIApp) -> ASGIApp:
             await app(scope, receive, send)
             return
         if not decision.allowed:
+            RATE_LIMITED.inc()
             body = rate_limit_body(litestar_app, decision, scope["path"])
             await send(
                 {

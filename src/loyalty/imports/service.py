@@ -48,6 +48,7 @@ from loyalty.ledger.engine.protocol import Movement, Outcome
 from loyalty.ledger.operations.adjust import Adjust
 from loyalty.ledger.writer import LedgerWriter
 from loyalty.merchants import service as merchants_service
+from loyalty.metrics import import_rows
 from loyalty.points import format_points
 
 ERRORS_SHOWN = 100
@@ -393,6 +394,15 @@ async def apply(
     async with database.read() as connection:
         tier = await repository.entry_tier(connection, merchant_id)
     pending: asyncio.Task[None] | None = None
+    # The figures already counted in loyalty_import_rows_total (a resumed job's earlier
+    # rows were counted by the run that applied them).
+    counted = [summary.rows, summary.rows_already_applied, summary.rows_failed]
+
+    def count_rows() -> None:
+        rows, already, failed = summary.rows, summary.rows_already_applied, summary.rows_failed
+        new_already, new_failed = already - counted[1], failed - counted[2]
+        import_rows(rows - counted[0] - new_already - new_failed, new_already, new_failed)
+        counted[:] = [rows, already, failed]
 
     async def movements(rows: list[ImportRow], last_line: int) -> None:
         moving = [row for row in rows if row.points_minor != 0]
@@ -402,6 +412,7 @@ async def apply(
         for row, outcome in zip(moving, outcomes, strict=True):
             _record_outcome(summary, row, outcome)
         summary.rows += len(rows)
+        count_rows()
         if checkpoint is not None:
             await checkpoint(Checkpoint(last_line, summary))
 

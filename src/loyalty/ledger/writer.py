@@ -26,6 +26,7 @@ from loyalty.ledger.engine.queue import GroupCommitQueue
 from loyalty.ledger.engine.store import BatchStore
 from loyalty.ledger.storage.postgres import PostgresStore
 from loyalty.ledger.storage.sqlite import SqliteStore
+from loyalty.metrics import LedgerMetrics
 from loyalty.rewards.codes import generate_code
 
 
@@ -58,5 +59,6 @@ class LedgerWriter(GroupCommitQueue):
             batch_size_max=batch_size_max,
             batch_wait_ms_max=batch_wait_ms_max,
             batches_in_flight_max=1 if database.is_sqlite else batches_in_flight_max,
+            observer=LedgerMetrics(),
         )
         self.database = database

@@ -52,6 +52,7 @@ from loyalty.events import repository as events
 from loyalty.events.repository import STAMP_BATCH_MAX
 from loyalty.events.types import ENDPOINT_DISABLED
 from loyalty.ids import new_id
+from loyalty.metrics import webhook_attempted
 from loyalty.settings import Settings
 from loyalty.webhooks import repository
 from loyalty.webhooks.relay import HandOff, Leased, stamp_and_fan_out
@@ -107,6 +108,8 @@ class _Claimed:
     url: str
     secrets: tuple[str, ...]
     body: bytes
+    # When the event was committed (the delivery lag of a first attempt).
+    event_created_at: datetime
 
 
 @dataclass(slots=True)
@@ -156,6 +159,16 @@ async def _stamp(
     connection: AsyncConnection, *, merchant_id: uuid.UUID, now: datetime, hand_off: HandOff | None
 ) -> tuple[int, list[Leased]]:
     return await stamp_and_fan_out(connection, merchant_id, now, hand_off)
+
+
+def _first_attempt_lag(item: _Claimed, attempted_at: datetime) -> float | None:
+    """Seconds from the event's commit to this attempt, for a first scheduled attempt."""
+    if item.attempt != 1 or item.trigger != "scheduled":
+        return None
+    created_at = item.event_created_at
+    if created_at.tzinfo is None:
+        created_at = created_at.replace(tzinfo=UTC)
+    return (attempted_at - created_at).total_seconds()
 
 
 class Deliverer:
@@ -413,6 +426,7 @@ class Deliverer:
             url=row.url,
             secrets=tuple(secrets),
             body=body,
+            event_created_at=row.created_at,
         )
 
     # Sending ------------------------------------------------------------------------
@@ -452,6 +466,7 @@ class Deliverer:
         duration_ms = int((time.perf_counter() - started) * 1000)
         self.sent += 1
         outcome = Outcome(item, attempted_at, status_code, duration_ms, body, error, retry_after)
+        webhook_attempted(outcome.succeeded, _first_attempt_lag(item, attempted_at))
         self._outcomes.append(outcome)
         # Enough slots are free (or all): the loop claims more and records these.
         self._finished_since_claim += 1

@@ -218,6 +218,15 @@ async def claim_candidates(
     return list(await connection.execute(statement))
 
 
+async def count_due(connection: AsyncConnection, now: datetime) -> int:
+    """Pending attempts due by ``now`` (the backlog metric; on the partial index
+    ``ix_webhook_attempts_due``)."""
+    statement = select(func.count()).where(
+        webhook_attempts.c.status == "pending", webhook_attempts.c.scheduled_at <= now
+    )
+    return int((await connection.execute(statement)).scalar_one())
+
+
 async def lease(
     connection: AsyncConnection,
     keys: Sequence[tuple[uuid.UUID, uuid.UUID]],

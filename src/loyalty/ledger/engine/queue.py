@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 import structlog
 
@@ -30,6 +31,36 @@ from loyalty.ledger.engine.store import BatchStore
 log = structlog.get_logger(__name__)
 
 TRANSIENT_RETRIES_MAX = 8
+
+
+class QueueObserver(Protocol):
+    """What the queue reports (the metrics, ``loyalty.metrics.LedgerMetrics``)."""
+
+    def batch_committed(self, size: int, seconds: float) -> None: ...
+
+    def queue_depth(self, depth: int) -> None: ...
+
+    def movements(self, outcome: str, count: int) -> None: ...
+
+
+class _Unobserved:
+    def batch_committed(self, size: int, seconds: float) -> None:
+        pass
+
+    def queue_depth(self, depth: int) -> None:
+        pass
+
+    def movements(self, outcome: str, count: int) -> None:
+        pass
+
+
+def outcome_name(outcome: Outcome) -> str:
+    """applied, refused (a 4xx answer), replayed or failed (5xx: unavailable)."""
+    if outcome.replayed:
+        return "replayed"
+    if outcome.status_code >= 500:
+        return "failed"
+    return "refused" if outcome.status_code >= 400 else "applied"
 
 
 @dataclass(slots=True)
@@ -49,8 +80,10 @@ class GroupCommitQueue:
         batch_size_max: int = 256,
         batch_wait_ms_max: float = 1.0,
         batches_in_flight_max: int = 4,
+        observer: QueueObserver | None = None,
     ) -> None:
         self.store = store
+        self.observer: QueueObserver = observer or _Unobserved()
         self.clock = clock
         self.new_id = new_id
         self.draw_code = draw_code
@@ -102,6 +135,7 @@ class GroupCommitQueue:
 
     async def _run(self) -> None:
         while True:
+            self.observer.queue_depth(len(self._queue))
             if not self._queue:
                 if self._closing:
                     if self._in_flight:
@@ -116,6 +150,7 @@ class GroupCommitQueue:
             await self._slots.acquire()
             batch = self._queue[: self.batch_size_max]
             del self._queue[: self.batch_size_max]
+            self.observer.queue_depth(len(self._queue))
             locked = asyncio.Event()
             task = asyncio.create_task(self._run_batch(batch, locked))
             self._in_flight.add(task)
@@ -130,9 +165,10 @@ class GroupCommitQueue:
             await self._execute(batch, locked)
         except Exception as error:  # never let the writer die with clients waiting
             log.exception("ledger_writer_error")
-            for pending in batch:
-                if not pending.future.done():
-                    pending.future.set_exception(error)
+            unanswered = [pending for pending in batch if not pending.future.done()]
+            self.observer.movements("failed", len(unanswered))
+            for pending in unanswered:
+                pending.future.set_exception(error)
         finally:
             locked.set()
             self._slots.release()
@@ -150,11 +186,17 @@ class GroupCommitQueue:
             for pending in batch:
                 await self._execute([pending], locked)
             return
+        counts: dict[str, int] = {}
         for pending, outcome in zip(batch, outcomes, strict=True):
+            name = outcome_name(outcome)
+            counts[name] = counts.get(name, 0) + 1
             if not pending.future.done():
                 pending.future.set_result(outcome)
+        for name, count in counts.items():
+            self.observer.movements(name, count)
 
     def _fail(self, batch: list[_Pending], error: Exception) -> None:
+        self.observer.movements("failed", len(batch))
         if self._unavailable(error):
             log.warning("ledger_database_unavailable", error=str(error), batch_size=len(batch))
             outcome = error_outcome(
@@ -191,6 +233,7 @@ class GroupCommitQueue:
                 continue
             self.batches_committed += 1
             self.movements_committed += len(movements)
+            self.observer.batch_committed(len(movements), time.perf_counter() - started)
             log.debug(
                 "ledger_batch_committed",
                 size=len(movements),
