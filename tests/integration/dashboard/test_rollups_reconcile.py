@@ -91,6 +91,7 @@ async def _workload(
     orders: list[str] = []
     redeemed: list[str] = []
     held: list[tuple[str, str]] = []
+    await _every_kind_once(tenant, seed, reward["id"], customers, orders)
     step = 0
     for _day_number in range(DAYS):
         for _ in range(STEPS_PER_DAY):
@@ -171,6 +172,38 @@ async def _workload(
             assert summary.rows == 20
         clock.advance(days=1)
         await run_jobs()  # releases due holds, expires lots
+
+
+async def _every_kind_once(
+    tenant: Tenant, seed: str, reward_id: str, customers: list[str], orders: list[str]
+) -> None:
+    """Whatever the random steps do, the workload holds one movement of each kind the
+    dashboard tells apart: an order (earned once its hold is released), a transfer, a
+    redemption and its revert, an erasure with a balance to write off (credits expire
+    later, by the jobs)."""
+    first, second, gone = f"{seed}-first", f"{seed}-second", f"{seed}-gone"
+    for customer_id in (first, second, gone):
+        await tenant.enrol(customer_id)
+    customers.extend([first, second])
+    for customer_id in (first, gone):
+        assert (await tenant.adjust(customer_id, 100)).status_code == 201
+    order_id = f"{seed}-first-order"
+    order = {"order_id": order_id, "customer_id": first, "total": 40, "currency": "USD"}
+    assert (await tenant.post(ORDERS, json=order)).status_code == 201
+    orders.append(order_id)
+    transfer = await tenant.post(
+        f"{CUSTOMERS}/transfers",
+        json={"from_customer_id": first, "to_customer_id": second, "points": 5},
+    )
+    assert transfer.status_code == 201, transfer.text
+    redeemed = await rewards.redeem(tenant, first, reward_id)
+    assert redeemed.status_code == 201, redeemed.text
+    revert = await tenant.post(f"{rewards.CUSTOMER_REWARDS}/{redeemed.json()['data']['id']}/revert")
+    assert revert.status_code == 200, revert.text
+    erased = await tenant.client.delete(
+        CUSTOMERS, params={"customer_id": gone}, headers=tenant.headers
+    )
+    assert erased.status_code == 204, erased.text
 
 
 def _classify(entries: list[tuple[date, str, int]], since: date) -> dict[str, int]:
