@@ -8,8 +8,6 @@ a secret, a token or a password is never shown, only named.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
 import uuid
 from collections.abc import Iterable, Mapping
@@ -20,6 +18,7 @@ from typing import Any
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loyalty import cursors
 from loyalty.audit import repository
 from loyalty.errors import ValidationFailedError
 
@@ -67,20 +66,11 @@ def _view(row: Any) -> ConfigChange:
 
 
 def encode_cursor(change_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"{_CURSOR_KIND}:{change_id}".encode()).decode().rstrip("=")
+    return cursors.encode_cursor(change_id, _CURSOR_KIND)
 
 
 def decode_cursor(cursor: str) -> uuid.UUID:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        kind, _, value = base64.urlsafe_b64decode(padded.encode()).decode().partition(":")
-        if kind != _CURSOR_KIND:
-            raise ValueError(cursor)
-        return uuid.UUID(value)
-    except (ValueError, binascii.Error, UnicodeError) as error:
-        raise ValidationFailedError.for_field(
-            "cursor", "is not a cursor this API returned", location="query"
-        ) from error
+    return uuid.UUID(cursors.cursor_value(cursor, _CURSOR_KIND, uuid.UUID))
 
 
 async def list_changes(

@@ -17,13 +17,14 @@ from typing import Any, Final, get_args
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loyalty.cursors import cursor_value
 from loyalty.customers import list_repository
 from loyalty.customers.list_repository import After, Order, Search
 from loyalty.customers.refs import ERASED
 from loyalty.customers.schemas import Customer, CustomerPage, CustomerStatus
 from loyalty.customers.service import to_customer
 from loyalty.errors import ValidationFailedError
-from loyalty.ledger.service import PAGE_LIMIT_DEFAULT, check_limit, cursor_value
+from loyalty.ledger.service import PAGE_LIMIT_DEFAULT, check_limit
 
 STATUSES: Final = (*get_args(CustomerStatus), ERASED)
 SORTS: Final = ("-created_at", "created_at", "-points_balance", "points_balance")

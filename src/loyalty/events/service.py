@@ -7,11 +7,11 @@ from typing import Any
 
 import msgspec
 
+from loyalty.cursors import cursor_value, encode_cursor
 from loyalty.db.engine import Database
 from loyalty.errors import ValidationFailedError
 from loyalty.events import repository
 from loyalty.events.types import KNOWN
-from loyalty.ledger.service import cursor_value, encode_cursor
 from loyalty.webhooks.relay import stamp_and_fan_out
 from loyalty.webhooks.schemas import Event, EventPage
 

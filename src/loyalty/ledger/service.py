@@ -10,16 +10,14 @@ precision, the balance, the idempotency key) happens in the batch.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loyalty.cursors import cursor_value, encode_cursor
 from loyalty.customers import service as customers_service
 from loyalty.customers.refs import CustomerRef
 from loyalty.db.types import utc_now
@@ -246,27 +244,6 @@ def to_transaction(row: Any) -> Transaction:
         earn_rule_id=row.earn_rule_id,
         actor=row.actor,
     )
-
-
-def encode_cursor(value: int | uuid.UUID, kind: str = "s") -> str:
-    """An opaque cursor: ``kind:value``, base64url (``s``: a sequence or number,
-    ``p``: a pending credit's id)."""
-    return base64.urlsafe_b64encode(f"{kind}:{value}".encode()).decode().rstrip("=")
-
-
-def cursor_value(cursor: str, kind: str, parse: Callable[[str], Any]) -> str:
-    """The value inside a cursor of ``kind`` this API returned (``parse`` must accept it)."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        found, _, value = base64.urlsafe_b64decode(padded.encode()).decode().partition(":")
-        if found != kind:
-            raise ValueError(cursor)
-        parse(value)
-    except (ValueError, binascii.Error, UnicodeError) as error:
-        raise ValidationFailedError.for_field(
-            "cursor", "is not a cursor this API returned", location="query"
-        ) from error
-    return value
 
 
 def _sequence(value: str) -> int:

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.audit import repository as audit_repository
 from loyalty.audit import service as audit
+from loyalty.cursors import encode_cursor
 from loyalty.customers import service as customers_service
 from loyalty.customers.refs import CustomerRef, customer_not_found
 from loyalty.db.engine import Database
@@ -21,7 +22,7 @@ from loyalty.ids import new_id
 from loyalty.ledger import service as ledger_service
 from loyalty.ledger.engine.protocol import Outcome
 from loyalty.ledger.operations.redemptions import Redeem, Revert
-from loyalty.ledger.service import check_limit, decode_cursor, encode_cursor
+from loyalty.ledger.service import check_limit, decode_cursor
 from loyalty.ledger.writer import LedgerWriter
 from loyalty.merchants import repository as merchants_repository
 from loyalty.points import MAXIMUM_DECIMALS, format_points, parse_field

@@ -14,12 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.audit import repository as audit_repository
 from loyalty.audit import service as audit
+from loyalty.cursors import cursor_value, encode_cursor
 from loyalty.db.types import utc_now
 from loyalty.errors import ConflictError, NotFoundError, ValidationFailedError
 from loyalty.events import repository as events
 from loyalty.events.types import KNOWN, WEBHOOK_TEST
 from loyalty.ids import new_id
-from loyalty.ledger.service import check_limit, cursor_value, encode_cursor
+from loyalty.ledger.service import check_limit
 from loyalty.text import check_characters, clean_text
 from loyalty.webhooks import repository
 from loyalty.webhooks.schemas import (

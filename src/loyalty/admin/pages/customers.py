@@ -26,6 +26,7 @@ from litestar.params import FromPath
 from sqlalchemy.exc import NoResultFound
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loyalty import cursors
 from loyalty.admin.service import Staff
 from loyalty.admin.web import (
     SUPPORT_TOO,
@@ -304,7 +305,7 @@ async def load_customer_view(
             progress=_tier_progress(row, progress),
             transactions=transactions[:ACTIVITY_PAGE_SIZE],
             older_cursor=(
-                ledger_service.encode_cursor(transactions[ACTIVITY_PAGE_SIZE - 1].sequence)
+                cursors.encode_cursor(transactions[ACTIVITY_PAGE_SIZE - 1].sequence)
                 if len(transactions) > ACTIVITY_PAGE_SIZE
                 else None
             ),
