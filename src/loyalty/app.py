@@ -22,6 +22,8 @@ from loyalty.admin.mount import (
 )
 from loyalty.compat.surfaces import SURFACES
 from loyalty.db.engine import Database
+from loyalty.gc_tuning import tune_for_serving
+from loyalty.http import fastpath as fast_path
 from loyalty.http.auth import PUBLIC_OPT_KEY, BearerAuthMiddleware, require_scope
 from loyalty.http.dependencies import DEPENDENCIES
 from loyalty.http.errors import EXCEPTION_HANDLERS
@@ -100,6 +102,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     async def on_startup(app: Litestar) -> None:
         await start_services(app, settings, database or Database(settings))
+        if settings.gc_tuning:
+            tune_for_serving()
 
     async def on_shutdown(app: Litestar) -> None:
         await stop_services(app, dispose_database=owns_database)
@@ -151,7 +155,6 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             ),
         ],
         middleware=[
-            request_id_middleware,
             admin_headers_middleware,
             options_middleware,
             auth,
@@ -169,5 +172,10 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         request_max_body_size=settings.request_body_bytes_max,
         debug=False,
     )
-    # Every request counted, outside the router (unmatched paths too): loyalty.http.metrics.
+    # The hottest endpoints skip Litestar's per-request machinery (loyalty.http.fastpath).
+    if settings.fast_path:
+        application.asgi_handler = fast_path.install(application, application.asgi_handler)
+    # Every request gets an id and an access-log line, and is counted, outside the
+    # router and the fast path (unmatched paths too): loyalty.http.metrics.
+    application.asgi_handler = request_id_middleware(application.asgi_handler)
     return install_metrics(application, settings)

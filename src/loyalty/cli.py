@@ -261,6 +261,7 @@ def worker(
 
     from loyalty import jobs
     from loyalty.db.engine import Database
+    from loyalty.gc_tuning import tune_for_serving
     from loyalty.ledger.writer import LedgerWriter
     from loyalty.metrics import MetricsServer
     from loyalty.webhooks import backlog
@@ -295,6 +296,8 @@ def worker(
                 console.print(f"made {await deliverer.run_once()} webhook delivery attempt(s)")
                 return not run.failures
             deliverer.start()
+            if settings.gc_tuning:  # a long run (not --once)
+                tune_for_serving()
             # SIGTERM or SIGINT: stop the jobs, let deliveries in flight finish.
             stopping = asyncio.Event()
             loop = asyncio.get_running_loop()

@@ -79,6 +79,13 @@ class Settings:
     metrics_token: str | None = None
     # LOYALTY_METRICS=off: requests are not counted or timed (the comparison of cost).
     metrics: bool = True
+    # LOYALTY_FAST_PATH=off: the hottest endpoints (a customer, its redeemable rewards,
+    # a points movement) are served by Litestar's router like every other (the
+    # comparison of cost, and the reference the fast path is tested against).
+    fast_path: bool = True
+    # Tune the garbage collector once started (loyalty.gc_tuning); the processes of
+    # `loyalty serve` and `loyalty worker` do (LOYALTY_GC_TUNING=off: CPython's defaults).
+    gc_tuning: bool = False
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -114,7 +121,15 @@ class Settings:
         metrics = os.environ.get("LOYALTY_METRICS", "on").strip().lower()
         if metrics not in {"on", "off"}:
             raise ValueError("LOYALTY_METRICS must be on or off")
+        fast_path = os.environ.get("LOYALTY_FAST_PATH", "on").strip().lower()
+        if fast_path not in {"on", "off"}:
+            raise ValueError("LOYALTY_FAST_PATH must be on or off")
+        gc_tuning = os.environ.get("LOYALTY_GC_TUNING", "on").strip().lower()
+        if gc_tuning not in {"on", "off"}:
+            raise ValueError("LOYALTY_GC_TUNING must be on or off")
         return cls(
+            gc_tuning=gc_tuning == "on",
+            fast_path=fast_path == "on",
             metrics_token=os.environ.get("LOYALTY_METRICS_TOKEN") or None,
             metrics=metrics == "on",
             secret_key=secret_key,

@@ -72,5 +72,6 @@ def test_report_ratios() -> None:
     text = report(run)
     assert "API spread / pgbench movement spread  1.50" in text
     assert "API hot / API spread                  0.80" in text
+    assert "API spread / GET /healthz             0.19" in text
     assert "GET customer / GET /healthz           0.50" in text
     assert "GET redeemable / GET /healthz         n/a" in text

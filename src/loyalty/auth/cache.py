@@ -19,9 +19,9 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
@@ -80,9 +80,17 @@ class KeyCache:
         self._entries.clear()
 
 
-def _notified(callback: Callable[[], None]) -> Callable[[object, int, str, str], None]:
-    def on_notification(_connection: object, _pid: int, _channel: str, _payload: str) -> None:
-        callback()
+class Switchable(Protocol):
+    """A cache that is on only while notifications of its changes can arrive."""
+
+    def enable(self) -> None: ...
+
+    def disable(self) -> None: ...
+
+
+def _notified(callback: Callable[[str], None]) -> Callable[[object, int, str, str], None]:
+    def on_notification(_connection: object, _pid: int, _channel: str, payload: str) -> None:
+        callback(payload)
 
     return on_notification
 
@@ -94,17 +102,24 @@ def evict_in_process(prefix: str) -> None:
 
 
 class RevocationListener:
-    """Keeps a LISTEN connection open and the cache on only while it is.
+    """Keeps a LISTEN connection open and the caches on only while it is.
 
     ``channels``: other channels the same connection listens to, each with what
-    to call on a notification (the webhook deliverers' wake-up)."""
+    to call with a notification's payload (the webhook deliverers' wake-up, the
+    merchant caches' evictions); ``caches``: other caches that are on only
+    while the connection is up."""
 
     def __init__(
-        self, dsn: str, cache: KeyCache, channels: Mapping[str, Callable[[], None]] | None = None
+        self,
+        dsn: str,
+        cache: KeyCache,
+        channels: Mapping[str, Callable[[str], None]] | None = None,
+        caches: Sequence[Switchable] = (),
     ) -> None:
         self.dsn = dsn
         self.cache = cache
         self.channels = dict(channels or {})
+        self.caches = tuple(caches)
         self._connection: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -116,7 +131,7 @@ class RevocationListener:
 
     async def stop(self) -> None:
         self._closing = True
-        self.cache.disable()
+        self._disable()
         if self._task is not None:
             self._task.cancel()
         if self._connection is not None and not self._connection.is_closed():
@@ -136,12 +151,19 @@ class RevocationListener:
             return
         self._connection = connection
         self.cache.enabled = True
+        for cache in self.caches:
+            cache.enable()
+
+    def _disable(self) -> None:
+        self.cache.disable()
+        for cache in self.caches:
+            cache.disable()
 
     def _on_revoked(self, _connection: object, _pid: int, _channel: str, prefix: str) -> None:
         self.cache.evict(prefix)
 
     def _on_lost(self, _connection: object) -> None:
-        self.cache.disable()
+        self._disable()
         self._connection = None
         if not self._closing:
             log.warning("key_cache_listener_lost")

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.customers import privacy, service
 from loyalty.customers.privacy_schemas import CustomerDataEnvelope
+from loyalty.customers.refs import CustomerRef
 from loyalty.customers.schemas import (
     ChangeCustomerStatus,
     CustomerEnvelope,
@@ -16,9 +17,20 @@ from loyalty.customers.schemas import (
     ReferralEnvelope,
 )
 from loyalty.http.body import strict_body
-from loyalty.http.dependencies import CurrentCaller, CustomerRefQuery
+from loyalty.http.dependencies import Caller, CurrentCaller, CustomerRefQuery
+from loyalty.http.fastpath import FAST_PATH_OPT_KEY, FastCall, FastEndpoint, Reply, ok
 from loyalty.http.openapi import BEARER_SECURITY, error_responses
 from loyalty.http.writes import idempotent_write, outcome_response, request_idempotency
+
+
+async def read_customer(caller: Caller, customer_ref: CustomerRef) -> CustomerEnvelope:
+    """``GET /api/v1/public/customers`` (served by Litestar or the fast path)."""
+    customer = await service.get_customer(caller.database, caller.merchant_id, customer_ref)
+    return CustomerEnvelope(data=customer)
+
+
+async def _fast_read_customer(call: FastCall) -> Reply:
+    return ok(await read_customer(call.caller, call.customer_ref))
 
 
 class CustomerController(Controller):
@@ -58,7 +70,7 @@ class CustomerController(Controller):
 
     @get(
         "/",
-        opt={"scope": "customers:read"},
+        opt={"scope": "customers:read", FAST_PATH_OPT_KEY: FastEndpoint(_fast_read_customer)},
         summary="Get a customer with every balance",
         responses=error_responses(404, 422),
     )
@@ -67,8 +79,7 @@ class CustomerController(Controller):
         caller: CurrentCaller,
         customer_ref: CustomerRefQuery,
     ) -> CustomerEnvelope:
-        customer = await service.get_customer(caller.database, caller.merchant_id, customer_ref)
-        return CustomerEnvelope(data=customer)
+        return await read_customer(caller, customer_ref)
 
     @patch(
         "/status",

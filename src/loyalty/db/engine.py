@@ -28,6 +28,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from loyalty.auth.cache import KeyCache, RevocationListener
+from loyalty.db.merchant_cache import AFTER_COMMIT, CATALOGUE_CHANNEL, MerchantCache
 from loyalty.db.wakeup import CHANNEL, EVENTS_WRITTEN, EventsWakeup
 from loyalty.settings import Settings
 
@@ -126,6 +127,8 @@ class Database:
         self.sqlite_reader: aiosqlite.Connection | None = None
         # Verified API keys (on only while revocations can reach this process).
         self.key_cache = KeyCache()
+        # Each merchant's active reward catalogue (loyalty.rewards.repository).
+        self.catalogue_cache: MerchantCache[Any] = MerchantCache(CATALOGUE_CHANNEL)
         self._revocation_listener: RevocationListener | None = None
         # Poked after every commit that wrote events (see ``loyalty.db.wakeup``).
         self.events_wakeup = EventsWakeup(None if self.is_sqlite else self._notify_events)
@@ -154,7 +157,11 @@ class Database:
             self._revocation_listener = RevocationListener(
                 driver_url(self.url),
                 self.key_cache,
-                channels={CHANNEL: self.events_wakeup.wake},
+                channels={
+                    CHANNEL: lambda _payload: self.events_wakeup.wake(),
+                    CATALOGUE_CHANNEL: self.catalogue_cache.on_notification,
+                },
+                caches=(self.catalogue_cache,),
             )
             await self._revocation_listener.start()
 
@@ -193,10 +200,13 @@ class Database:
                 async with connection.begin():
                     result = await work(connection)
             finally:
-                # The flag lives on the pooled connection: never left for its next user.
+                # The flags live on the pooled connection: never left for its next user.
                 wrote_events = connection.info.pop(EVENTS_WRITTEN, False)
+                after_commit = connection.info.pop(AFTER_COMMIT, ())
             if wrote_events:
                 self.events_wakeup.poke()
+            for callback in after_commit:
+                callback()
             return result
 
     async def _notify_events(self) -> None:

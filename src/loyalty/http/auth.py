@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -13,7 +14,7 @@ from loyalty.auth import service as auth_service
 from loyalty.auth.schemas import Principal
 from loyalty.db.engine import Database
 from loyalty.errors import InsufficientScopeError, UnauthorizedError
-from loyalty.http.surface import app_surface
+from loyalty.http.surface import Surface, app_surface
 
 PUBLIC_OPT_KEY = "public"
 
@@ -25,14 +26,25 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
         surface = app_surface(connection.app, connection.scope["path"])
-        given = surface.credentials(connection.headers, connection.query_params)
         database: Database = connection.app.state.database
-        principal = await auth_service.authenticate(database, given.token)
-        if given.merchant_id is not None and given.merchant_id != principal.merchant_id:
-            raise UnauthorizedError("This API key does not belong to the account in 'x-guid'.")
-        # What this request writes is the key's doing (the audit trail).
-        set_actor(principal.actor)
-        return AuthenticationResult(user=principal, auth=given.token)
+        principal, token = await authenticate(
+            surface, database, connection.headers, connection.query_params
+        )
+        return AuthenticationResult(user=principal, auth=token)
+
+
+async def authenticate(
+    surface: Surface, database: Database, headers: Mapping[str, str], query: Mapping[str, Any]
+) -> tuple[Principal, str]:
+    """The request's key, as ``surface`` sends it, resolved to its principal (or
+    ``UnauthorizedError``); the request's writes are then the key's doing."""
+    given = surface.credentials(headers, query)
+    principal = await auth_service.authenticate(database, given.token)
+    if given.merchant_id is not None and given.merchant_id != principal.merchant_id:
+        raise UnauthorizedError("This API key does not belong to the account in 'x-guid'.")
+    # What this request writes is the key's doing (the audit trail).
+    set_actor(principal.actor)
+    return principal, given.token
 
 
 async def require_scope(
@@ -42,14 +54,19 @@ async def require_scope(
 
     Async on purpose: Litestar runs synchronous guards in a thread pool, a
     thread hop on every request."""
-    scope = route_handler.opt.get("scope")
+    if route_handler.opt.get("scope") is not None:
+        check_scopes(connection.user, route_handler.opt)
+
+
+def check_scopes(principal: object, opt: Mapping[str, Any]) -> None:
+    """The key must hold the scope a route declares in ``opt["scope"]`` (and any
+    others it lists in ``opt["also_scopes"]``)."""
+    scope = opt.get("scope")
     if scope is None:
         return
-    principal = connection.user
     if not isinstance(principal, Principal):
         raise UnauthorizedError("Send your API key as 'Authorization: Bearer <key>'.")
-    # A route needing several scopes lists the others in opt["also_scopes"].
-    for needed in (scope, *route_handler.opt.get("also_scopes", ())):
+    for needed in (scope, *opt.get("also_scopes", ())):
         if needed not in principal.scopes:
             raise InsufficientScopeError(
                 f"This API key lacks the '{needed}' scope this endpoint needs.",

@@ -23,6 +23,10 @@ from loyalty.db.engine import Database
 from loyalty.http.auth import current_principal
 from loyalty.ledger.writer import LedgerWriter
 
+# The customer query parameters' limits (also checked by ``loyalty.http.fastpath``).
+CUSTOMER_ID_CHARS_MAX = 255
+CUSTOMER_EMAIL_CHARS_MAX = 254
+
 
 @dataclass(frozen=True, slots=True)
 class Caller:
@@ -52,12 +56,12 @@ def provide_customer_ref(
     customer_id: str | None = Parameter(
         description="The platform customer id, e.g. a Shopify customer id.",
         required=False,
-        max_length=255,
+        max_length=CUSTOMER_ID_CHARS_MAX,
     ),
     customer_email: str | None = Parameter(
         description="Alternative to customer_id: the customer's email (case-insensitive).",
         required=False,
-        max_length=254,
+        max_length=CUSTOMER_EMAIL_CHARS_MAX,
         pattern=EMAIL_PATTERN,
     ),
 ) -> CustomerRef:

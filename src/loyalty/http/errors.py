@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -34,6 +35,43 @@ _STATUS_CODES = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class ErrorReply:
+    """An error's status, headers and body, before any framework wraps them (the
+    fast path sends it as it is; Litestar's handlers as a ``Response``)."""
+
+    status_code: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def error_reply(
+    surface: Surface,
+    status_code: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
+    path: str = "/",
+) -> ErrorReply:
+    """An error as ``surface``'s clients expect it: its status, body and challenge."""
+    status_code = surface.status(status_code, code)
+    body = surface.error_body(status_code, code, message, details, path)
+    all_headers = dict(headers or {})
+    if status_code == 401:
+        all_headers.setdefault("WWW-Authenticate", surface.challenge)
+    return ErrorReply(status_code, all_headers, body)
+
+
+def as_response(reply: ErrorReply) -> Response[bytes]:
+    return Response(
+        content=reply.body,
+        status_code=reply.status_code,
+        media_type="application/json",
+        headers=reply.headers,
+    )
+
+
 def error_response(
     surface: Surface,
     status_code: int,
@@ -43,15 +81,33 @@ def error_response(
     headers: dict[str, str] | None = None,
     path: str = "/",
 ) -> Response[bytes]:
-    """An error as ``surface``'s clients expect it: its status, body and challenge."""
-    status_code = surface.status(status_code, code)
-    body = surface.error_body(status_code, code, message, details, path)
-    all_headers = dict(headers or {})
-    if status_code == 401:
-        all_headers.setdefault("WWW-Authenticate", surface.challenge)
-    return Response(
-        content=body, status_code=status_code, media_type="application/json", headers=all_headers
+    return as_response(error_reply(surface, status_code, code, message, details, headers, path))
+
+
+def loyalty_error_reply(surface: Surface, error: LoyaltyError, path: str) -> ErrorReply:
+    """A ``LoyaltyError`` (a refused key, a missing customer…) in the surface's shape."""
+    headers = None
+    if isinstance(error, UnauthorizedError) and surface.key_refused_challenge is not None:
+        headers = {"WWW-Authenticate": surface.key_refused_challenge}
+    return error_reply(
+        surface, error.status_code, error.code, error.message, error.details, headers, path
     )
+
+
+def unexpected_reply(surface: Surface, error: Exception, path: str, method: str) -> ErrorReply:
+    """503 when the database is unreachable (retry), else a logged 500 (no details)."""
+    if is_unavailable(error) or is_unavailable(error.__cause__ or error):
+        log.warning("database_unavailable", path=path, error=str(error))
+        return error_reply(
+            surface,
+            503,
+            "service_unavailable",
+            "The database is unavailable; retry the request.",
+            headers={"Retry-After": "1"},
+            path=path,
+        )
+    log.exception("unhandled_error", path=path, method=method)
+    return error_reply(surface, 500, "internal_error", "An unexpected error occurred.", path=path)
 
 
 def outcome_error(surface: Surface, outcome: Outcome, path: str) -> Response[bytes]:
@@ -83,18 +139,7 @@ def _request_error(
 
 def _loyalty_error(request: Request[Any, Any, Any], error: LoyaltyError) -> Response[bytes]:
     surface = app_surface(request.app, request.url.path)
-    headers = None
-    if isinstance(error, UnauthorizedError) and surface.key_refused_challenge is not None:
-        headers = {"WWW-Authenticate": surface.key_refused_challenge}
-    return error_response(
-        surface,
-        error.status_code,
-        error.code,
-        error.message,
-        error.details,
-        headers,
-        request.url.path,
-    )
+    return as_response(loyalty_error_reply(surface, error, request.url.path))
 
 
 def _validation_details(extra: Any) -> list[dict[str, str]]:
@@ -147,17 +192,8 @@ def _too_deep(request: Request[Any, Any, Any], _error: RecursionError) -> Respon
 
 
 def _unexpected(request: Request[Any, Any, Any], error: Exception) -> Response[bytes]:
-    if is_unavailable(error) or is_unavailable(error.__cause__ or error):
-        log.warning("database_unavailable", path=request.url.path, error=str(error))
-        return _request_error(
-            request,
-            503,
-            "service_unavailable",
-            "The database is unavailable; retry the request.",
-            headers={"Retry-After": "1"},
-        )
-    log.exception("unhandled_error", path=request.url.path, method=request.method)
-    return _request_error(request, 500, "internal_error", "An unexpected error occurred.")
+    surface = app_surface(request.app, request.url.path)
+    return as_response(unexpected_reply(surface, error, request.url.path, request.method))
 
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import structlog
@@ -25,7 +26,6 @@ from limits.aio.storage import MovingWindowSupport, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 from litestar import Litestar
-from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -182,6 +182,36 @@ def rate_limit_body(app: Litestar, decision: Decision, path: str) -> bytes:
     return app_surface(app, path).error_body(429, "rate_limited", message, details, path)
 
 
+def encoded_headers(decision: Decision) -> list[tuple[bytes, bytes]]:
+    return [(name.encode(), value.encode()) for name, value in decision.headers()]
+
+
+def with_headers(
+    headers: Iterable[tuple[bytes, bytes]], added: list[tuple[bytes, bytes]]
+) -> list[tuple[bytes, bytes]]:
+    """``headers`` with ``added`` set (replacing any of the same names)."""
+    names = {name for name, _ in added}
+    return [(name, value) for name, value in headers if name.lower() not in names] + added
+
+
+async def refusal(send: Send, app: Litestar, decision: Decision, path: str) -> None:
+    """Answer 429 ``rate_limited`` with the limit's headers and ``Retry-After``."""
+    RATE_LIMITED.inc()
+    body = rate_limit_body(app, decision, path)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 429,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *encoded_headers(decision),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
 def rate_limit_middleware(app: ASGIApp) -> ASGIApp:
     """After authentication: count the request against its key, add the headers."""
 
@@ -197,27 +227,13 @@ def rate_limit_middleware(app: ASGIApp) -> ASGIApp:
             await app(scope, receive, send)
             return
         if not decision.allowed:
-            RATE_LIMITED.inc()
-            body = rate_limit_body(litestar_app, decision, scope["path"])
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 429,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                        *((k.encode(), v.encode()) for k, v in decision.headers()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body, "more_body": False})
+            await refusal(send, litestar_app, decision, scope["path"])
             return
+        added = encoded_headers(decision)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableScopeHeaders.from_message(message)
-                for name, value in decision.headers():
-                    headers[name] = value
+                message["headers"] = with_headers(message.get("headers", ()), added)
             await send(message)
 
         await app(scope, receive, send_with_headers)

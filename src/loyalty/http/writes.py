@@ -28,10 +28,18 @@ async def request_idempotency(request: Request[Any, Any, Any]) -> tuple[str | No
     raw_key = request.headers.get(IDEMPOTENCY_HEADER)
     if raw_key is None:
         return None, ""
-    fingerprint = idempotency.fingerprint(
-        request.method, request.url.path, request.url.query or "", await request.body()
+    return idempotency_of(
+        raw_key, request.method, request.url.path, request.url.query or "", await request.body()
     )
-    return idempotency.check_key(raw_key), fingerprint
+
+
+def idempotency_of(
+    raw_key: str | None, method: str, path: str, query: str, body: bytes
+) -> tuple[str | None, str]:
+    """The checked Idempotency-Key and the request's fingerprint (none without a key)."""
+    if raw_key is None:
+        return None, ""
+    return idempotency.check_key(raw_key), idempotency.fingerprint(method, path, query, body)
 
 
 def outcome_response(status_code: int, body: bytes, replayed: bool) -> Response[Any]:

@@ -6,12 +6,15 @@ from litestar import Controller, Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, Parameter
 
+from loyalty.customers.refs import CustomerRef
 from loyalty.customers.schemas import ActionEnvelope, PostAction
 from loyalty.http.body import strict_body
-from loyalty.http.dependencies import CurrentCaller, CustomerRefQuery
+from loyalty.http.dependencies import Caller, CurrentCaller, CustomerRefQuery
+from loyalty.http.fastpath import FAST_PATH_OPT_KEY, FastCall, FastEndpoint, Reply, outcome_reply
 from loyalty.http.openapi import BEARER_SECURITY, error_responses
-from loyalty.http.writes import outcome_response, request_idempotency
+from loyalty.http.writes import idempotency_of, outcome_response, request_idempotency
 from loyalty.ledger import service
+from loyalty.ledger.engine.protocol import Outcome
 from loyalty.ledger.schemas import (
     ApprovePending,
     CreateTransaction,
@@ -25,6 +28,32 @@ from loyalty.ledger.schemas import (
 )
 
 
+async def create_transaction(
+    caller: Caller,
+    customer_ref: CustomerRef,
+    data: CreateTransaction,
+    idempotency_key: str | None,
+    fingerprint: str,
+) -> Outcome:
+    """``POST /api/v1/public/customers/transactions`` (served by Litestar or the fast path)."""
+    return await service.adjust_points(
+        caller.ledger_writer,
+        caller.merchant_id,
+        customer_ref,
+        data,
+        idempotency_key=idempotency_key,
+        request_fingerprint=fingerprint,
+    )
+
+
+async def _fast_create_transaction(call: FastCall) -> Reply:
+    key, fingerprint = idempotency_of(
+        call.idempotency_key, call.method, call.path, call.query, call.body
+    )
+    outcome = await create_transaction(call.caller, call.customer_ref, call.data, key, fingerprint)
+    return outcome_reply(outcome.status_code, outcome.body, outcome.replayed)
+
+
 class TransactionController(Controller):
     path = "/api/v1/public/customers/transactions"
     security = BEARER_SECURITY
@@ -32,7 +61,10 @@ class TransactionController(Controller):
 
     @post(
         "/",
-        opt={"scope": "transactions:write"},
+        opt={
+            "scope": "transactions:write",
+            FAST_PATH_OPT_KEY: FastEndpoint(_fast_create_transaction, body=CreateTransaction),
+        },
         status_code=201,
         summary="Add or remove points",
         description=(
@@ -53,14 +85,7 @@ class TransactionController(Controller):
     ) -> Response[TransactionEnvelope | PendingCreditEnvelope]:
         data = await strict_body(request, CreateTransaction)
         key, fingerprint = await request_idempotency(request)
-        outcome = await service.adjust_points(
-            caller.ledger_writer,
-            caller.merchant_id,
-            customer_ref,
-            data,
-            idempotency_key=key,
-            request_fingerprint=fingerprint,
-        )
+        outcome = await create_transaction(caller, customer_ref, data, key, fingerprint)
         return outcome_response(outcome.status_code, outcome.body, outcome.replayed)
 
     @get(

@@ -6,8 +6,10 @@ from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.params import FromPath, JSONBody, Parameter
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loyalty.customers.refs import CustomerRef
 from loyalty.http.body import strict_body
-from loyalty.http.dependencies import CurrentCaller, CustomerRefQuery
+from loyalty.http.dependencies import Caller, CurrentCaller, CustomerRefQuery
+from loyalty.http.fastpath import FAST_PATH_OPT_KEY, FastCall, FastEndpoint, Reply, ok
 from loyalty.http.openapi import BEARER_SECURITY, error_responses
 from loyalty.http.writes import idempotent_write, outcome_response, request_idempotency
 from loyalty.rewards import service
@@ -25,6 +27,16 @@ from loyalty.rewards.schemas import (
 )
 
 
+async def read_redeemable(caller: Caller, customer_ref: CustomerRef) -> RedeemableEnvelope:
+    """``GET …/rewards/redeemable`` (served by Litestar or the fast path)."""
+    redeemable = await service.get_redeemable(caller.database, caller.merchant_id, customer_ref)
+    return RedeemableEnvelope(data=redeemable)
+
+
+async def _fast_read_redeemable(call: FastCall) -> Reply:
+    return ok(await read_redeemable(call.caller, call.customer_ref))
+
+
 class RedeemableController(Controller):
     path = "/api/v1/public/customers/rewards"
     security = BEARER_SECURITY
@@ -32,7 +44,7 @@ class RedeemableController(Controller):
 
     @get(
         "/redeemable",
-        opt={"scope": "rewards:read"},
+        opt={"scope": "rewards:read", FAST_PATH_OPT_KEY: FastEndpoint(_fast_read_redeemable)},
         summary="Balance and the rewards the customer can redeem",
         description=(
             "The customer's redeemable balance, the active catalogue with `can_redeem` and "
@@ -45,8 +57,7 @@ class RedeemableController(Controller):
         caller: CurrentCaller,
         customer_ref: CustomerRefQuery,
     ) -> RedeemableEnvelope:
-        redeemable = await service.get_redeemable(caller.database, caller.merchant_id, customer_ref)
-        return RedeemableEnvelope(data=redeemable)
+        return await read_redeemable(caller, customer_ref)
 
     @post(
         "/redeem",

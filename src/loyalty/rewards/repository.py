@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -10,7 +11,10 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.customers.repository import load_with_balances
+from loyalty.db import merchant_cache
+from loyalty.db.coalesce import ReadCoalescer
 from loyalty.db.engine import Database
+from loyalty.db.merchant_cache import CATALOGUE_CHANNEL, MerchantCache
 from loyalty.db.raw import fetch_rows_sqlite
 from loyalty.db.tables import customer_rewards, customers, program_settings, rewards
 
@@ -33,6 +37,7 @@ async def next_number(connection: AsyncConnection, merchant_id: uuid.UUID) -> in
 
 async def insert(connection: AsyncConnection, values: dict[str, Any]) -> None:
     await connection.execute(rewards.insert().values(**values))
+    await announce_catalogue(connection, values["merchant_id"])
 
 
 async def update(
@@ -46,6 +51,7 @@ async def update(
         .where(rewards.c.merchant_id == merchant_id, rewards.c.id == reward_id)
         .values(**values)
     )
+    await announce_catalogue(connection, merchant_id)
 
 
 async def get(
@@ -130,27 +136,31 @@ async def claim_due_for_expiry(connection: AsyncConnection, now: datetime, limit
 
 
 # The redeemable endpoint's reads (a hot path): straight on the driver. On
-# Postgres one statement answers the whole page (customer, balance, catalogue,
-# the customer's rewards) in one round trip, the lists as JSON.
-_REDEEMABLE_POSTGRES = """
-SELECT c.id, b.points_balance_minor,
-       (SELECT coalesce(json_agg(r), '[]')
-        FROM (SELECT id, name, description, reward_type, points_cost_minor,
-                     reward_rule::json AS reward_rule
-              FROM rewards
-              WHERE merchant_id = $1 AND deleted_at IS NULL AND active
-              ORDER BY points_cost_minor, number
-              LIMIT $3) AS r) AS catalogue,
+# Postgres the catalogue is the merchant's, the same for every customer: it is
+# kept per process (``Database.catalogue_cache``, emptied by ``announce_catalogue``
+# whenever a reward changes), and the customer's part (balance and rewards) is
+# one coalesced statement for all the requests waiting (``loyalty.db.coalesce``).
+_CATALOGUE_POSTGRES = """
+SELECT coalesce(json_agg(r), '[]')
+FROM (SELECT id, name, description, reward_type, points_cost_minor,
+             reward_rule::json AS reward_rule
+      FROM rewards
+      WHERE merchant_id = $1 AND deleted_at IS NULL AND active
+      ORDER BY points_cost_minor, number
+      LIMIT $2) AS r
+"""
+_HOLDERS_POSTGRES = """
+SELECT r.merchant_id, r.value, c.id, b.points_balance_minor,
        (SELECT coalesce(json_agg(h), '[]')
         FROM (SELECT id, reward_type, status, discount_code, points_used_minor,
                      expires_at, used_at, created_at
               FROM customer_rewards
-              WHERE merchant_id = $1 AND customer_id = c.id
+              WHERE merchant_id = r.merchant_id AND customer_id = c.id
               ORDER BY created_at DESC, id DESC
-              LIMIT $4) AS h) AS held
-FROM customers c
+              LIMIT $3) AS h) AS held
+FROM unnest($1::uuid[], $2::text[]) AS r(merchant_id, value)
+JOIN customers c ON c.merchant_id = r.merchant_id AND c.{column} = r.value
 JOIN customer_balances b ON b.merchant_id = c.merchant_id AND b.customer_id = c.id
-WHERE c.merchant_id = $1 AND c.{column} = $2
 """
 _CATALOGUE_SQLITE = """
 SELECT id, name, description, reward_type, points_cost_minor, reward_rule
@@ -200,25 +210,55 @@ _catalogue_decoder = msgspec.json.Decoder(list[CatalogueRow])
 _held_decoder = msgspec.json.Decoder(list[HeldRow])
 
 
+async def announce_catalogue(connection: AsyncConnection, merchant_id: uuid.UUID) -> None:
+    """In a transaction that changes a reward: every process forgets the merchant's
+    cached catalogue when it commits."""
+    await merchant_cache.announce(connection, CATALOGUE_CHANNEL, merchant_id)
+
+
+def _holders(database: Database, column: str, limit: int) -> ReadCoalescer[tuple[uuid.UUID, str]]:
+    name = f"reward_holders_by_{column}_{limit}"
+    coalescer = database.read_coalescers.get(name)
+    if coalescer is None:
+        sql = _HOLDERS_POSTGRES.format(column=column)
+
+        async def fetch_many(keys: Sequence[tuple[uuid.UUID, str]]) -> dict[Any, Any]:
+            async with database.raw_connection() as connection:
+                records = await connection.fetch(
+                    sql, [key[0] for key in keys], [key[1] for key in keys], limit
+                )
+            return {(record["merchant_id"], record["value"]): record for record in records}
+
+        coalescer = ReadCoalescer(fetch_many)
+        database.read_coalescers[name] = coalescer
+    return coalescer
+
+
+async def _catalogue_postgres(database: Database, merchant_id: uuid.UUID) -> list[CatalogueRow]:
+    cache: MerchantCache[list[CatalogueRow]] = database.catalogue_cache
+    cached = cache.get(merchant_id)
+    if cached is not None:
+        return cached
+    generation = cache.generation
+    async with database.raw_connection() as connection:
+        text = await connection.fetchval(_CATALOGUE_POSTGRES, merchant_id, CATALOGUE_REWARDS_MAX)
+    catalogue = _catalogue_decoder.decode(text)
+    cache.put(merchant_id, catalogue, generation)
+    return catalogue
+
+
 async def redeemable_rows(
     database: Database, merchant_id: uuid.UUID, *, column: str, value: str, limit: int
 ) -> RedeemableRows | None:
     """The customer's balance, the active catalogue cheapest first, the newest rewards."""
     if database.raw_pool is not None:
-        async with database.raw_connection() as connection:
-            record = await connection.fetchrow(
-                _REDEEMABLE_POSTGRES.format(column=column),
-                merchant_id,
-                value,
-                CATALOGUE_REWARDS_MAX,
-                limit,
-            )
+        record = await _holders(database, column, limit).get((merchant_id, value))
         if record is None:
             return None
         return RedeemableRows(
             record["id"],
             record["points_balance_minor"],
-            _catalogue_decoder.decode(record["catalogue"]),
+            await _catalogue_postgres(database, merchant_id),
             _held_decoder.decode(record["held"]),
         )
     customer = await load_with_balances(
