@@ -102,6 +102,17 @@ class ProcessMemoryStorage(Storage, MovingWindowSupport):
         window.extend([now] * amount)
         return True
 
+    def hit_now(self, key: str, limit: int, expiry: int) -> tuple[bool, float, int]:
+        """``acquire_entry`` then ``get_moving_window`` in one step, with no await: whether
+        the request is allowed, the window's start and the requests in it."""
+        now = time.time()
+        self._sweep(now, expiry)
+        window = self._window(key, expiry, now)
+        allowed = len(window) + 1 <= limit
+        if allowed:
+            window.append(now)
+        return allowed, (window[0] if window else now), len(window)
+
     async def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
         now = time.time()
         window = self._window(key, expiry, now)
@@ -165,6 +176,14 @@ class RateLimiter:
         """Count one request of this key; None when the limiter is unreachable."""
         item = self._item(principal.rate_limit or self.default)
         key = principal.key_id.hex
+        if isinstance(self.storage, ProcessMemoryStorage):
+            # The library's moving window, computed in one call (every request pays it).
+            expiry = item.get_expiry()
+            allowed, start, count = self.storage.hit_now(
+                f"{item.amount}/{expiry}/{key}", item.amount, expiry
+            )
+            reset = max(0, math.ceil(start + expiry - time.time()))
+            return Decision(allowed, item.amount, max(0, item.amount - count), reset)
         try:
             allowed = await self.strategy.hit(item, key)
             stats = await self.strategy.get_window_stats(item, key)
