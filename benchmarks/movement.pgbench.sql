@@ -1,17 +1,17 @@
 -- One points movement, one operation per transaction: the statements the API's
 -- write path runs for POST /api/v1/public/customers/transactions with an
--- Idempotency-Key (claim the key, find the customer, lock and check the
--- balance, update it, append the entry, write the event, add to the day's
--- rollup, store the response).
+-- Idempotency-Key (look for a reply stored under the key, find the customer,
+-- lock and check the balance, update it, append the entry, write the event,
+-- add to the day's rollup, store the key with its reply).
 \set m random(1, :merchants)
 \set c random(1, :customers_per_merchant)
 \set d random(-5, 10)
 \set d CASE WHEN :d = 0 THEN 1 ELSE :d END
 \set s random(0, 7)
+\set k random(1, 9000000000000000)
 BEGIN;
-INSERT INTO idempotency_keys (merchant_id, key, request_fingerprint, response_status, response_body, created_at)
-  VALUES (('00000000-0000-7000-8000-' || lpad(:m::text, 12, '0'))::uuid, 'pgb-' || :client_id || '-' || gen_random_uuid(), repeat('f', 64), 0, '', now())
-  ON CONFLICT DO NOTHING RETURNING key \gset idem_
+SELECT response_status, response_body FROM idempotency_keys
+  WHERE merchant_id = ('00000000-0000-7000-8000-' || lpad(:m::text, 12, '0'))::uuid AND key = 'pgb-' || :client_id || '-' || :k;
 SELECT id AS customer_uuid FROM customers
   WHERE merchant_id = ('00000000-0000-7000-8000-' || lpad(:m::text, 12, '0'))::uuid AND external_id = 'c' || :c \gset
 SELECT points_balance_minor AS balance, lifetime_points_minor AS lifetime, last_sequence AS seq FROM customer_balances
@@ -34,6 +34,7 @@ INSERT INTO daily_rollups AS r (merchant_id, day, metric, shard, plus_minor, min
     'entry' || chr(58) || 'adjustment', :s, greatest(:d * 100, 0), greatest(0 - :d * 100, 0), 1)
   ON CONFLICT (merchant_id, day, metric, shard) DO UPDATE SET plus_minor = r.plus_minor + excluded.plus_minor,
     minus_minor = r.minus_minor + excluded.minus_minor, count = r.count + 1;
-UPDATE idempotency_keys SET response_status = 201, response_body = '{"data":{}}'
-  WHERE merchant_id = ('00000000-0000-7000-8000-' || lpad(:m::text, 12, '0'))::uuid AND key = :idem_key;
+INSERT INTO idempotency_keys (merchant_id, key, request_fingerprint, response_status, response_body, created_at)
+  VALUES (('00000000-0000-7000-8000-' || lpad(:m::text, 12, '0'))::uuid, 'pgb-' || :client_id || '-' || :k, repeat('f', 64), 201, '{"data":{}}', now())
+  ON CONFLICT DO NOTHING;
 END;

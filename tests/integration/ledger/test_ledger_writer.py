@@ -231,3 +231,40 @@ async def test_stop_finishes_queued_movements(database: Database, tenant: Tenant
     assert [task.result().status_code for task in tasks] == [201] * 5
     with pytest.raises(Exception, match="shutting down"):
         await writer.submit(movement(tenant, customer_id, 1))
+
+
+@pytest.mark.postgres_only
+async def test_a_key_used_meanwhile_by_another_process_answers_its_reply(
+    writer: LedgerWriter, tenant: Tenant, unique_id: str, database: Database
+) -> None:
+    """A retry reaching another process while the first request's transaction is still
+    open: the batch reads no reply under the key, plans the movement, then its insert of
+    the key waits for that transaction and finds the key taken when it commits; the batch
+    is planned again (``KeyTakenMeanwhile``, transient) and answers with the stored reply,
+    moving nothing, while the other movement of the same batch still applies once."""
+    if database.is_sqlite:
+        pytest.skip("SQLite has one writer: no transaction can commit under another")
+    await tenant.enrol(unique_id)
+    reply = b'{"data":{"from":"the other process"}}'
+    assert database.raw_pool is not None
+    async with database.raw_pool.acquire() as other:
+        other_transaction = other.transaction()
+        await other_transaction.start()
+        await other.execute(
+            "INSERT INTO idempotency_keys (merchant_id, key, request_fingerprint,"
+            " response_status, response_body, created_at) VALUES ($1, 'retried', 'f', 201, $2,"
+            " now())",
+            tenant.merchant_id,
+            reply.decode(),
+        )
+        tasks = [
+            asyncio.create_task(writer.submit(movement(tenant, unique_id, 7, key="retried"))),
+            asyncio.create_task(writer.submit(movement(tenant, unique_id, 2, key="bystander"))),
+        ]
+        await asyncio.sleep(BATCH_WAIT_MS / 1000 + 0.3)  # the batch waits on the key's row
+        assert not any(task.done() for task in tasks)
+        await other_transaction.commit()
+        retried, bystander = await asyncio.gather(*tasks)
+    assert (retried.status_code, retried.body, retried.replayed) == (201, reply, True)
+    assert (bystander.status_code, bystander.replayed) == (201, False)
+    assert await check_ledger_invariants(tenant, unique_id) == (200, 1)

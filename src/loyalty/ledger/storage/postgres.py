@@ -1,11 +1,18 @@
 """The ledger's batch I/O on Postgres, straight on asyncpg (prepared statements).
 
-A batch is: claim its idempotency keys (one INSERT over unnest), read the
-replies stored under keys already used, lock its customers' balances in a
-fixed order (no deadlock between batches), read what the operations asked
-for (one query per table), then write: one statement of data-modifying CTEs
-for balances, entries, events and keys (the hot path, hand-written), and one
-more for every other table when the batch changed any.
+A batch is: read the replies stored under its idempotency keys (keys not
+found are the batch's to use), lock its customers' balances in a fixed order
+(no deadlock between batches), read what the operations asked for (one query
+per table), then write: one statement of data-modifying CTEs for balances,
+entries, events and the keys with their replies (the hot path, hand-written),
+and one more for every other table when the batch changed any.
+
+A key is written once, with its reply, in the batch's last statement (not
+claimed first and updated later: one row version and one round trip fewer per
+batch). Another transaction using the same key meanwhile (a client's retry
+reaching another process) makes that insert wait for it and then skip the
+row; the batch then fails as ``KeyTakenMeanwhile``, a transient error, and is
+planned again, when the key's stored reply answers the retry.
 """
 
 from __future__ import annotations
@@ -51,16 +58,6 @@ from loyalty.ledger.storage.counts import check_counts
 
 DISCOUNT_CODE_CONSTRAINT = "uq_customer_rewards_merchant_id_discount_code"
 ORDER_CONSTRAINT = "uq_orders_merchant_id_order_id"
-
-_CLAIM_KEYS = """
-INSERT INTO idempotency_keys
-    (merchant_id, key, request_fingerprint, response_status, response_body, created_at)
-SELECT t.merchant_id, t.key, t.fingerprint, 0, '', $4
-FROM unnest($1::uuid[], $2::text[], $3::text[]) AS t(merchant_id, key, fingerprint)
-ORDER BY t.merchant_id, t.key
-ON CONFLICT DO NOTHING
-RETURNING merchant_id, key
-"""
 
 _STORED_KEYS = """
 SELECT k.merchant_id, k.key, k.request_fingerprint, k.response_status, k.response_body
@@ -138,23 +135,21 @@ WITH balances AS (
                                $39::text[], $40::text[]) AS v
     RETURNING 1
 ), stored_keys AS (
-    UPDATE idempotency_keys AS k
-    SET response_status = v.status, response_body = v.body
-    FROM unnest($41::uuid[], $42::text[], $43::int4[], $44::text[])
-        AS v(merchant_id, key, status, body)
-    WHERE k.merchant_id = v.merchant_id AND k.key = v.key
-    RETURNING 1
-), released_keys AS (
-    DELETE FROM idempotency_keys AS k
-    USING unnest($45::uuid[], $46::text[]) AS v(merchant_id, key)
-    WHERE k.merchant_id = v.merchant_id AND k.key = v.key
+    -- In key order, so two batches using the same keys never deadlock.
+    INSERT INTO idempotency_keys
+        (merchant_id, key, request_fingerprint, response_status, response_body, created_at)
+    SELECT v.merchant_id, v.key, v.fingerprint, v.status, v.body, $1
+    FROM unnest($41::uuid[], $42::text[], $43::int4[], $44::text[], $45::text[])
+        AS v(merchant_id, key, status, body, fingerprint)
+    ORDER BY v.merchant_id, v.key
+    ON CONFLICT DO NOTHING
     RETURNING 1
 ), rollups AS (
     -- In the rows' order (Changes.rollup_rows), so concurrent batches never deadlock.
     INSERT INTO daily_rollups AS r
         (merchant_id, day, metric, shard, plus_minor, minus_minor, count)
-    SELECT v.merchant_id, $47::date, v.metric, $48::int2, v.plus, v.minus, v.count
-    FROM unnest($49::uuid[], $50::text[], $51::int8[], $52::int8[], $53::int8[])
+    SELECT v.merchant_id, $46::date, v.metric, $47::int2, v.plus, v.minus, v.count
+    FROM unnest($48::uuid[], $49::text[], $50::int8[], $51::int8[], $52::int8[])
         WITH ORDINALITY AS v(merchant_id, metric, plus, minus, count, n)
     ORDER BY v.n
     ON CONFLICT (merchant_id, day, metric, shard) DO UPDATE
@@ -167,7 +162,6 @@ SELECT (SELECT count(*) FROM balances) AS balances,
        (SELECT count(*) FROM entries) AS entries,
        (SELECT count(*) FROM new_events) AS events,
        (SELECT count(*) FROM stored_keys) AS keys_stored,
-       (SELECT count(*) FROM released_keys) AS keys_released,
        (SELECT count(*) FROM rollups) AS rollups
 """
 # Their columns but created_at: the batch's time, $1.
@@ -406,28 +400,30 @@ WHERE e.merchant_id = $1 AND e.id = v.id
 """
 
 
+class KeyTakenMeanwhile(Exception):
+    """Another transaction stored a reply under one of the batch's keys after the batch
+    read them: the batch is planned again (transient), and that reply answers."""
+
+
 class PostgresSession:
     def __init__(self, connection: asyncpg.Connection) -> None:
         self.connection = connection
+        self._fingerprints: Mapping[KeyRef, str] = {}
 
     async def claim_keys(
         self, leaders: Mapping[KeyRef, str], now: datetime
     ) -> tuple[set[KeyRef], dict[KeyRef, StoredKey]]:
+        """The keys no reply is stored under yet (written with theirs by ``write``) and
+        the replies stored under the others."""
         if not leaders:
             return set(), {}
-        merchants, keys, fingerprints = _columns(
-            [(key[0], key[1], fingerprint) for key, fingerprint in leaders.items()], 3
-        )
-        rows = await self.connection.fetch(_CLAIM_KEYS, merchants, keys, fingerprints, now)
-        claimed = {(row["merchant_id"], row["key"]) for row in rows}
-        taken = [key for key in leaders if key not in claimed]
+        self._fingerprints = leaders
         stored: dict[KeyRef, StoredKey] = {}
-        if taken:
-            for row in await self.connection.fetch(_STORED_KEYS, *_columns(taken, 2)):
-                stored[(row["merchant_id"], row["key"])] = StoredKey(
-                    row["request_fingerprint"], row["response_status"], row["response_body"]
-                )
-        return claimed, stored
+        for row in await self.connection.fetch(_STORED_KEYS, *_columns(list(leaders), 2)):
+            stored[(row["merchant_id"], row["key"])] = StoredKey(
+                row["request_fingerprint"], row["response_status"], row["response_body"]
+            )
+        return {key for key in leaders if key not in stored}, stored
 
     async def lock_customers(
         self,
@@ -516,8 +512,10 @@ class PostgresSession:
             [[getattr(e, c) for c in _EVENT_COLUMNS] for e in changes.events],
             len(_EVENT_COLUMNS),
         )
-        stored = _columns(changes.keys_stored, 4)
-        released = _columns(changes.keys_released, 2)
+        fingerprints = self._fingerprints
+        stored = _columns(
+            [(*stored, fingerprints[stored[0], stored[1]]) for stored in changes.keys_stored], 5
+        )
         rollups = _columns(changes.rollup_rows(), 5)
         row = await self.connection.fetchrow(
             _APPLY,
@@ -526,13 +524,16 @@ class PostgresSession:
             *entries,
             *events,
             *stored,
-            *released,
             now.astimezone(UTC).date(),
             random.randrange(ROLLUP_SHARDS),
             *rollups,
         )
         assert row is not None
         written = dict(row)
+        if written["keys_stored"] < len(changes.keys_stored):
+            raise KeyTakenMeanwhile("an idempotency key of the batch was used meanwhile")
+        # A key whose request was refused before it ran was never written: nothing to release.
+        written["keys_released"] = len(changes.keys_released)
         if changes.beyond_the_ledger:
             sql, arguments = _beyond_the_ledger(changes)
             more = await self.connection.fetchrow(sql, *arguments)
@@ -585,7 +586,9 @@ class PostgresStore:
             return error.constraint_name in (DISCOUNT_CODE_CONSTRAINT, ORDER_CONSTRAINT)
         return isinstance(
             error,
-            asyncpg.exceptions.DeadlockDetectedError | asyncpg.exceptions.SerializationError,
+            KeyTakenMeanwhile
+            | asyncpg.exceptions.DeadlockDetectedError
+            | asyncpg.exceptions.SerializationError,
         )
 
     def is_unavailable(self, error: BaseException) -> bool:
