@@ -40,6 +40,8 @@ def to_decimal(value: int | float | Decimal) -> Decimal:
 
 def parse_points(value: int | float | Decimal, decimals: int) -> int:
     """Convert an amount as sent to minor units, refusing extra precision."""
+    if type(value) is int and abs(value) <= OPERATION_POINTS_MAX:
+        return value * MINOR_PER_POINT  # whole points (most requests): exact, no Decimal
     amount = to_decimal(value)
     if not amount.is_finite():
         raise PointsFormatError("must be a finite number")
