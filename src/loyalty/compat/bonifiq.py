@@ -35,7 +35,7 @@ from loyalty.customers.schemas import Customer
 from loyalty.errors import UnauthorizedError, ValidationFailedError
 from loyalty.http.body import strict_body
 from loyalty.http.dependencies import CurrentCaller
-from loyalty.http.errors import error_response, outcome_error
+from loyalty.http.errors import as_response, error_reply, outcome_error
 from loyalty.http.openapi import error_responses
 from loyalty.http.surface import Credentials, Surface, header, unprocessable_as_400
 from loyalty.http.writes import REPLAYED_HEADER, request_idempotency
@@ -195,12 +195,14 @@ class BonifiqController(Controller):
         if data.change_key is not None and (
             outcome.replayed or outcome.status_code == 409 or _code(outcome.body) in _REUSED
         ):
-            return error_response(
-                SURFACE,
-                409,
-                "change_key_used",
-                "This ChangeKey was already used.",
-                path=request.url.path,
+            return as_response(
+                error_reply(
+                    SURFACE,
+                    409,
+                    "change_key_used",
+                    "This ChangeKey was already used.",
+                    path=request.url.path,
+                )
             )
         if outcome.status_code >= 400:
             return outcome_error(SURFACE, outcome, request.url.path)

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -13,7 +12,7 @@ from loyalty.dashboard import rollups
 from loyalty.db.coalesce import ReadCoalescer
 from loyalty.db.dialect import upsert_insert
 from loyalty.db.engine import Database
-from loyalty.db.raw import RecordView, fetch_row_sqlite
+from loyalty.db.raw import RecordView, fetch_row_sqlite, merchant_coalescer
 from loyalty.db.tables import customer_balances, customers, orders, program_settings, tiers
 
 # The columns ``customers.service.to_customer`` reads: the customer, its balances,
@@ -83,23 +82,13 @@ WHERE c.merchant_id = ? AND c.{{column}} = ?
 
 
 def _coalescer(database: Database, column: str) -> ReadCoalescer[tuple[uuid.UUID, str]]:
-    name = f"customers_by_{column}"
-    coalescer = database.read_coalescers.get(name)
-    if coalescer is None:
-        sql = _CUSTOMERS_POSTGRES.format(column=column)
-
-        async def fetch_many(keys: Sequence[tuple[uuid.UUID, str]]) -> dict[Any, Any]:
-            async with database.raw_connection() as connection:
-                records = await connection.fetch(
-                    sql, [key[0] for key in keys], [key[1] for key in keys]
-                )
-            return {
-                (record["merchant_id"], record[column]): RecordView(record) for record in records
-            }
-
-        coalescer = ReadCoalescer(fetch_many)
-        database.read_coalescers[name] = coalescer
-    return coalescer
+    return merchant_coalescer(
+        database,
+        f"customers_by_{column}",
+        _CUSTOMERS_POSTGRES.format(column=column),
+        key_column=column,
+        wrap=RecordView,
+    )
 
 
 async def load_with_balances(

@@ -4,9 +4,11 @@ statements, no ORM layer), rows viewed like SQLAlchemy rows."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
+from loyalty.db.coalesce import ReadCoalescer
 from loyalty.db.engine import Database
 
 # SQLite stores UUIDs as hex text and datetimes as naive UTC text (the forms
@@ -28,6 +30,33 @@ class RecordView:
             return self._record[name]
         except KeyError as error:
             raise AttributeError(name) from error
+
+
+def merchant_coalescer(
+    database: Database,
+    name: str,
+    sql: str,
+    *,
+    key_column: str,
+    extra: tuple[Any, ...] = (),
+    wrap: Callable[[Any], Any] = lambda record: record,
+) -> ReadCoalescer[tuple[uuid.UUID, str]]:
+    """Point reads by (merchant id, text) coalesced, on Postgres, into one run of ``sql``
+    for every request waiting (``$1::uuid[]`` and ``$2::text[]`` the keys, ``extra``
+    the further arguments); a record answers the key (its ``merchant_id`` and
+    ``key_column``), ``wrap``ped. One per ``name`` and database."""
+    coalescer = database.read_coalescers.get(name)
+    if coalescer is None:
+
+        async def fetch_many(keys: Sequence[tuple[uuid.UUID, str]]) -> dict[Any, Any]:
+            async with database.raw_connection() as connection:
+                records = await connection.fetch(
+                    sql, [key[0] for key in keys], [key[1] for key in keys], *extra
+                )
+            return {(record["merchant_id"], record[key_column]): wrap(record) for record in records}
+
+        coalescer = database.read_coalescers[name] = ReadCoalescer(fetch_many)
+    return coalescer
 
 
 async def fetch_row_postgres(database: Database, sql: str, *arguments: Any) -> RecordView | None:

@@ -72,18 +72,6 @@ def as_response(reply: ErrorReply) -> Response[bytes]:
     )
 
 
-def error_response(
-    surface: Surface,
-    status_code: int,
-    code: str,
-    message: str,
-    details: Any = None,
-    headers: dict[str, str] | None = None,
-    path: str = "/",
-) -> Response[bytes]:
-    return as_response(error_reply(surface, status_code, code, message, details, headers, path))
-
-
 def loyalty_error_reply(surface: Surface, error: LoyaltyError, path: str) -> ErrorReply:
     """A ``LoyaltyError`` (a refused key, a missing customer…) in the surface's shape."""
     headers = None
@@ -114,14 +102,16 @@ def outcome_error(surface: Surface, outcome: Outcome, path: str) -> Response[byt
     """A refused write's answer (stored in the native shape) in the surface's shape."""
     error = msgspec.json.decode(outcome.body)["error"]
     headers = {REPLAYED_HEADER: "true"} if outcome.replayed else None
-    return error_response(
-        surface,
-        outcome.status_code,
-        error["code"],
-        error["message"],
-        error["details"],
-        headers,
-        path,
+    return as_response(
+        error_reply(
+            surface,
+            outcome.status_code,
+            error["code"],
+            error["message"],
+            error["details"],
+            headers,
+            path,
+        )
     )
 
 
@@ -134,7 +124,8 @@ def _request_error(
     headers: dict[str, str] | None = None,
 ) -> Response[bytes]:
     surface = app_surface(request.app, request.url.path)
-    return error_response(surface, status_code, code, message, details, headers, request.url.path)
+    reply = error_reply(surface, status_code, code, message, details, headers, request.url.path)
+    return as_response(reply)
 
 
 def _loyalty_error(request: Request[Any, Any, Any], error: LoyaltyError) -> Response[bytes]:

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,7 +14,7 @@ from loyalty.db import merchant_cache
 from loyalty.db.coalesce import ReadCoalescer
 from loyalty.db.engine import Database
 from loyalty.db.merchant_cache import CATALOGUE_CHANNEL, MerchantCache
-from loyalty.db.raw import fetch_rows_sqlite
+from loyalty.db.raw import fetch_rows_sqlite, merchant_coalescer
 from loyalty.db.tables import customer_rewards, customers, program_settings, rewards
 
 # A catalogue is shown whole; this bounds it.
@@ -217,21 +216,13 @@ async def announce_catalogue(connection: AsyncConnection, merchant_id: uuid.UUID
 
 
 def _holders(database: Database, column: str, limit: int) -> ReadCoalescer[tuple[uuid.UUID, str]]:
-    name = f"reward_holders_by_{column}_{limit}"
-    coalescer = database.read_coalescers.get(name)
-    if coalescer is None:
-        sql = _HOLDERS_POSTGRES.format(column=column)
-
-        async def fetch_many(keys: Sequence[tuple[uuid.UUID, str]]) -> dict[Any, Any]:
-            async with database.raw_connection() as connection:
-                records = await connection.fetch(
-                    sql, [key[0] for key in keys], [key[1] for key in keys], limit
-                )
-            return {(record["merchant_id"], record["value"]): record for record in records}
-
-        coalescer = ReadCoalescer(fetch_many)
-        database.read_coalescers[name] = coalescer
-    return coalescer
+    return merchant_coalescer(
+        database,
+        f"reward_holders_by_{column}_{limit}",
+        _HOLDERS_POSTGRES.format(column=column),
+        key_column="value",
+        extra=(limit,),
+    )
 
 
 async def _catalogue_postgres(database: Database, merchant_id: uuid.UUID) -> list[CatalogueRow]:
