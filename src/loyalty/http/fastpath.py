@@ -132,12 +132,9 @@ def _headers(scope: Scope) -> dict[str, str] | None:
         name = raw_name.lower()
         if name in _READ:
             text = name.decode("latin-1")
-            if text in found:
+            if text in found or (name == b"host" and not _PLAIN_HOST.fullmatch(raw_value)):
                 return None
             found[text] = raw_value.decode("latin-1")
-    host = found.get("host")
-    if host is not None and not _PLAIN_HOST.fullmatch(host.encode("latin-1")):
-        return None
     return found
 
 
@@ -185,11 +182,19 @@ async def _send(send: Send, status_code: int, body: bytes, headers: Headers) -> 
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-def _error_headers(reply: ErrorReply) -> Headers:
-    return [
+def _from_error(error: ErrorReply) -> Reply:
+    headers = [
         (name.lower().encode("latin-1"), value.encode("latin-1"))
-        for name, value in reply.headers.items()
+        for name, value in error.headers.items()
     ]
+    return Reply(error.status_code, error.body, headers)
+
+
+def _failure(surface: Surface, error: Exception, path: str, method: str) -> Reply:
+    """An exception's answer, as Litestar's handlers give it (``loyalty.http.errors``)."""
+    if isinstance(error, LoyaltyError):
+        return _from_error(loyalty_error_reply(surface, error, path))
+    return _from_error(unexpected_reply(surface, error, path, method))
 
 
 def _routes(app: Litestar) -> dict[tuple[str, str], _Route]:
@@ -273,13 +278,9 @@ def install(app: Litestar, inner: ASGIApp) -> ASGIApp:
         database: Database = state.database
         try:
             principal, _ = await authenticate(surface, database, headers, query_params)
-        except LoyaltyError as error:
-            refused = loyalty_error_reply(surface, error, path)
-            await _send(send, refused.status_code, refused.body, _error_headers(refused))
-            return
-        except Exception as error:  # the key's look-up failed (database down…)
-            failed = unexpected_reply(surface, error, path, scope["method"])
-            await _send(send, failed.status_code, failed.body, _error_headers(failed))
+        except Exception as error:  # a refused key, or its look-up failed (database down…)
+            refused = _failure(surface, error, path, scope["method"])
+            await _send(send, refused.status_code, refused.body, refused.headers)
             return
         limiter: RateLimiter = state.rate_limiter
         decision = await limiter.check(principal)
@@ -300,12 +301,8 @@ def install(app: Litestar, inner: ASGIApp) -> ASGIApp:
                 body,
             )
             reply = await route.endpoint.run(call)
-        except LoyaltyError as error:
-            refused = loyalty_error_reply(surface, error, path)
-            reply = Reply(refused.status_code, refused.body, _error_headers(refused))
         except Exception as error:
-            failed = unexpected_reply(surface, error, path, scope["method"])
-            reply = Reply(failed.status_code, failed.body, _error_headers(failed))
+            reply = _failure(surface, error, path, scope["method"])
         await _send(send, reply.status_code, reply.body, [*reply.headers, *limit_headers])
 
     return fast_path
