@@ -154,6 +154,10 @@ def serve(
         access_log=False,
         log_level=settings.log_level,
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+        # Idle keep-alive connections stay open longer than a load balancer's or an
+        # HTTP client pool's idle timeout (often 60 s): a server closing one first
+        # races a request sent on it, which the client sees as a reset.
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
     from loyalty.metrics_directory import multiprocess_metrics
 
@@ -167,6 +171,7 @@ def serve(
 # SIGTERM; then the application shuts down (ledger queue drained, database closed).
 SHUTDOWN_GRACE_SECONDS = 10
 # A ``serve --workers N`` process still alive this long after SIGTERM is killed.
+KEEP_ALIVE_SECONDS = 75
 SHUTDOWN_SECONDS_MAX = 30
 
 
