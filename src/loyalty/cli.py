@@ -308,13 +308,11 @@ def worker(
             loop = asyncio.get_running_loop()
             for signal_number in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signal_number, stopping.set)
-            jobs_task = asyncio.create_task(scheduler.run_forever(report))
+            jobs_task = scheduler.start(report)
             stop_task = asyncio.create_task(stopping.wait())
             await asyncio.wait({jobs_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
-            for task in (jobs_task, stop_task):
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await jobs_task
+            stop_task.cancel()
+            await scheduler.stop()
             return True
         finally:
             await deliverer.stop()

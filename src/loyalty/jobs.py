@@ -110,6 +110,8 @@ class Scheduler:
         self.runs = 0
         self._last_started: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._wake = asyncio.Event()
 
     def is_due(self, job: Job, now: float) -> bool:
         last = self._last_started.get(job.name)
@@ -124,12 +126,18 @@ class Scheduler:
         failures: dict[str, Exception] = {}
         for job in self.jobs:
             started = self.clock()
+            if self._stopping:
+                break
             if not self.is_due(job, started):
                 continue
             try:
                 with acting_as(SYSTEM):
                     counts = await job.run(self.context)
             except Exception as error:  # logged; the job is due again on the next pass
+                if _cancelled():
+                    # Stopped mid-job, and the cancellation surfaced as another error
+                    # (a driver's clean-up failing): a stop, not a failure to retry.
+                    raise asyncio.CancelledError from error
                 log.exception("job_failed", job=job.name)
                 failures[job.name] = error
                 job_ran(job.name, ok=False)
@@ -142,23 +150,40 @@ class Scheduler:
         return JobsRun(tuple(done), failures)
 
     async def run_forever(self, report: Callable[[JobsRun], None] | None = None) -> None:
-        """A pass, then a pause of ``interval_seconds``, forever."""
-        while True:
+        """A pass, then a pause of ``interval_seconds``, until ``stop``."""
+        while not self._stopping:
             run = await self.run_due()
             if report is not None:
                 report(run)
-            await asyncio.sleep(self.interval_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval_seconds)
 
-    def start(self) -> None:
+    def start(self, report: Callable[[JobsRun], None] | None = None) -> asyncio.Task[None]:
+        """Run the loop in a task (the one already running, if started)."""
         if self._task is None:
-            self._task = asyncio.create_task(self.run_forever(), name="scheduler")
+            self._stopping = False
+            self._wake.clear()
+            self._task = asyncio.create_task(self.run_forever(report), name="scheduler")
+        return self._task
 
     async def stop(self) -> None:
+        """Stop the loop: the job running is cancelled (its work is claimed in
+        transactions, so what it had not committed is done by the next pass). The
+        loop also stops between jobs, so a job that turns its cancellation into
+        another error and carries on cannot keep it running."""
+        self._stopping = True
+        self._wake.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+
+def _cancelled() -> bool:
+    """Whether the running task has been asked to stop (``Task.cancel``)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 async def run_due_jobs(database: Database, settings: Settings, writer: LedgerWriter) -> JobsRun:

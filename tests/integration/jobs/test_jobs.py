@@ -147,6 +147,44 @@ async def test_a_failed_job_is_due_again_and_does_not_stop_the_others() -> None:
     assert len(attempts) == 2
 
 
+async def test_stop_ends_the_loop_even_when_a_job_turns_its_cancellation_into_an_error() -> None:
+    # A driver's clean-up can fail while a cancelled query unwinds (SQLAlchemy's
+    # reconnect raising MissingGreenlet): the job then raises another error in
+    # place of the cancellation. That must stop the loop, not count as a failure
+    # to retry on the next pass (a worker kept running its jobs after SIGTERM).
+    started = asyncio.Event()
+    ran: list[str] = []
+
+    async def stubborn(context: JobContext) -> Mapping[str, float]:
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            raise RuntimeError("clean-up failed") from None
+        return {}
+
+    scheduler = bare_scheduler(
+        [Job("stubborn", None, stubborn), recording("after", None, ran)],
+        MonotonicClock(),
+        interval_seconds=0.01,
+    )
+    task = scheduler.start()
+    await asyncio.wait_for(started.wait(), 5)
+    await asyncio.wait_for(scheduler.stop(), 5)
+    assert task.done()
+    assert ran == []  # stopped mid-job: the jobs after it did not run either
+
+
+async def test_stop_between_passes_ends_the_loop_at_once() -> None:
+    ran: list[str] = []
+    passed = asyncio.Event()
+    scheduler = bare_scheduler([recording("every_pass", None, ran)], MonotonicClock(), 3600)
+    scheduler.start(lambda run: passed.set())
+    await asyncio.wait_for(passed.wait(), 5)
+    await asyncio.wait_for(scheduler.stop(), 5)  # not after the hour's pause
+    assert ran == ["every_pass"]
+
+
 def test_every_domain_job_is_collected_once() -> None:
     names = [job.name for job in JOBS]
     assert names == [
