@@ -268,3 +268,39 @@ async def test_a_key_used_meanwhile_by_another_process_answers_its_reply(
     assert (retried.status_code, retried.body, retried.replayed) == (201, reply, True)
     assert (bystander.status_code, bystander.replayed) == (201, False)
     assert await check_ledger_invariants(tenant, unique_id) == (200, 1)
+
+
+async def test_a_customer_renamed_while_the_batch_waits_for_its_lock_is_not_found_by_the_old_id(
+    writer: LedgerWriter, tenant: Tenant, unique_id: str, database: Database
+) -> None:
+    """Another transaction changes the customer's platform id and holds the row while a
+    batch naming the customer by its old id waits for the lock: once the rename commits,
+    the old id names nobody (404, nothing moved), and the other movement of the batch
+    still applies."""
+    if database.is_sqlite:
+        pytest.skip("SQLite has one writer: no transaction can commit under another")
+    renamed, bystander = f"{unique_id}-old", f"{unique_id}-other"
+    await tenant.enrol(renamed)
+    await tenant.enrol(bystander)
+    assert database.raw_pool is not None
+    async with database.raw_pool.acquire() as other:
+        other_transaction = other.transaction()
+        await other_transaction.start()
+        await other.execute(
+            "UPDATE customers SET external_id = $3 WHERE merchant_id = $1 AND external_id = $2",
+            tenant.merchant_id,
+            renamed,
+            f"{unique_id}-new",
+        )
+        tasks = [
+            asyncio.create_task(writer.submit(movement(tenant, renamed, 5))),
+            asyncio.create_task(writer.submit(movement(tenant, bystander, 3))),
+        ]
+        await asyncio.sleep(BATCH_WAIT_MS / 1000 + 0.3)  # the batch waits on the row lock
+        assert not any(task.done() for task in tasks)
+        await other_transaction.commit()
+        by_old_id, other_customer = await asyncio.gather(*tasks)
+    assert by_old_id.status_code == 404
+    assert other_customer.status_code == 201
+    assert await check_ledger_invariants(tenant, f"{unique_id}-new") == (0, 0)
+    assert await check_ledger_invariants(tenant, bystander) == (300, 1)

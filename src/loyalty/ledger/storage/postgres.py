@@ -19,15 +19,17 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 import asyncpg
 
 from loyalty.db.engine import Database
 from loyalty.db.engine import is_unavailable as database_unavailable
+from loyalty.errors import invariant
 from loyalty.ledger.engine.changes import ROLLUP_SHARDS, Changes
 from loyalty.ledger.engine.erasure import scrub_payload
 from loyalty.ledger.engine.rows import (
@@ -91,6 +93,21 @@ WITH wanted AS (
 SELECT {locked_select_list()}
 FROM wanted w
 JOIN customers c ON c.merchant_id = w.merchant_id AND c.id = w.id
+JOIN customer_balances b ON b.merchant_id = c.merchant_id AND b.customer_id = c.id
+JOIN program_settings s ON s.merchant_id = c.merchant_id
+ORDER BY c.merchant_id, c.id
+FOR UPDATE OF b FOR NO KEY UPDATE OF c
+"""
+
+# The common batch names every customer by platform id (the API's customer_id):
+# one lookup each, no de-duplication. A customer whose platform id changed or
+# who was erased while this waited for the lock no longer matches once the
+# lock is granted (Postgres re-checks the locked customer row), so it is left
+# out: the request then answers 404, as it would have a moment later.
+_LOCK_BY_PLATFORM_ID = f"""
+SELECT {locked_select_list()}
+FROM unnest($1::uuid[], $2::text[]) AS r(merchant_id, external_id)
+JOIN customers c ON c.merchant_id = r.merchant_id AND c.external_id = r.external_id
 JOIN customer_balances b ON b.merchant_id = c.merchant_id AND b.customer_id = c.id
 JOIN program_settings s ON s.merchant_id = c.merchant_id
 ORDER BY c.merchant_id, c.id
@@ -167,6 +184,11 @@ SELECT (SELECT count(*) FROM balances) AS balances,
 # Their columns but created_at: the batch's time, $1.
 _ENTRY_COLUMNS = columns(EntryRow)[:-1]
 _EVENT_COLUMNS = columns(EventRow)[:-1]
+# A row's values, read in C (one tuple per row).
+_BALANCE_VALUES = ("merchant_id", "customer_id", *BALANCE_COLUMNS, "initial_sequence")
+_balance_values = attrgetter(*_BALANCE_VALUES)
+_entry_values = attrgetter(*_ENTRY_COLUMNS)
+_event_values = attrgetter(*_EVENT_COLUMNS)
 
 
 class _Statement:
@@ -261,12 +283,14 @@ def _beyond_the_ledger(changes: Changes) -> tuple[str, list[Any]]:
     return f"WITH {', '.join(ctes)} SELECT {counts}", s.arguments
 
 
-def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
-    out: list[list[Any]] = [[] for _ in range(width)]
-    for row in rows:
-        for column, value in zip(out, row, strict=True):
-            column.append(value)
-    return out
+def _columns(rows: Iterable[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Rows turned into one list per column (transposed in C: a batch's write sends
+    some fifty arrays)."""
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    if not columns:
+        return [[] for _ in range(width)]
+    invariant(len(columns) == width, f"rows of {len(columns)} values, not {width}")
+    return columns
 
 
 _REWARDS = """
@@ -431,9 +455,12 @@ class PostgresSession:
         by_email: set[tuple[uuid.UUID, str]],
         by_uuid: set[tuple[uuid.UUID, uuid.UUID]],
     ) -> list[LockedCustomer]:
-        id_merchants, ids = _columns(list(by_id), 2)
-        email_merchants, emails = _columns(list(by_email), 2)
-        uuid_merchants, uuids = _columns(list(by_uuid), 2)
+        id_merchants, ids = _columns(by_id, 2)
+        if not by_email and not by_uuid:
+            rows = await self.connection.fetch(_LOCK_BY_PLATFORM_ID, id_merchants, ids)
+            return [LockedCustomer(*row) for row in rows]
+        email_merchants, emails = _columns(by_email, 2)
+        uuid_merchants, uuids = _columns(by_uuid, 2)
         rows = await self.connection.fetch(
             _LOCK_CUSTOMERS, id_merchants, ids, email_merchants, emails, uuid_merchants, uuids
         )
@@ -496,22 +523,9 @@ class PostgresSession:
                     snapshot.windows.found(owner, WindowRow(row["total"], row["oldest_at"]))
 
     async def write(self, changes: Changes, now: datetime) -> None:
-        balances = _columns(
-            [
-                (c.merchant_id, c.customer_id, *(getattr(c, n) for n in BALANCE_COLUMNS),
-                 c.initial_sequence)
-                for c in changes.balances
-            ],
-            len(BALANCE_COLUMNS) + 3,
-        )  # fmt: skip
-        entries = _columns(
-            [[getattr(e, c) for c in _ENTRY_COLUMNS] for e in changes.entries],
-            len(_ENTRY_COLUMNS),
-        )
-        events = _columns(
-            [[getattr(e, c) for c in _EVENT_COLUMNS] for e in changes.events],
-            len(_EVENT_COLUMNS),
-        )
+        balances = _columns(map(_balance_values, changes.balances), len(_BALANCE_VALUES))
+        entries = _columns(map(_entry_values, changes.entries), len(_ENTRY_COLUMNS))
+        events = _columns(map(_event_values, changes.events), len(_EVENT_COLUMNS))
         fingerprints = self._fingerprints
         stored = _columns(
             [(*stored, fingerprints[stored[0], stored[1]]) for stored in changes.keys_stored], 5
