@@ -284,10 +284,11 @@ def worker(
         database = Database(settings, pool_size=4)
         await database.start()
         metrics_server = backlog_task = None
+        backlog_stop = asyncio.Event()
         if metrics_port is not None:
             metrics_server = MetricsServer(metrics_host, metrics_port, settings.metrics_token)
             metrics_server.start()
-            backlog_task = asyncio.create_task(backlog.refresh_forever(database))
+            backlog_task = asyncio.create_task(backlog.refresh_forever(database, backlog_stop))
         writer = LedgerWriter(database)
         await writer.start()
         scheduler = jobs.Scheduler(
@@ -318,7 +319,8 @@ def worker(
             await deliverer.stop()
             await writer.stop()
             if backlog_task is not None:
-                backlog_task.cancel()
+                backlog_stop.set()
+                await asyncio.gather(backlog_task, return_exceptions=True)
             if metrics_server is not None:
                 metrics_server.stop()
             await database.dispose()

@@ -8,6 +8,7 @@ index of pending attempts (``ix_webhook_attempts_due``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from loyalty import metrics
 from loyalty.db.engine import Database
@@ -24,8 +25,11 @@ async def refresh(database: Database) -> None:
     await metrics.refresh_webhook_backlog(lambda: count(database))
 
 
-async def refresh_forever(database: Database) -> None:
-    """The worker's backlog, kept fresh for its own ``/metrics`` listener."""
-    while True:
+async def refresh_forever(database: Database, stop: asyncio.Event) -> None:
+    """The worker's backlog, kept fresh for its own ``/metrics`` listener, until
+    ``stop`` is set (a flag, not a cancellation: a read cut short by a cancellation
+    can fail with another error, which the refresh logs and would carry on from)."""
+    while not stop.is_set():
         await refresh(database)
-        await asyncio.sleep(metrics.BACKLOG_REFRESH_SECONDS)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), metrics.BACKLOG_REFRESH_SECONDS)

@@ -21,6 +21,7 @@ from loyalty.auth import service as auth_service
 from loyalty.db.engine import Database
 from loyalty.jobs import JobsRun
 from loyalty.settings import Settings
+from loyalty.webhooks import backlog
 from tests.support.tenant import Tenant
 
 REQUIRED = (
@@ -178,6 +179,19 @@ async def test_the_backlog_is_read_from_the_database(tenant: Tenant) -> None:
     metrics.forget_backlog_reading()
     text = await scrape(tenant.client)
     assert value(text, "loyalty_webhook_backlog") >= 0
+
+
+async def test_the_workers_backlog_refresh_stops_when_asked(database: Database) -> None:
+    # loyalty worker --metrics-port stops it with a flag at shutdown, not by cancelling a
+    # read (which can fail as another error that the refresh would log and carry on from).
+    metrics.forget_backlog_reading()
+    stop = asyncio.Event()
+    refreshing = asyncio.create_task(backlog.refresh_forever(database, stop))
+    await asyncio.sleep(0.2)  # the first read under way or done, the pause begun
+    assert not refreshing.done()
+    stop.set()
+    # At once: not after the pause between reads (BACKLOG_REFRESH_SECONDS).
+    await asyncio.wait_for(refreshing, metrics.BACKLOG_REFRESH_SECONDS / 2)
 
 
 @dataclasses.dataclass
