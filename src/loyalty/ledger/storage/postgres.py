@@ -68,6 +68,15 @@ JOIN unnest($1::uuid[], $2::text[]) AS t(merchant_id, key)
   ON k.merchant_id = t.merchant_id AND k.key = t.key
 """
 
+# Both locking reads end the same way: each customer's balance and programme, locked
+# in one fixed order (merchant_id, customer_id) so concurrent batches never deadlock.
+_LOCKED_IN_ORDER = """
+JOIN customer_balances b ON b.merchant_id = c.merchant_id AND b.customer_id = c.id
+JOIN program_settings s ON s.merchant_id = c.merchant_id
+ORDER BY c.merchant_id, c.id
+FOR UPDATE OF b FOR NO KEY UPDATE OF c
+"""
+
 # Each kind of identifier joins through its own unique index; the balances are
 # locked in (merchant_id, customer_id) order so concurrent batches never deadlock.
 # A customer erased while this waited for its balance lock is left out: once the
@@ -93,11 +102,7 @@ WITH wanted AS (
 SELECT {locked_select_list()}
 FROM wanted w
 JOIN customers c ON c.merchant_id = w.merchant_id AND c.id = w.id
-JOIN customer_balances b ON b.merchant_id = c.merchant_id AND b.customer_id = c.id
-JOIN program_settings s ON s.merchant_id = c.merchant_id
-ORDER BY c.merchant_id, c.id
-FOR UPDATE OF b FOR NO KEY UPDATE OF c
-"""
+{_LOCKED_IN_ORDER}"""
 
 # The common batch names every customer by platform id (the API's customer_id):
 # one lookup each, no de-duplication. A customer whose platform id changed or
@@ -108,11 +113,7 @@ _LOCK_BY_PLATFORM_ID = f"""
 SELECT {locked_select_list()}
 FROM unnest($1::uuid[], $2::text[]) AS r(merchant_id, external_id)
 JOIN customers c ON c.merchant_id = r.merchant_id AND c.external_id = r.external_id
-JOIN customer_balances b ON b.merchant_id = c.merchant_id AND b.customer_id = c.id
-JOIN program_settings s ON s.merchant_id = c.merchant_id
-ORDER BY c.merchant_id, c.id
-FOR UPDATE OF b FOR NO KEY UPDATE OF c
-"""
+{_LOCKED_IN_ORDER}"""
 
 # The hot path: every batch's balances, entries, events and idempotency replies.
 _APPLY = """
