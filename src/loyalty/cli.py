@@ -175,19 +175,108 @@ KEEP_ALIVE_SECONDS = 75
 SHUTDOWN_SECONDS_MAX = 30
 
 
+def _listening_sockets(config: Any) -> list[Any]:
+    """One listening socket per worker on the same port, with ``SO_REUSEPORT``: the
+    kernel spreads new connections evenly over them by their addresses. On one
+    shared socket, the worker that wakes first accepts every connection waiting,
+    so a burst (a client's or a proxy's pool opening at once) lands mostly on one
+    worker while the others idle (measured: 64 connections split 64/0, 60/4 or
+    35/29 between two workers, adjust throughput 2,591, 3,035 and 3,808 req/s).
+    Where the option is missing, one socket is shared as before."""
+    import socket
+
+    from uvicorn.config import STARTUP_FAILURE
+
+    if config.uds is not None or config.fd is not None or not hasattr(socket, "SO_REUSEPORT"):
+        return [config.bind_socket()]
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sockets: list[socket.socket] = []
+    try:
+        # First a plain bind: it fails if anything listens on the port already
+        # (another server would otherwise join the group and share its traffic),
+        # and it picks the port when the configured one is 0.
+        with socket.socket(family=family) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((config.host, config.port))
+            port = probe.getsockname()[1]
+        for _ in range(config.workers):
+            sock = socket.socket(family=family)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((config.host, port))
+            sock.set_inheritable(True)
+    except OSError as error:
+        for sock in sockets:
+            sock.close()
+        _error(f"cannot listen on {config.host}:{config.port}: {error}")
+        sys.exit(STARTUP_FAILURE)
+    return sockets
+
+
 def _run_server(config: Any) -> None:
-    """``uvicorn.run`` with two changes for a graceful stop: exit status 0 after a
-    SIGTERM/SIGINT (uvicorn re-raises the signal once it has shut down), and with
-    several workers the parent closes its copy of the listening socket when it
-    stops, so new connections are refused rather than left in the backlog and
+    """``uvicorn.run`` with three changes. Exit status 0 after a SIGTERM/SIGINT
+    (uvicorn re-raises the signal once it has shut down). With several workers,
+    each listens on its own socket (``_listening_sockets``), and a worker that
+    dies is replaced on the same socket; the parent keeps every socket open, so
+    connections reaching a dead worker's socket wait for its replacement rather
+    than being refused. When it stops, the parent closes its copies of the
+    sockets, so new connections are refused rather than left in a backlog and
     reset; its workers are waited for at most SHUTDOWN_SECONDS_MAX."""
     import time
 
     from uvicorn.config import STARTUP_FAILURE
     from uvicorn.server import Server
-    from uvicorn.supervisors.multiprocess import Multiprocess, logger
+    from uvicorn.supervisors.multiprocess import Multiprocess, Process, logger
 
     class Supervisor(Multiprocess):
+        def _sockets_of(self, index: int) -> list[Any]:
+            return [self.sockets[index % len(self.sockets)]]
+
+        def init_processes(self) -> None:
+            for index in range(self.processes_num):
+                process = Process(self.config, self._sockets_of(index))
+                process.start()
+                self.processes.append(process)
+
+        def restart_all(self) -> None:
+            # SIGHUP: each worker replaced, its replacement ready first (as uvicorn
+            # does), on the worker's own socket.
+            for index, old_process in enumerate(self.processes):
+                if self.should_exit.is_set():
+                    return
+                new_process = Process(self.config, self._sockets_of(index))
+                new_process.start()
+                if not new_process.wait_until_ready(
+                    self.config.timeout_worker_healthcheck, self.should_exit
+                ):
+                    new_process.kill()
+                    new_process.join()
+                    logger.error("New worker [%s] was not ready in time", new_process.pid)
+                    return
+                old_process.terminate()
+                old_process.join()
+                self.processes[index] = new_process
+
+        def keep_subprocess_alive(self) -> None:
+            if self.should_exit.is_set():
+                return
+            for index, process in enumerate(self.processes):
+                if process.is_alive(timeout=self.config.timeout_worker_healthcheck):
+                    continue
+                process.kill()  # hung: killed; dead: no-op
+                process.join()
+                if process.exitcode == STARTUP_FAILURE:
+                    logger.error("Worker [%s] failed to start; stopping", process.pid)
+                    self.should_exit.set()
+                    return
+                if self.should_exit.is_set():
+                    return
+                logger.info("Worker [%s] died; starting another", process.pid)
+                replacement = Process(self.config, self._sockets_of(index))
+                replacement.start()
+                self.processes[index] = replacement
+
         def terminate_all(self) -> None:
             for sock in self.sockets:
                 sock.close()
@@ -203,11 +292,12 @@ def _run_server(config: Any) -> None:
                     process.process.join()
 
     if config.workers > 1:
-        sock = config.bind_socket()
+        sockets = _listening_sockets(config)
         try:
-            Supervisor(config, sockets=[sock]).run()
+            Supervisor(config, sockets=sockets).run()
         finally:
-            sock.close()
+            for sock in sockets:
+                sock.close()
         return
     config.load_app()
     server = Server(config=config)
