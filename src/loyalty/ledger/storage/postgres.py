@@ -115,50 +115,45 @@ FROM unnest($1::uuid[], $2::text[]) AS r(merchant_id, external_id)
 JOIN customers c ON c.merchant_id = r.merchant_id AND c.external_id = r.external_id
 {_LOCKED_IN_ORDER}"""
 
-# The hot path: every batch's balances, entries, events and idempotency replies.
+# The hot path: every batch's balances, entries, events and idempotency replies,
+# each table's rows sent as one array of records (migration 0015's types: the
+# driver checks each element of an array for nesting, so one record per row
+# costs far less than one array per column).
 _APPLY = """
 WITH balances AS (
     UPDATE customer_balances AS b
-    SET points_balance_minor = v.balance, lifetime_points_minor = v.lifetime,
-        points_spent_minor = v.spent, points_expired_minor = v.expired,
-        pending_points_minor = v.pending, last_sequence = v.sequence,
-        last_activity_at = v.activity, expiring_lots_minor = v.lots,
-        next_expiry_at = v.next_at, next_expiry_minor = v.next_minor, tier_id = v.tier,
-        tier_expires_at = v.tier_expires, tier_recheck_at = v.recheck,
-        store_credit_balance_minor = v.store_credit, updated_at = $1
-    FROM unnest($2::uuid[], $3::uuid[], $4::int8[], $5::int8[], $6::int8[], $7::int8[],
-                $8::int8[], $9::int8[], $10::timestamptz[], $11::int8[], $12::timestamptz[],
-                $13::int8[], $14::uuid[], $15::timestamptz[], $16::timestamptz[], $17::int8[],
-                $18::int8[])
-        AS v(merchant_id, customer_id, balance, lifetime, spent, expired, pending, sequence,
-             activity, lots, next_at, next_minor, tier, tier_expires, recheck, store_credit,
-             previous)
+    SET points_balance_minor = v.points_balance_minor,
+        lifetime_points_minor = v.lifetime_points_minor,
+        points_spent_minor = v.points_spent_minor,
+        points_expired_minor = v.points_expired_minor,
+        pending_points_minor = v.pending_points_minor, last_sequence = v.last_sequence,
+        last_activity_at = v.last_activity_at, expiring_lots_minor = v.expiring_lots_minor,
+        next_expiry_at = v.next_expiry_at, next_expiry_minor = v.next_expiry_minor,
+        tier_id = v.tier_id, tier_expires_at = v.tier_expires_at,
+        tier_recheck_at = v.tier_recheck_at,
+        store_credit_balance_minor = v.store_credit_balance_minor, updated_at = $1
+    FROM unnest($2::ledger_balance_write[]) AS v
     WHERE b.merchant_id = v.merchant_id AND b.customer_id = v.customer_id
-      AND b.last_sequence = v.previous
+      AND b.last_sequence = v.initial_sequence
     RETURNING 1
 ), entries AS (
     INSERT INTO ledger_entries
         (merchant_id, id, customer_id, sequence, points_minor, kind, description,
          internal_note, visible_to_customer, apply_to_lifetime, lifetime_delta_minor,
          balance_after_minor, expires_at, earn_rule_id, actor, created_at)
-    SELECT e.*, $1 FROM unnest($19::uuid[], $20::uuid[], $21::uuid[], $22::int8[], $23::int8[],
-                               $24::text[], $25::text[], $26::text[], $27::bool[], $28::bool[],
-                               $29::int8[], $30::int8[], $31::timestamptz[], $32::uuid[],
-                               $33::text[]) AS e
+    SELECT e.*, $1 FROM unnest($3::ledger_entry_write[]) AS e
     RETURNING 1
 ), new_events AS (
     INSERT INTO events
         (merchant_id, id, type, subject_id, payload, customer_ref, actor, created_at)
-    SELECT v.*, $1 FROM unnest($34::uuid[], $35::uuid[], $36::text[], $37::uuid[], $38::text[],
-                               $39::text[], $40::text[]) AS v
+    SELECT v.*, $1 FROM unnest($4::ledger_event_write[]) AS v
     RETURNING 1
 ), stored_keys AS (
     -- In key order, so two batches using the same keys never deadlock.
     INSERT INTO idempotency_keys
         (merchant_id, key, request_fingerprint, response_status, response_body, created_at)
-    SELECT v.merchant_id, v.key, v.fingerprint, v.status, v.body, $1
-    FROM unnest($41::uuid[], $42::text[], $43::int4[], $44::text[], $45::text[])
-        AS v(merchant_id, key, status, body, fingerprint)
+    SELECT v.merchant_id, v.key, v.request_fingerprint, v.response_status, v.response_body, $1
+    FROM unnest($5::ledger_key_write[]) AS v
     ORDER BY v.merchant_id, v.key
     ON CONFLICT DO NOTHING
     RETURNING 1
@@ -166,8 +161,8 @@ WITH balances AS (
     -- In the rows' order (Changes.rollup_rows), so concurrent batches never deadlock.
     INSERT INTO daily_rollups AS r
         (merchant_id, day, metric, shard, plus_minor, minus_minor, count)
-    SELECT v.merchant_id, $46::date, v.metric, $47::int2, v.plus, v.minus, v.count
-    FROM unnest($48::uuid[], $49::text[], $50::int8[], $51::int8[], $52::int8[])
+    SELECT v.merchant_id, $6::date, v.metric, $7::int2, v.plus, v.minus, v.count
+    FROM unnest($8::uuid[], $9::text[], $10::int8[], $11::int8[], $12::int8[])
         WITH ORDINALITY AS v(merchant_id, metric, plus, minus, count, n)
     ORDER BY v.n
     ON CONFLICT (merchant_id, day, metric, shard) DO UPDATE
@@ -190,6 +185,16 @@ _BALANCE_VALUES = ("merchant_id", "customer_id", *BALANCE_COLUMNS, "initial_sequ
 _balance_values = attrgetter(*_BALANCE_VALUES)
 _entry_values = attrgetter(*_ENTRY_COLUMNS)
 _event_values = attrgetter(*_EVENT_COLUMNS)
+# A stored key's values: Changes.keys_stored's, then the request's fingerprint.
+_KEY_VALUES = ("merchant_id", "key", "response_status", "response_body", "request_fingerprint")
+# Each record type's fields, in the order the writer sends them (a test compares
+# them with the types migration 0015 created).
+WRITE_TYPES = {
+    "ledger_balance_write": _BALANCE_VALUES,
+    "ledger_entry_write": _ENTRY_COLUMNS,
+    "ledger_event_write": _EVENT_COLUMNS,
+    "ledger_key_write": _KEY_VALUES,
+}
 
 
 class _Statement:
@@ -524,21 +529,15 @@ class PostgresSession:
                     snapshot.windows.found(owner, WindowRow(row["total"], row["oldest_at"]))
 
     async def write(self, changes: Changes, now: datetime) -> None:
-        balances = _columns(map(_balance_values, changes.balances), len(_BALANCE_VALUES))
-        entries = _columns(map(_entry_values, changes.entries), len(_ENTRY_COLUMNS))
-        events = _columns(map(_event_values, changes.events), len(_EVENT_COLUMNS))
         fingerprints = self._fingerprints
-        stored = _columns(
-            [(*stored, fingerprints[stored[0], stored[1]]) for stored in changes.keys_stored], 5
-        )
         rollups = _columns(changes.rollup_rows(), 5)
         row = await self.connection.fetchrow(
             _APPLY,
             now,
-            *balances,
-            *entries,
-            *events,
-            *stored,
+            list(map(_balance_values, changes.balances)),
+            list(map(_entry_values, changes.entries)),
+            list(map(_event_values, changes.events)),
+            [(*stored, fingerprints[stored[0], stored[1]]) for stored in changes.keys_stored],
             now.astimezone(UTC).date(),
             random.randrange(ROLLUP_SHARDS),
             *rollups,
