@@ -62,9 +62,7 @@ async def test_each_record_type_is_the_writers_fields_typed_as_their_columns(
 ) -> None:
     fields = [(row[0], row[1]) for row in await connection.fetch(_FIELDS, type_name)]
     assert [name for name, _ in fields] == list(WRITE_TYPES[type_name])
-    columns = dict(
-        (row[0], row[1]) for row in await connection.fetch(_FIELDS, TARGETS[type_name])
-    )
+    columns = {row[0]: row[1] for row in await connection.fetch(_FIELDS, TARGETS[type_name])}
     for name, field_type in fields:
         column = RENAMED.get((type_name, name), name)
         expected = VARCHAR.sub("text", columns[column])
