@@ -14,10 +14,12 @@ from typing import Any
 
 import msgspec
 import pytest
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.customers.refs import CustomerRef
 from loyalty.db.engine import Database
+from loyalty.db.tables import customers
 from loyalty.ledger.engine.protocol import Movement, Outcome
 from loyalty.ledger.operations.adjust import Adjust
 from loyalty.ledger.writer import LedgerWriter
@@ -141,6 +143,48 @@ async def test_duplicate_keys_across_batches(
     assert [(o.status_code, o.replayed) for o in again] == [(422, True), (201, True), (422, False)]
     assert again[0].body == first[0].body
     assert await check_ledger_invariants(tenant, unique_id) == (5000, 1)
+
+
+async def test_replays_share_a_batch_with_new_movements_and_need_no_customer(
+    writer: LedgerWriter, tenant: Tenant, unique_id: str, database: Database
+) -> None:
+    """A replay answers its stored reply whether its customer is still named so or has
+    been renamed since (the reply needs no customer); the new movements of the same
+    batch apply, and the replays move nothing again."""
+    kept, renamed, fresh = f"{unique_id}-kept", f"{unique_id}-renamed", f"{unique_id}-fresh"
+    for customer in (kept, renamed, fresh):
+        await tenant.enrol(customer)
+    first = await submit_together(
+        writer,
+        [movement(tenant, kept, 20, key="kept"), movement(tenant, renamed, 30, key="renamed")],
+    )
+    assert [o.status_code for o in first] == [201, 201]
+
+    async def rename(connection: AsyncConnection) -> None:
+        await connection.execute(
+            update(customers)
+            .where(customers.c.merchant_id == tenant.merchant_id)
+            .where(customers.c.external_id == renamed)
+            .values(external_id=f"{unique_id}-elsewhere")
+        )
+
+    await database.transaction(rename)
+    again = await submit_together(
+        writer,
+        [
+            movement(tenant, kept, 20, key="kept"),
+            movement(tenant, fresh, 7, key="fresh"),
+            movement(tenant, renamed, 30, key="renamed"),
+            movement(tenant, kept, 1),
+        ],
+    )
+    assert [(o.status_code, o.replayed) for o in again] == [
+        (201, True), (201, False), (201, True), (201, False),
+    ]  # fmt: skip
+    assert (again[0].body, again[2].body) == (first[0].body, first[1].body)
+    assert await check_ledger_invariants(tenant, kept) == (2100, 2)
+    assert await check_ledger_invariants(tenant, fresh) == (700, 1)
+    assert await check_ledger_invariants(tenant, f"{unique_id}-elsewhere") == (3000, 1)
 
 
 async def test_order_per_customer_is_arrival_order(
