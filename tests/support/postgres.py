@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
@@ -33,3 +36,23 @@ async def postgres_admin(sql: str) -> None:
 def postgres_url_for(database_name: str) -> str:
     base, _, _ = POSTGRES_ADMIN_URL.rpartition("/")
     return f"{base}/{database_name}"
+
+
+@asynccontextmanager
+async def migrated_connection(prefix: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to a new database migrated to head (the migrations, not the
+    models), dropped afterwards."""
+    from loyalty.db.migrate import upgrade_to_head_async
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    await postgres_admin(f'CREATE DATABASE "{name}"')
+    url = postgres_url_for(name)
+    try:
+        await upgrade_to_head_async(url)
+        connection = await asyncpg.connect(url)
+        try:
+            yield connection
+        finally:
+            await connection.close()
+    finally:
+        await postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -12,6 +12,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -83,12 +85,19 @@ def _server_pid(port: int) -> int:
     raise AssertionError(f"no loyalty serve process on port {port}")
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's /proc")
-def test_a_burst_of_connections_spreads_over_the_workers(tmp_path: Path) -> None:
+@contextmanager
+def _two_workers(tmp_path: Path) -> Iterator[int]:
+    """``serve --workers 2`` on SQLite, both workers listening; its port."""
     database_url = f"sqlite:///{tmp_path / 'listening.db'}"
     with running_server(database_url, tmp_path, workers=2) as base_url:
         port = int(base_url.rsplit(":", 1)[1])
         _wait_until_listening(port, 2)
+        yield port
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's /proc")
+def test_a_burst_of_connections_spreads_over_the_workers(tmp_path: Path) -> None:
+    with _two_workers(tmp_path) as port:
         # All opened at once, as a client's or a proxy's pool does, then each used,
         # so every one has been accepted by a worker.
         clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(CONNECTIONS)]
@@ -135,10 +144,7 @@ def test_a_port_in_use_is_refused_not_shared(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's /proc")
 def test_a_worker_that_dies_is_replaced_on_its_own_socket(tmp_path: Path) -> None:
-    database_url = f"sqlite:///{tmp_path / 'listening.db'}"
-    with running_server(database_url, tmp_path, workers=2) as base_url:
-        port = int(base_url.rsplit(":", 1)[1])
-        _wait_until_listening(port, 2)
+    with _two_workers(tmp_path) as port:
         server = _server_pid(port)
         listening = _sockets_on(port, LISTENING)
         before = set(_children(server))

@@ -10,15 +10,13 @@ commands that follow from it.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import asyncpg
 import pytest
 
-from loyalty.db.migrate import upgrade_to_head_async
-from tests.support.postgres import postgres_admin, postgres_url_for
+from tests.support.postgres import migrated_connection
 
 DISTRIBUTION_COLUMN = "merchant_id"
 # Small tables every node needs whole (create_reference_table); never joined to
@@ -41,18 +39,8 @@ class TableShape:
 
 @pytest.fixture(scope="module")
 async def schema() -> AsyncIterator[dict[str, TableShape]]:
-    name = f"loyalty_schema_{uuid.uuid4().hex[:12]}"
-    await postgres_admin(f'CREATE DATABASE "{name}"')
-    url = postgres_url_for(name)
-    try:
-        await upgrade_to_head_async(url)
-        connection = await asyncpg.connect(url)
-        try:
-            yield await _read_schema(connection)
-        finally:
-            await connection.close()
-    finally:
-        await postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    async with migrated_connection("loyalty_schema") as connection:
+        yield await _read_schema(connection)
 
 
 async def _read_schema(connection: asyncpg.Connection) -> dict[str, TableShape]:

@@ -10,15 +10,13 @@ with the writer's order and with the types of the columns they are written to.
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
-from loyalty.db.migrate import upgrade_to_head_async
 from loyalty.ledger.storage.postgres import WRITE_TYPES
-from tests.support.postgres import postgres_admin, postgres_url_for
+from tests.support.postgres import migrated_connection
 
 # The table each type's rows are written to; fields named otherwise there.
 TARGETS = {
@@ -42,18 +40,8 @@ ORDER BY a.attnum
 
 @pytest.fixture(scope="module")
 async def connection() -> AsyncIterator[asyncpg.Connection]:
-    name = f"loyalty_types_{uuid.uuid4().hex[:12]}"
-    await postgres_admin(f'CREATE DATABASE "{name}"')
-    url = postgres_url_for(name)
-    try:
-        await upgrade_to_head_async(url)
-        connected = await asyncpg.connect(url)
-        try:
-            yield connected
-        finally:
-            await connected.close()
-    finally:
-        await postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    async with migrated_connection("loyalty_types") as connected:
+        yield connected
 
 
 @pytest.mark.parametrize("type_name", sorted(WRITE_TYPES))
