@@ -182,12 +182,14 @@ def _listening_sockets(config: Any) -> list[Any]:
     so a burst (a client's or a proxy's pool opening at once) lands mostly on one
     worker while the others idle (measured: 64 connections split 64/0, 60/4 or
     35/29 between two workers, adjust throughput 2,591, 3,035 and 3,808 req/s).
-    Where the option is missing, one socket is shared as before."""
+    Elsewhere than on Linux, one socket is shared as before."""
     import socket
 
     from uvicorn.config import STARTUP_FAILURE
 
-    if config.uds is not None or config.fd is not None or not hasattr(socket, "SO_REUSEPORT"):
+    # Linux balances connections over a group of SO_REUSEPORT sockets; other systems
+    # accept the option without balancing (one socket would take them all).
+    if config.uds is not None or config.fd is not None or not sys.platform.startswith("linux"):
         return [config.bind_socket()]
     family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
     sockets: list[socket.socket] = []
