@@ -26,16 +26,18 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import asyncpg
 import httpx
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from benchmarks.disk import STALL_MS, DiskProbe, DiskSummary
 from loyalty.auth import service as auth_service
 from loyalty.db.engine import Database
 from loyalty.db.migrate import upgrade_to_head
@@ -56,6 +58,8 @@ class Result:
     latency_ms_p99: float
     errors: int = 0
     notes: str = ""
+    # The disk's flushes while the workload ran (benchmarks/disk.py).
+    disk: DiskSummary | None = None
 
 
 @dataclass
@@ -381,6 +385,14 @@ def _suppress_missing_process() -> suppress:
 # --- the run ---------------------------------------------------------------
 
 
+def probed(directory: Path, measure: Callable[[], Result]) -> Result:
+    """The workload's result with the disk's flush latency while it ran."""
+    with DiskProbe(directory) as probe:
+        result = measure()
+    result.disk = probe.summary()
+    return result
+
+
 async def _admin(admin_dsn: str, sql: str) -> None:
     connection = await asyncpg.connect(admin_dsn)
     try:
@@ -408,13 +420,17 @@ def measure_postgres(options: argparse.Namespace, run: Run, directory: Path) -> 
         for label, script, merchants, customers in baselines:
             print(f"running {label}…")
             run.results.append(
-                run_pgbench(
-                    label,
-                    HERE / script,
-                    database_url,
-                    merchants=merchants,
-                    customers_per_merchant=customers,
-                    **common,
+                probed(
+                    directory,
+                    partial(
+                        run_pgbench,
+                        label,
+                        HERE / script,
+                        database_url,
+                        merchants=merchants,
+                        customers_per_merchant=customers,
+                        **common,
+                    ),
                 )
             )
         spread = write_wrk_config(directory, "spread", tokens, per_merchant, hot=False)
@@ -426,7 +442,12 @@ def measure_postgres(options: argparse.Namespace, run: Run, directory: Path) -> 
             )
             for label, config in (("API adjust, spread", spread), ("API adjust, hot", hot)):
                 print(f"running {label}…")
-                run.results.append(run_wrk(label, base_url, HERE / "adjust.lua", config, **common))
+                run.results.append(
+                    probed(
+                        directory,
+                        partial(run_wrk, label, base_url, HERE / "adjust.lua", config, **common),
+                    )
+                )
             for label, path in (
                 ("API GET /healthz", "/healthz"),
                 ("API GET redeemable", "/api/v1/public/customers/rewards/redeemable"),
@@ -434,7 +455,12 @@ def measure_postgres(options: argparse.Namespace, run: Run, directory: Path) -> 
             ):
                 print(f"running {label}…")
                 run.results.append(
-                    run_wrk(label, base_url, HERE / "read.lua", spread, path=path, **common)
+                    probed(
+                        directory,
+                        partial(
+                            run_wrk, label, base_url, HERE / "read.lua", spread, path=path, **common
+                        ),
+                    )
                 )
     finally:
         asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -452,13 +478,16 @@ def measure_sqlite(options: argparse.Namespace, run: Run, directory: Path) -> No
         )
         print("running SQLite API adjust…")
         run.results.append(
-            run_wrk(
-                "SQLite API adjust, spread (1 worker)",
-                base_url,
-                HERE / "adjust.lua",
-                config,
-                clients=options.clients,
-                seconds=options.seconds,
+            probed(
+                directory,
+                lambda: run_wrk(
+                    "SQLite API adjust, spread (1 worker)",
+                    base_url,
+                    HERE / "adjust.lua",
+                    config,
+                    clients=options.clients,
+                    seconds=options.seconds,
+                ),
             )
         )
 
@@ -474,13 +503,18 @@ def report(run: Run) -> str:
         f"loyalty benchmark — {run.started_at} — "
         + ", ".join(f"{key}={value}" for key, value in run.options.items()),
         "",
-        f"| {'workload':<40} | {'req/s':>9} | {'p50 ms':>7} | {'p99 ms':>7} | {'errors':>6} |",
-        f"|{'-' * 42}|{'-' * 11}|{'-' * 9}|{'-' * 9}|{'-' * 8}|",
+        f"| {'workload':<40} | {'req/s':>9} | {'p50 ms':>7} | {'p99 ms':>7} | {'errors':>6} "
+        f"| {'disk stalls':>11} | {'disk max ms':>11} |",
+        f"|{'-' * 42}|{'-' * 11}|{'-' * 9}|{'-' * 9}|{'-' * 8}|{'-' * 13}|{'-' * 13}|",
     ]
     for result in run.results:
+        disk = result.disk
+        stalls = f"{disk.stalls}" if disk and disk.flushes else "-"
+        longest = f"{disk.max_ms:.1f}" if disk and disk.flushes else "-"
         lines.append(
             f"| {result.name:<40} | {result.requests_per_second:>9.0f} | "
-            f"{result.latency_ms_p50:>7.2f} | {result.latency_ms_p99:>7.2f} | {result.errors:>6} |"
+            f"{result.latency_ms_p50:>7.2f} | {result.latency_ms_p99:>7.2f} | {result.errors:>6} "
+            f"| {stalls:>11} | {longest:>11} |"
         )
     spread = run.get("API adjust, spread")
     hot = run.get("API adjust, hot")
@@ -502,6 +536,10 @@ def report(run: Run) -> str:
         f"  GET customer / GET /healthz           {ratio(run.get('API GET customer'), healthz)}"
         "   (target >= 0.6)",
         "  p99 of adjust and reads               (target <= 50 ms at 64 connections)",
+        "",
+        f"disk: 8 KiB written and flushed (fdatasync) every 25 ms beside each workload; "
+        f"a stall is a flush over {STALL_MS:.0f} ms. Every movement waits for its commit's "
+        "flush, so a run with stalls has them in its p99.",
     ]
     return "\n".join(lines)
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+import time
+from pathlib import Path
 
 from benchmarks.__main__ import Result, Run, parse_pgbench, parse_wrk, percentile, report
+from benchmarks.disk import DiskProbe, summarize
 
 WRK_OUTPUT = """Running 15s test @ http://127.0.0.1:8000
   1 threads and 64 connections
@@ -75,3 +78,39 @@ def test_report_ratios() -> None:
     assert "API spread / GET /healthz             0.19" in text
     assert "GET customer / GET /healthz           0.50" in text
     assert "GET redeemable / GET /healthz         n/a" in text
+
+
+def test_disk_summary_counts_stalls() -> None:
+    summary = summarize([0.3] * 97 + [25.0, 140.0, 5.0])
+    assert summary.flushes == 100
+    assert summary.stalls == 2
+    assert summary.stalled_ms == 165.0
+    assert summary.max_ms == 140.0
+    assert summary.p99_ms == 25.0
+    assert "2 flushes > 20 ms (165 ms in all)" in summary.describe()
+    assert summarize([]).describe() == "no flush measured"
+
+
+def test_disk_probe_flushes_until_stopped_and_removes_its_file(tmp_path: Path) -> None:
+    with DiskProbe(tmp_path, interval=0.001) as probe:
+        time.sleep(0.2)
+        assert probe.path.exists()
+    flushes = len(probe.latencies_ms)
+    assert flushes >= 5
+    assert all(latency >= 0 for latency in probe.latencies_ms)
+    assert not probe.path.exists()
+    time.sleep(0.05)
+    assert len(probe.latencies_ms) == flushes  # stopped: no flush after the block
+
+
+def test_report_shows_each_workloads_disk() -> None:
+    run = Run(started_at="now", options={"seconds": 1})
+    run.results = [
+        Result("API adjust, spread", 1500, 1, 2, disk=summarize([0.4] * 50 + [120.0])),
+        Result("API GET /healthz", 8000, 1, 2),
+    ]
+    lines = report(run).splitlines()
+    adjust = next(line for line in lines if line.startswith("| API adjust, spread"))
+    assert adjust.rstrip().endswith("|           1 |       120.0 |")
+    healthz = next(line for line in lines if line.startswith("| API GET /healthz"))
+    assert healthz.rstrip().endswith("|           - |           - |")
