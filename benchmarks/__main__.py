@@ -37,7 +37,7 @@ import asyncpg
 import httpx
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from benchmarks.disk import STALL_MS, DiskProbe, DiskSummary
+from benchmarks.machine import STALL_MS, DiskProbe, DiskSummary, cpu_times, steal_share
 from loyalty.auth import service as auth_service
 from loyalty.db.engine import Database
 from loyalty.db.migrate import upgrade_to_head
@@ -58,8 +58,10 @@ class Result:
     latency_ms_p99: float
     errors: int = 0
     notes: str = ""
-    # The disk's flushes while the workload ran (benchmarks/disk.py).
+    # The disk's flushes and the CPU stolen by the host while the workload ran
+    # (benchmarks/machine.py).
     disk: DiskSummary | None = None
+    steal: float | None = None
 
 
 @dataclass
@@ -386,10 +388,12 @@ def _suppress_missing_process() -> suppress:
 
 
 def probed(directory: Path, measure: Callable[[], Result]) -> Result:
-    """The workload's result with the disk's flush latency while it ran."""
+    """The workload's result with the disk's flush latency and the CPU steal while it ran."""
+    before = cpu_times()
     with DiskProbe(directory) as probe:
         result = measure()
     result.disk = probe.summary()
+    result.steal = steal_share(before, cpu_times())
     return result
 
 
@@ -504,17 +508,18 @@ def report(run: Run) -> str:
         + ", ".join(f"{key}={value}" for key, value in run.options.items()),
         "",
         f"| {'workload':<40} | {'req/s':>9} | {'p50 ms':>7} | {'p99 ms':>7} | {'errors':>6} "
-        f"| {'disk stalls':>11} | {'disk max ms':>11} |",
-        f"|{'-' * 42}|{'-' * 11}|{'-' * 9}|{'-' * 9}|{'-' * 8}|{'-' * 13}|{'-' * 13}|",
+        f"| {'disk stalls':>11} | {'disk max ms':>11} | {'steal':>5} |",
+        f"|{'-' * 42}|{'-' * 11}|{'-' * 9}|{'-' * 9}|{'-' * 8}|{'-' * 13}|{'-' * 13}|{'-' * 7}|",
     ]
     for result in run.results:
         disk = result.disk
         stalls = f"{disk.stalls}" if disk and disk.flushes else "-"
         longest = f"{disk.max_ms:.1f}" if disk and disk.flushes else "-"
+        steal = f"{result.steal:.0%}" if result.steal is not None else "-"
         lines.append(
             f"| {result.name:<40} | {result.requests_per_second:>9.0f} | "
             f"{result.latency_ms_p50:>7.2f} | {result.latency_ms_p99:>7.2f} | {result.errors:>6} "
-            f"| {stalls:>11} | {longest:>11} |"
+            f"| {stalls:>11} | {longest:>11} | {steal:>5} |"
         )
     spread = run.get("API adjust, spread")
     hot = run.get("API adjust, hot")
@@ -539,7 +544,8 @@ def report(run: Run) -> str:
         "",
         f"disk: 8 KiB written and flushed (fdatasync) every 25 ms beside each workload; "
         f"a stall is a flush over {STALL_MS:.0f} ms. Every movement waits for its commit's "
-        "flush, so a run with stalls has them in its p99.",
+        "flush, so a run with stalls has them in its p99. steal: the share of CPU time the "
+        "host gave to other machines while the workload ran (every process here waited).",
     ]
     return "\n".join(lines)
 

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from benchmarks.__main__ import Result, Run, parse_pgbench, parse_wrk, percentile, report
-from benchmarks.disk import DiskProbe, summarize
+from benchmarks.machine import DiskProbe, cpu_times, steal_share, summarize
 
 WRK_OUTPUT = """Running 15s test @ http://127.0.0.1:8000
   1 threads and 64 connections
@@ -106,11 +106,21 @@ def test_disk_probe_flushes_until_stopped_and_removes_its_file(tmp_path: Path) -
 def test_report_shows_each_workloads_disk() -> None:
     run = Run(started_at="now", options={"seconds": 1})
     run.results = [
-        Result("API adjust, spread", 1500, 1, 2, disk=summarize([0.4] * 50 + [120.0])),
+        Result("API adjust, spread", 1500, 1, 2, disk=summarize([0.4] * 50 + [120.0]), steal=0.125),
         Result("API GET /healthz", 8000, 1, 2),
     ]
     lines = report(run).splitlines()
     adjust = next(line for line in lines if line.startswith("| API adjust, spread"))
-    assert adjust.rstrip().endswith("|           1 |       120.0 |")
+    assert adjust.rstrip().endswith("|           1 |       120.0 |   12% |")
     healthz = next(line for line in lines if line.startswith("| API GET /healthz"))
-    assert healthz.rstrip().endswith("|           - |           - |")
+    assert healthz.rstrip().endswith("|           - |           - |     - |")
+
+
+def test_steal_share() -> None:
+    assert steal_share((1000, 10), (2000, 260)) == 0.25
+    assert steal_share(None, (2000, 260)) is None
+    assert steal_share((2000, 10), (2000, 10)) is None
+    now = cpu_times()
+    if now is not None:  # Linux
+        total, stolen = now
+        assert 0 <= stolen <= total

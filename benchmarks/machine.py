@@ -1,4 +1,5 @@
-"""The disk's flush latency while a workload runs, beside its throughput.
+"""The machine while a workload runs: the disk's flush latency and the CPU
+time the hypervisor took (steal), beside the workload's throughput.
 
 Every acknowledged points movement waits for Postgres to flush its commit to
 disk (``fdatasync`` of the WAL), and on a shared virtual disk a flush now and
@@ -8,6 +9,11 @@ flushes it every ``interval`` seconds in a directory (a thread, alongside the
 workload) and reports how many flushes were slow, so that a run's p99 can be
 read against the disk it ran on. The probe's own load is small next to the
 database's (40 flushes a second against hundreds).
+
+On a virtual machine the host may also run other guests on its cores:
+``cpu_steal`` reads the share of CPU time taken from this machine
+(``/proc/stat``; None where there is no such file), during which every
+process here, the load generator included, waited.
 """
 
 from __future__ import annotations
@@ -54,6 +60,26 @@ def summarize(latencies_ms: list[float]) -> DiskSummary:
         stalls=len(slow),
         stalled_ms=sum(slow),
     )
+
+
+def cpu_times() -> tuple[int, int] | None:
+    """All CPU time and stolen time so far, in clock ticks (Linux), or None."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return None
+    if len(fields) < 9 or fields[0] != "cpu":
+        return None
+    ticks = [int(value) for value in fields[1:9]]
+    return sum(ticks), ticks[7]
+
+
+def steal_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """The share of CPU time stolen between two ``cpu_times`` readings."""
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    return (after[1] - before[1]) / (after[0] - before[0])
 
 
 class DiskProbe:
