@@ -37,7 +37,14 @@ import asyncpg
 import httpx
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from benchmarks.machine import STALL_MS, DiskProbe, DiskSummary, cpu_times, steal_share
+from benchmarks.machine import (
+    STALL_MS,
+    DiskProbe,
+    DiskSummary,
+    cpu_times,
+    probe_directory,
+    steal_share,
+)
 from loyalty.auth import service as auth_service
 from loyalty.db.engine import Database
 from loyalty.db.migrate import upgrade_to_head
@@ -69,6 +76,8 @@ class Run:
     started_at: str
     options: dict[str, object]
     results: list[Result] = field(default_factory=list)
+    # Where each part of the run probed the disk.
+    notes: list[str] = field(default_factory=list)
 
     def get(self, name: str) -> Result | None:
         return next((result for result in self.results if result.name == name), None)
@@ -397,6 +406,18 @@ def probed(directory: Path, measure: Callable[[], Result]) -> Result:
     return result
 
 
+async def _data_directory(admin_dsn: str) -> str | None:
+    """Postgres's data directory, when this user may read the setting."""
+    connection = await asyncpg.connect(admin_dsn)
+    try:
+        value: str | None = await connection.fetchval("SHOW data_directory")
+        return value
+    except asyncpg.PostgresError:
+        return None
+    finally:
+        await connection.close()
+
+
 async def _admin(admin_dsn: str, sql: str) -> None:
     connection = await asyncpg.connect(admin_dsn)
     try:
@@ -411,6 +432,8 @@ def measure_postgres(options: argparse.Namespace, run: Run, directory: Path) -> 
     base, _, _ = admin_url.rpartition("/")
     database_url = f"{base}/{name}"
     asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}"'))
+    disk, where = probe_directory(directory, asyncio.run(_data_directory(admin_url)))
+    run.notes.append(f"Postgres workloads: disk probed in {where} ({disk})")
     try:
         per_merchant = options.customers // options.merchants
         print(f"seeding {options.customers:,} customers over {options.merchants} merchants…")
@@ -425,7 +448,7 @@ def measure_postgres(options: argparse.Namespace, run: Run, directory: Path) -> 
             print(f"running {label}…")
             run.results.append(
                 probed(
-                    directory,
+                    disk,
                     partial(
                         run_pgbench,
                         label,
@@ -448,7 +471,7 @@ def measure_postgres(options: argparse.Namespace, run: Run, directory: Path) -> 
                 print(f"running {label}…")
                 run.results.append(
                     probed(
-                        directory,
+                        disk,
                         partial(run_wrk, label, base_url, HERE / "adjust.lua", config, **common),
                     )
                 )
@@ -460,7 +483,7 @@ def measure_postgres(options: argparse.Namespace, run: Run, directory: Path) -> 
                 print(f"running {label}…")
                 run.results.append(
                     probed(
-                        directory,
+                        disk,
                         partial(
                             run_wrk, label, base_url, HERE / "read.lua", spread, path=path, **common
                         ),
@@ -480,6 +503,7 @@ def measure_sqlite(options: argparse.Namespace, run: Run, directory: Path) -> No
         run_wrk(
             "warm-up", base_url, HERE / "adjust.lua", config, clients=options.clients, seconds=2
         )
+        run.notes.append(f"SQLite: disk probed in the database's directory ({directory})")
         print("running SQLite API adjust…")
         run.results.append(
             probed(
@@ -546,6 +570,7 @@ def report(run: Run) -> str:
         f"a stall is a flush over {STALL_MS:.0f} ms. Every movement waits for its commit's "
         "flush, so a run with stalls has them in its p99. steal: the share of CPU time the "
         "host gave to other machines while the workload ran (every process here waited).",
+        *run.notes,
     ]
     return "\n".join(lines)
 

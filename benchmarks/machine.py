@@ -62,6 +62,27 @@ def summarize(latencies_ms: list[float]) -> DiskSummary:
     )
 
 
+def probe_directory(fallback: Path, data_directory: str | None) -> tuple[Path, str]:
+    """Where to probe the disk a database writes to, and what that place is.
+
+    ``fallback`` (the harness's own directory) when it is on the same
+    filesystem as ``data_directory``; else the data directory's parent when this
+    process may write there and it is on that filesystem; else ``fallback``,
+    said to be not the database's disk (a ``/tmp`` on tmpfs flushes nothing)."""
+    if data_directory:
+        data = Path(data_directory)
+        try:
+            device = data.stat().st_dev
+            if fallback.stat().st_dev == device:
+                return fallback, "the database's disk"
+            parent = data.parent
+            if os.access(parent, os.W_OK) and parent.stat().st_dev == device:
+                return parent, "the database's disk"
+        except OSError:
+            pass
+    return fallback, "the harness's directory (the database's disk is not visible or writable here)"
+
+
 def cpu_times() -> tuple[int, int] | None:
     """All CPU time and stolen time so far, in clock ticks (Linux), or None."""
     try:

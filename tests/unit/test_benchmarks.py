@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 import time
 from pathlib import Path
 
+import pytest
 from benchmarks.__main__ import Result, Run, parse_pgbench, parse_wrk, percentile, report
-from benchmarks.machine import DiskProbe, cpu_times, steal_share, summarize
+from benchmarks.machine import DiskProbe, cpu_times, probe_directory, steal_share, summarize
 
 WRK_OUTPUT = """Running 15s test @ http://127.0.0.1:8000
   1 threads and 64 connections
@@ -124,3 +127,41 @@ def test_steal_share() -> None:
     if now is not None:  # Linux
         total, stolen = now
         assert 0 <= stolen <= total
+
+
+def test_probe_directory_on_the_databases_disk(tmp_path: Path) -> None:
+    data = tmp_path / "main"
+    data.mkdir()
+    assert probe_directory(tmp_path, str(data)) == (tmp_path, "the database's disk")
+
+
+def test_probe_directory_falls_back_when_the_data_directory_is_unknown(tmp_path: Path) -> None:
+    for unknown in (None, str(tmp_path / "missing" / "main")):
+        directory, where = probe_directory(tmp_path, unknown)
+        assert directory == tmp_path
+        assert "not visible or writable" in where
+
+
+def test_probe_directory_beside_the_data_directory_on_another_disk(tmp_path: Path) -> None:
+    shared_memory = Path("/dev/shm")
+    if not shared_memory.is_dir() or shared_memory.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("needs a second filesystem (/dev/shm) to stand for the database's disk")
+    with tempfile.TemporaryDirectory(dir=shared_memory) as other:
+        data = Path(other) / "main"
+        data.mkdir()
+        assert probe_directory(tmp_path, str(data)) == (Path(other), "the database's disk")
+        os.chmod(other, 0o500)
+        try:
+            if os.access(other, os.W_OK):  # root writes anywhere
+                return
+            directory, where = probe_directory(tmp_path, str(data))
+            assert directory == tmp_path
+            assert "not visible or writable" in where
+        finally:
+            os.chmod(other, 0o700)
+
+
+def test_report_says_where_the_disk_was_probed() -> None:
+    run = Run(started_at="now", options={"seconds": 1})
+    run.notes.append("Postgres workloads: disk probed in the database's disk (/var/lib)")
+    assert report(run).endswith("Postgres workloads: disk probed in the database's disk (/var/lib)")
