@@ -11,8 +11,8 @@ read against the disk it ran on. The probe's own load is small next to the
 database's (40 flushes a second against hundreds).
 
 On a virtual machine the host may also run other guests on its cores:
-``cpu_steal`` reads the share of CPU time taken from this machine
-(``/proc/stat``; None where there is no such file), during which every
+``cpu_times`` and ``steal_share`` read the share of CPU time taken from this
+machine (``/proc/stat``; None where there is no such file), during which every
 process here, the load generator included, waited.
 """
 
@@ -38,14 +38,6 @@ class DiskSummary:
     # Flushes slower than STALL_MS, and their total time.
     stalls: int
     stalled_ms: float
-
-    def describe(self) -> str:
-        if not self.flushes:
-            return "no flush measured"
-        return (
-            f"{self.stalls} flushes > {STALL_MS:.0f} ms ({self.stalled_ms:.0f} ms in all), "
-            f"p99 {self.p99_ms:.1f} ms, max {self.max_ms:.1f} ms, of {self.flushes}"
-        )
 
 
 def summarize(latencies_ms: list[float]) -> DiskSummary:
