@@ -42,6 +42,7 @@ from benchmarks.machine import (
     DiskProbe,
     DiskSummary,
     cpu_times,
+    percentile,
     probe_directory,
     steal_share,
 )
@@ -212,14 +213,6 @@ async def _seed_sqlite(driver: object, merchant_id: uuid.UUID, number: int, cust
 
 
 # --- load generators -------------------------------------------------------
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def run_pgbench(

@@ -68,8 +68,9 @@ from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from benchmarks import seed_scale
-from benchmarks.__main__ import RESULTS, percentile, server
+from benchmarks.__main__ import RESULTS, server
 from benchmarks.customers_list import _matched
+from benchmarks.machine import percentile
 from loyalty.auth import service as auth_service
 from loyalty.customers import list_repository, listing
 from loyalty.db.engine import Database, driver_url

@@ -40,15 +40,22 @@ class DiskSummary:
     stalled_ms: float
 
 
+def percentile(values: list[float], fraction: float) -> float:
+    """The value at ``fraction`` of the sorted values (nearest rank); NaN for none.
+    Every benchmark's p50 and p99."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
 def summarize(latencies_ms: list[float]) -> DiskSummary:
-    if not latencies_ms:
-        return DiskSummary(0, float("nan"), float("nan"), 0, 0.0)
-    ordered = sorted(latencies_ms)
-    slow = [value for value in ordered if value > STALL_MS]
+    slow = [value for value in latencies_ms if value > STALL_MS]
     return DiskSummary(
-        flushes=len(ordered),
-        p99_ms=ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))],
-        max_ms=ordered[-1],
+        flushes=len(latencies_ms),
+        p99_ms=percentile(latencies_ms, 0.99),
+        max_ms=max(latencies_ms, default=float("nan")),
         stalls=len(slow),
         stalled_ms=sum(slow),
     )

@@ -68,12 +68,12 @@ from benchmarks.__main__ import (
     _admin,
     _suppress_missing_process,
     free_port,
-    percentile,
     run_wrk,
     seed,
     server,
     write_wrk_config,
 )
+from benchmarks.machine import percentile
 
 T = TypeVar("T")
 

@@ -9,8 +9,15 @@ import time
 from pathlib import Path
 
 import pytest
-from benchmarks.__main__ import Result, Run, parse_pgbench, parse_wrk, percentile, report
-from benchmarks.machine import DiskProbe, cpu_times, probe_directory, steal_share, summarize
+from benchmarks.__main__ import Result, Run, parse_pgbench, parse_wrk, report
+from benchmarks.machine import (
+    DiskProbe,
+    cpu_times,
+    percentile,
+    probe_directory,
+    steal_share,
+    summarize,
+)
 
 WRK_OUTPUT = """Running 15s test @ http://127.0.0.1:8000
   1 threads and 64 connections
