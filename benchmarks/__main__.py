@@ -42,6 +42,7 @@ from benchmarks.machine import (
     DiskProbe,
     DiskSummary,
     cpu_times,
+    idle_share,
     percentile,
     probe_directory,
     steal_share,
@@ -70,6 +71,8 @@ class Result:
     # (benchmarks/machine.py).
     disk: DiskSummary | None = None
     steal: float | None = None
+    # The share of the machine's CPU time no process used.
+    idle: float | None = None
 
 
 @dataclass
@@ -390,12 +393,15 @@ def _suppress_missing_process() -> suppress:
 
 
 def probed(directory: Path, measure: Callable[[], Result]) -> Result:
-    """The workload's result with the disk's flush latency and the CPU steal while it ran."""
+    """The workload's result with the disk's flush latency, the CPU steal and the idle
+    CPU while it ran."""
     before = cpu_times()
     with DiskProbe(directory) as probe:
         result = measure()
     result.disk = probe.summary()
-    result.steal = steal_share(before, cpu_times())
+    after = cpu_times()
+    result.steal = steal_share(before, after)
+    result.idle = idle_share(before, after)
     return result
 
 
@@ -525,18 +531,20 @@ def report(run: Run) -> str:
         + ", ".join(f"{key}={value}" for key, value in run.options.items()),
         "",
         f"| {'workload':<40} | {'req/s':>9} | {'p50 ms':>7} | {'p99 ms':>7} | {'errors':>6} "
-        f"| {'disk stalls':>11} | {'disk max ms':>11} | {'steal':>5} |",
-        f"|{'-' * 42}|{'-' * 11}|{'-' * 9}|{'-' * 9}|{'-' * 8}|{'-' * 13}|{'-' * 13}|{'-' * 7}|",
+        f"| {'disk stalls':>11} | {'disk max ms':>11} | {'steal':>5} | {'idle':>4} |",
+        f"|{'-' * 42}|{'-' * 11}|{'-' * 9}|{'-' * 9}|{'-' * 8}|{'-' * 13}|{'-' * 13}|{'-' * 7}"
+        f"|{'-' * 6}|",
     ]
     for result in run.results:
         disk = result.disk
         stalls = f"{disk.stalls}" if disk and disk.flushes else "-"
         longest = f"{disk.max_ms:.1f}" if disk and disk.flushes else "-"
         steal = f"{result.steal:.0%}" if result.steal is not None else "-"
+        idle = f"{result.idle:.0%}" if result.idle is not None else "-"
         lines.append(
             f"| {result.name:<40} | {result.requests_per_second:>9.0f} | "
             f"{result.latency_ms_p50:>7.2f} | {result.latency_ms_p99:>7.2f} | {result.errors:>6} "
-            f"| {stalls:>11} | {longest:>11} | {steal:>5} |"
+            f"| {stalls:>11} | {longest:>11} | {steal:>5} | {idle:>4} |"
         )
     spread = run.get("API adjust, spread")
     hot = run.get("API adjust, hot")
@@ -562,7 +570,9 @@ def report(run: Run) -> str:
         f"disk: 8 KiB written and flushed (fdatasync) every 25 ms beside each workload; "
         f"a stall is a flush over {STALL_MS:.0f} ms. Every movement waits for its commit's "
         "flush, so a run with stalls has them in its p99. steal: the share of CPU time the "
-        "host gave to other machines while the workload ran (every process here waited).",
+        "host gave to other machines while the workload ran (every process here waited). "
+        "idle: the share of CPU time no process used (waiting for I/O included); a "
+        "workload that leaves idle time is bound by what it waits for, not by the cores.",
         *run.notes,
     ]
     return "\n".join(lines)

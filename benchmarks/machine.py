@@ -13,7 +13,9 @@ database's (40 flushes a second against hundreds).
 On a virtual machine the host may also run other guests on its cores:
 ``cpu_times`` and ``steal_share`` read the share of CPU time taken from this
 machine (``/proc/stat``; None where there is no such file), during which every
-process here, the load generator included, waited.
+process here, the load generator included, waited. ``idle_share`` reads the
+share no process used: a workload that leaves the cores idle is bound by what
+it waits for, not by its CPU.
 """
 
 from __future__ import annotations
@@ -82,8 +84,13 @@ def probe_directory(fallback: Path, data_directory: str | None) -> tuple[Path, s
     return fallback, "the harness's directory (the database's disk is not visible or writable here)"
 
 
-def cpu_times() -> tuple[int, int] | None:
-    """All CPU time and stolen time so far, in clock ticks (Linux), or None."""
+# All CPU time, the time stolen by the host, and the idle time (waiting for I/O
+# included), in clock ticks since boot.
+CpuTimes = tuple[int, int, int]
+
+
+def cpu_times() -> CpuTimes | None:
+    """The machine's ``CpuTimes`` so far (``/proc/stat``, Linux), or None."""
     try:
         with open("/proc/stat") as stat:
             fields = stat.readline().split()
@@ -92,14 +99,25 @@ def cpu_times() -> tuple[int, int] | None:
     if len(fields) < 9 or fields[0] != "cpu":
         return None
     ticks = [int(value) for value in fields[1:9]]
-    return sum(ticks), ticks[7]
+    return sum(ticks), ticks[7], ticks[3] + ticks[4]
 
 
-def steal_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
-    """The share of CPU time stolen between two ``cpu_times`` readings."""
+def _share(before: CpuTimes | None, after: CpuTimes | None, part: int) -> float | None:
     if before is None or after is None or after[0] <= before[0]:
         return None
-    return (after[1] - before[1]) / (after[0] - before[0])
+    return (after[part] - before[part]) / (after[0] - before[0])
+
+
+def steal_share(before: CpuTimes | None, after: CpuTimes | None) -> float | None:
+    """The share of CPU time stolen between two ``cpu_times`` readings."""
+    return _share(before, after, 1)
+
+
+def idle_share(before: CpuTimes | None, after: CpuTimes | None) -> float | None:
+    """The share of CPU time no process used between two ``cpu_times`` readings: a
+    workload that left some was bound by waiting (for the disk, for a lock, for its
+    round trips), not by the cores."""
+    return _share(before, after, 2)
 
 
 class DiskProbe:

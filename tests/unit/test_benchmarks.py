@@ -13,6 +13,7 @@ from benchmarks.__main__ import Result, Run, parse_pgbench, parse_wrk, report
 from benchmarks.machine import (
     DiskProbe,
     cpu_times,
+    idle_share,
     percentile,
     probe_directory,
     steal_share,
@@ -117,24 +118,37 @@ def test_disk_probe_flushes_until_stopped_and_removes_its_file(tmp_path: Path) -
 def test_report_shows_each_workloads_disk() -> None:
     run = Run(started_at="now", options={"seconds": 1})
     run.results = [
-        Result("API adjust, spread", 1500, 1, 2, disk=summarize([0.4] * 50 + [120.0]), steal=0.125),
+        Result(
+            "API adjust, spread",
+            1500,
+            1,
+            2,
+            disk=summarize([0.4] * 50 + [120.0]),
+            steal=0.125,
+            idle=0.16,
+        ),
         Result("API GET /healthz", 8000, 1, 2),
     ]
     lines = report(run).splitlines()
     adjust = next(line for line in lines if line.startswith("| API adjust, spread"))
-    assert adjust.rstrip().endswith("|           1 |       120.0 |   12% |")
+    assert adjust.rstrip().endswith("|           1 |       120.0 |   12% |  16% |")
     healthz = next(line for line in lines if line.startswith("| API GET /healthz"))
-    assert healthz.rstrip().endswith("|           - |           - |     - |")
+    assert healthz.rstrip().endswith("|           - |           - |     - |    - |")
 
 
-def test_steal_share() -> None:
-    assert steal_share((1000, 10), (2000, 260)) == 0.25
-    assert steal_share(None, (2000, 260)) is None
-    assert steal_share((2000, 10), (2000, 10)) is None
+def test_steal_and_idle_shares() -> None:
+    before, after = (1000, 10, 100), (2000, 260, 200)
+    assert steal_share(before, after) == 0.25
+    assert idle_share(before, after) == 0.1
+    for share in (steal_share, idle_share):
+        assert share(None, after) is None
+        assert share(before, None) is None
+        assert share(after, after) is None
     now = cpu_times()
     if now is not None:  # Linux
-        total, stolen = now
+        total, stolen, idle = now
         assert 0 <= stolen <= total
+        assert 0 <= idle <= total - stolen
 
 
 def test_probe_directory_on_the_databases_disk(tmp_path: Path) -> None:
