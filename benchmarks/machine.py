@@ -1,5 +1,6 @@
-"""The machine while a workload runs: the disk's flush latency and the CPU
-time the hypervisor took (steal), beside the workload's throughput.
+"""The machine while a workload runs: the disk's flush latency, the CPU time
+the hypervisor took (steal) and the CPU time left unused (idle), beside the
+workload's throughput.
 
 Every acknowledged points movement waits for Postgres to flush its commit to
 disk (``fdatasync`` of the WAL), and on a shared virtual disk a flush now and
