@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any
@@ -602,17 +602,11 @@ class PostgresStore:
 
     @asynccontextmanager
     async def batch(self) -> AsyncIterator[PostgresSession]:
+        # A batch that raises leaves by raw_connection(), which closes the connection:
+        # the server rolls the transaction back and lets go of its locks.
         async with self.database.raw_connection() as connection:
             await connection.execute(BEGIN_BATCH)
-            try:
-                yield PostgresSession(connection)
-            except BaseException:
-                # raw_connection() closes the connection too; rolled back first so the
-                # server lets go of the batch's locks at once.
-                if not connection.is_closed():
-                    with suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-                        await connection.execute("ROLLBACK")
-                raise
+            yield PostgresSession(connection)
             # An aborted transaction answers COMMIT with ROLLBACK, not an error.
             status = await connection.execute("COMMIT")
             invariant(status == "COMMIT", f"the batch's COMMIT answered {status}")
